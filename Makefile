@@ -1,0 +1,59 @@
+# workers - build, test, install, benchmark.  `make help` lists the targets.
+#
+# The two commands a newcomer needs (README.org): `make run` (installs what
+# is missing, builds, runs a demo) and `make test` (every test, ending with
+# the line "N passed, N failed").
+
+CC      ?= gcc
+BUILD   := build
+URCU_CFLAGS :=
+CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread \
+                 -D_GNU_SOURCE -Ic-core/include
+CFLAGS  ?= -O2 -g
+CORE_CFLAGS := $(CFLAGS_COMMON) $(CFLAGS) -fPIC -fvisibility=hidden
+LDLIBS_CORE := -pthread
+
+CORE_SRC := $(wildcard c-core/src/*.c)
+CORE_HDR := $(wildcard c-core/include/*.h c-core/src/*.h)
+CORE_OBJ := $(patsubst c-core/src/%.c,$(BUILD)/core/%.o,$(CORE_SRC))
+CORE_LIB := $(BUILD)/libworkers.a
+
+.PHONY: all core deps run test test-core test-lisp sanitize bench-core \
+        install fas clean help
+
+all: core fas
+
+help:
+	@echo "make run        install missing packages, build, run the demo"
+	@echo "make test       every test (C core and Lisp), ends with N passed, N failed"
+	@echo "make test-core  the C core's tests"
+	@echo "make sanitize   the core tests under ASan+UBSan and under TSan"
+	@echo "make bench-core the core's benchmarks"
+	@echo "make install    put workers.fas in ECL's system directory"
+
+deps:
+	@sh tools/deps.sh
+
+core: $(CORE_LIB)
+
+$(BUILD)/core/%.o: c-core/src/%.c $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CORE_CFLAGS) -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+clean:
+	rm -rf $(BUILD)
+
+# The C core's tests, sanitizer runs and benchmarks.
+-include tests/core/core.mk
+# The Lisp layer: workers.fas, install, the FiveAM suites.
+-include lisp/lisp.mk
+
+test: deps
+	@rm -f $(BUILD)/summary.txt; mkdir -p $(BUILD)
+	@$(MAKE) --no-print-directory test-core SUMMARY=$(abspath $(BUILD)/summary.txt); \
+	 $(MAKE) --no-print-directory test-lisp SUMMARY=$(abspath $(BUILD)/summary.txt); \
+	 sh tools/summarize.sh $(BUILD)/summary.txt

@@ -1,0 +1,262 @@
+/*
+ * workers.h - the whole public API of the workers C core.
+ *
+ * Erlang-style lightweight processes ("workers") run by one scheduler thread
+ * per CPU core.  A worker is a step function plus its data; the scheduler
+ * calls the step once per time slice and the step answers what happens next:
+ *
+ *   WK_YIELD  go to the tail of the scheduler's run queue (round-robin);
+ *   WK_WAIT   park until a message arrives or the timeout set with
+ *             wk_wait_timeout() expires;
+ *   WK_DONE   exit; the reason set with wk_set_exit_reason() goes to the
+ *             worker-end hook.
+ *
+ * Threads.  Every function may be called from any thread unless its comment
+ * says "worker only" (only from inside a step, or from a thread that called
+ * wk_attach()).  The core never takes a process-wide lock on spawn, send,
+ * receive, yield or exit.
+ *
+ * Ids.  A wk_id is 64 bits and never reused.  An id stays safe to use after
+ * its worker died: sending to it answers WK_EDEAD.  Id 0 is never a worker.
+ *
+ * Errors.  Functions that can fail return 0 on success or a negative WK_E*
+ * code; wk_strerror() names it.
+ */
+#ifndef WORKERS_H
+#define WORKERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define WK_API __attribute__((visibility("default")))
+#else
+#define WK_API
+#endif
+
+typedef uint64_t wk_id;
+
+/* Error codes (negated on return). */
+enum {
+	WK_OK = 0,
+	WK_EDEAD = 1,      /* the worker has exited (or never existed)         */
+	WK_ENOMEM = 2,     /* out of memory: nothing was spawned or enqueued   */
+	WK_EINVAL = 3,     /* a bad argument                                   */
+	WK_ESTATE = 4,     /* wrong state: not started, already started, not a */
+	                   /* worker thread, ...                               */
+	WK_ETIMEDOUT = 5,  /* a wait ran out of time                           */
+	WK_ELIMIT = 6,     /* a fixed limit was reached (ids, threads)         */
+};
+
+/* What a step function answers. */
+typedef enum { WK_YIELD = 0, WK_WAIT = 1, WK_DONE = 2 } wk_status;
+
+/* How a message travels. */
+typedef enum {
+	WK_MODE_DEFAULT = 0, /* the sending worker's default (copy outside one) */
+	WK_MODE_COPY = 1,    /* the bytes are copied; the sender keeps its own  */
+	WK_MODE_SHARE = 2,   /* the pointer moves; the receiver owns it         */
+} wk_mode;
+
+/* Exit reasons the core itself gives (the worker's own are any other value). */
+#define WK_REASON_NORMAL   ((uintptr_t)0)
+#define WK_REASON_SHUTDOWN ((uintptr_t)1) /* destroyed by wk_stop() */
+
+typedef wk_status (*wk_step_fn)(void *data);
+
+/* Releases a shared payload nobody will read (receiver died or stopped). */
+typedef void (*wk_release_fn)(void *ptr, size_t size);
+
+/* ---------------------------------------------------------------- runtime */
+
+typedef struct wk_config {
+	/* Scheduler threads; 0 means $WORKERS_SCHEDULERS, else online CPUs. */
+	int schedulers;
+	/* Nonzero pins scheduler i to CPU i modulo the online CPUs. */
+	int pin_threads;
+	/* Virtual size of one worker arena slot, bytes; 0 means 256 KiB. */
+	size_t arena_size;
+	/*
+	 * Hooks.  thread_start/thread_stop run on every thread that runs
+	 * workers (schedulers and the spare threads that take over a
+	 * scheduler while a step blocks), first and last thing on it;
+	 * sched is the scheduler index, or -1 for a spare.  worker_start
+	 * runs before a worker's first step, worker_end after its last,
+	 * on the thread that ran it.  Any may be NULL.
+	 */
+	void (*thread_start)(int sched, void *ctx);
+	void (*thread_stop)(int sched, void *ctx);
+	void (*worker_start)(wk_id id, void *data, void *ctx);
+	void (*worker_end)(wk_id id, void *data, uintptr_t reason, void *ctx);
+	void *hook_ctx;
+	/* Drops a shared payload that was never received; may be NULL. */
+	wk_release_fn release;
+} wk_config;
+
+/*
+ * Starts the schedulers.  cfg may be NULL for the defaults.  Returns
+ * -WK_ESTATE if already running.  Pair with wk_stop().
+ */
+WK_API int wk_start(const wk_config *cfg);
+
+/*
+ * Stops the schedulers and joins their threads.  Workers still alive are
+ * destroyed with WK_REASON_SHUTDOWN (worker_end runs for each, their unread
+ * shared payloads are released).  Must not be called from a worker.
+ */
+WK_API int wk_stop(void);
+
+/*
+ * Waits until no worker is alive, or timeout_ns passes (negative: forever).
+ * Returns 0 or -WK_ETIMEDOUT.  Not from a worker.
+ */
+WK_API int wk_wait_all(int64_t timeout_ns);
+
+/* Number of scheduler threads, 0 when stopped. */
+WK_API int wk_schedulers(void);
+
+/* ---------------------------------------------------------------- workers */
+
+typedef struct wk_spawn_opts {
+	int sched;           /* -1: placed random-but-even; else pinned there  */
+	wk_mode mode;        /* default mode of this worker's sends            */
+	size_t arena_size;   /* 0: the runtime's slot size; more: its own map  */
+} wk_spawn_opts;
+
+#define WK_SPAWN_OPTS_INIT { -1, WK_MODE_COPY, 0 }
+
+/*
+ * Creates a worker that runs step(data) once per slice.  opts may be NULL.
+ * On success stores the new id in *id and returns 0; -WK_ENOMEM or
+ * -WK_ESTATE (not started) otherwise.  The worker may run, and even end,
+ * before wk_spawn returns.
+ */
+WK_API int wk_spawn(wk_step_fn step, void *data, const wk_spawn_opts *opts,
+		    wk_id *id);
+
+/* The calling worker's id, 0 outside a worker. */
+WK_API wk_id wk_self(void);
+
+/* 1 if the worker has not exited yet, else 0. */
+WK_API int wk_alive(wk_id id);
+
+/* The data pointer the worker was spawned with (worker only). */
+WK_API void *wk_self_data(void);
+
+/* Scheduler index the caller runs on, -1 if none. */
+WK_API int wk_current_sched(void);
+
+/* Worker only: the timeout of the next WK_WAIT, ns (negative: none). */
+WK_API void wk_wait_timeout(int64_t ns);
+
+/* Worker only: 1 if this slice runs because the last WK_WAIT timed out. */
+WK_API int wk_timed_out(void);
+
+/* Worker only: the reason passed to worker_end when the step answers DONE. */
+WK_API void wk_set_exit_reason(uintptr_t reason);
+
+/*
+ * Worker only: the step is about to block its thread (a sleep, I/O, a
+ * foreign lock).  The scheduler is handed to a spare thread, so the other
+ * workers of this scheduler keep running.  Pair with wk_block_end().
+ */
+WK_API void wk_block_begin(void);
+WK_API void wk_block_end(void);
+
+/*
+ * Makes the calling (non-scheduler) thread a worker of its own, so that it
+ * can receive with wk_recv_wait().  Returns its id; 0 if not started.
+ * Pair with wk_detach(), which ends it with reason WK_REASON_NORMAL.
+ */
+WK_API wk_id wk_attach(void);
+WK_API void wk_detach(void);
+
+/* ---------------------------------------------------------------- arenas */
+
+/*
+ * Worker only: size bytes (aligned to 16) from the worker's private arena.
+ * Reserved at spawn, committed by first touch, all of it returned to the
+ * OS in O(1) when the worker exits.  NULL when the arena is full.
+ */
+WK_API void *wk_alloc(size_t size);
+
+/* Worker only: bytes handed out by wk_alloc so far. */
+WK_API size_t wk_arena_used(void);
+
+/* ---------------------------------------------------------------- messages */
+
+typedef struct wk_msg wk_msg;
+
+/*
+ * Sends a message.  Copy mode copies size bytes from data; share mode hands
+ * over the pointer data, which belongs to the receiver from then on (if it
+ * is never received, cfg->release drops it).  Returns 0 if the worker was
+ * alive and the message is in its mailbox, -WK_EDEAD if not (a shared
+ * payload then still belongs to the caller), -WK_ENOMEM.  Never blocks.
+ * Delivery is exactly once and in order per sender.
+ */
+WK_API int wk_send(wk_id to, const void *data, size_t size, wk_mode mode);
+
+/* Worker only: the next message, or NULL if the mailbox is empty. */
+WK_API wk_msg *wk_recv(void);
+
+/*
+ * Worker only: selective receive.  Returns the oldest message for which
+ * match(msg, ctx) is nonzero and removes it; the others stay, in order.
+ * NULL if none matches.  Each message is shown to match once per call.
+ */
+WK_API wk_msg *wk_recv_match(int (*match)(const wk_msg *, void *), void *ctx);
+
+/*
+ * Worker only: like wk_recv_match (match NULL: any message) but waits up to
+ * timeout_ns (negative: forever), blocking the thread.  From a step, the
+ * scheduler is handed to a spare thread meanwhile.  NULL on timeout.
+ */
+WK_API wk_msg *wk_recv_wait(int (*match)(const wk_msg *, void *), void *ctx,
+			    int64_t timeout_ns);
+
+/* Number of messages in the caller's mailbox (worker only, approximate). */
+WK_API size_t wk_mailbox_count(void);
+
+WK_API const void *wk_msg_data(const wk_msg *msg);
+WK_API size_t wk_msg_size(const wk_msg *msg);
+WK_API wk_mode wk_msg_mode(const wk_msg *msg);
+WK_API wk_id wk_msg_sender(const wk_msg *msg);
+
+/* Frees a received message; a shared payload still in it is released. */
+WK_API void wk_msg_free(wk_msg *msg);
+
+/*
+ * Takes the shared payload out of a share-mode message: the caller owns it
+ * and wk_msg_free() will not release it.  NULL for copy mode.
+ */
+WK_API void *wk_msg_take(wk_msg *msg);
+
+/* ---------------------------------------------------------------- stats */
+
+typedef struct wk_sched_stats {
+	uint64_t slices;    /* steps run                                   */
+	uint64_t steals;    /* workers taken from other schedulers         */
+	uint64_t sleeps;    /* times the thread slept on its futex         */
+	uint64_t spawned;   /* workers placed here at spawn                */
+	uint64_t exited;    /* workers that ended here                     */
+	uint64_t handoffs;  /* times a blocked step handed this away       */
+} wk_sched_stats;
+
+/* Copies scheduler i's counters.  -WK_EINVAL for a bad index. */
+WK_API int wk_stats(int sched, wk_sched_stats *out);
+
+/* Workers alive now (spawned or attached, not yet ended). */
+WK_API uint64_t wk_live_workers(void);
+
+WK_API const char *wk_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WORKERS_H */

@@ -1,0 +1,298 @@
+/*
+ * internal.h - what the core's subsystems share.  Nothing here is API.
+ *
+ * Subsystems (one file each): pool.c (per-thread object caches), arena.c
+ * (worker arenas carved from reserved slabs), worker.c (ids, spawn, exit),
+ * mailbox.c (send, receive, park/wake), timer.c (per-scheduler timer heap),
+ * sched.c (run queues, the scheduler loop, stealing, sleeping, handoff of a
+ * blocked scheduler), runtime.c (start, stop, stats).
+ *
+ * Names: wkint_<subsystem>_* for what crosses files; static helpers are bare.
+ */
+#ifndef WK_INTERNAL_H
+#define WK_INTERNAL_H
+
+#ifndef _LGPL_SOURCE
+#define _LGPL_SOURCE /* liburcu's queue inlined: no library to link */
+#endif
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <urcu/wfcqueue.h>
+
+#include "workers.h"
+
+#if !defined(__x86_64__) && !defined(__aarch64__)
+#error "workers: the tagged pointers in pool.c assume 48-bit user addresses"
+#endif
+
+#define WK_CACHELINE 64
+
+/* ---------------------------------------------------------------- misc */
+
+int64_t wkint_now_ns(void);
+void wkint_cpu_relax(void);
+/* Spins politely: relax at first, then give the CPU away. */
+void wkint_backoff(unsigned *spins);
+
+/*
+ * ThreadSanitizer cannot see liburcu's inline-assembly atomics, so the
+ * queue wrappers tell it about the happens-before edge a queue carries.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define WK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define WK_TSAN 1
+#endif
+#endif
+#ifdef WK_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define WK_NO_TSAN __attribute__((no_sanitize("thread"), noinline))
+#define wk_tsan_acquire(p) __tsan_acquire(p)
+#define wk_tsan_release(p) __tsan_release(p)
+#else
+#define WK_NO_TSAN
+#define wk_tsan_acquire(p) ((void)0)
+#define wk_tsan_release(p) ((void)0)
+#endif
+
+/* An MPSC queue (liburcu wfcqueue) with the caller owning dequeue. */
+struct wkint_queue {
+	struct __cds_wfcq_head head;
+	struct cds_wfcq_tail tail;
+};
+void wkint_queue_init(struct wkint_queue *q);
+/* Any thread.  Returns true if the queue was empty before. */
+bool wkint_queue_push(struct wkint_queue *q, struct cds_wfcq_node *n);
+/* One dequeuer at a time.  NULL when empty; spins past a half-done push. */
+struct cds_wfcq_node *wkint_queue_pop(struct wkint_queue *q);
+bool wkint_queue_empty(struct wkint_queue *q);
+
+/* ---------------------------------------------------------------- pools */
+
+/*
+ * Fixed-size object pools with a cache per thread.  Objects are never
+ * returned to the OS (type-stable memory): a stale pointer may still be
+ * read, which the worker table relies on.  A free object's first two words
+ * belong to the pool.
+ */
+enum {
+	WKINT_POOL_WORKER,
+	WKINT_POOL_MSG64,
+	WKINT_POOL_MSG128,
+	WKINT_POOL_MSG256,
+	WKINT_POOL_MSG512,
+	WKINT_POOL_MSG1K,
+	WKINT_POOL_MSG2K,
+	WKINT_POOL_MSG4K,
+	WKINT_NPOOLS
+};
+void *wkint_pool_alloc(int pool);
+void wkint_pool_free(int pool, void *obj);
+/* Registers a fresh object that was never in the pool (worker chunks). */
+void wkint_pool_seed(int pool, void *obj);
+size_t wkint_pool_obj_size(int pool);
+
+/* ---------------------------------------------------------------- workers */
+
+/* A worker's state: the low byte; the rest counts its parkings (seq). */
+enum {
+	WS_FREE = 0,     /* in the pool                                       */
+	WS_RUNNABLE = 1, /* in a run queue or a scheduler's next slot         */
+	WS_RUNNING = 2,  /* a thread is running its step                      */
+	WS_WAITING = 3,  /* parked: in no queue; a message or timer wakes it  */
+	WS_BLOCKED = 4,  /* its thread sleeps in wk_recv_wait on blk_futex    */
+	WS_EXITING = 5,
+};
+#define WS_STATE(s) ((unsigned)((s) & 0xff))
+#define WS_WITH(s, st) (((s) & ~(uint64_t)0xff) | (st))
+#define WS_NEXT_SEQ(s, st) ((((s) >> 8) + 1) << 8 | (st))
+
+/* What a step finished on a thread that lost its scheduler left to do. */
+enum { PENDING_NONE = 0, PENDING_WAIT = 1 };
+
+struct wkint_msg_list {
+	struct wk_msg *head;
+	struct wk_msg *tail;
+	size_t count;
+};
+
+struct wkint_worker {
+	/* Run-queue link; the pool's link while free.  Must stay first. */
+	struct cds_wfcq_node rq_node;
+	void *pool_link;
+
+	/* Written by the thread running the worker (or spawning it). */
+	wk_step_fn step;
+	void *data;
+	wk_id id;
+	uint64_t gen;          /* generation of this slot; survives reuse   */
+	uint32_t index;        /* slot index; survives reuse                */
+	int home;              /* scheduler it runs on (pinned: must)       */
+	uint8_t pinned;
+	uint8_t mode;          /* default mode of its sends                 */
+	uint8_t timed_out;
+	uint8_t started;
+	uint8_t attached;      /* a foreign thread made itself this worker  */
+	uint8_t pending;       /* PENDING_*                                 */
+	int64_t timeout_ns;
+	uintptr_t reason;
+	struct wkint_msg_list saved; /* taken from the mailbox, not matched */
+
+	/* Arena: the slot is taken lazily and kept by the struct for good. */
+	char *arena_slot;
+	char *arena_base;      /* the slot, or a private map; NULL: closed  */
+	char *arena_cur;
+	char *arena_end;
+	char *arena_hwm;       /* highest byte ever handed out: what to free */
+	size_t arena_want;     /* 0: the slot; else a private map this big  */
+	uint8_t arena_private; /* arena_base is a private mmap              */
+
+	/* Written by senders, timers and wakers on any thread. */
+	alignas(WK_CACHELINE) _Atomic uint64_t tag; /* id while alive, else 0 */
+	_Atomic uint32_t senders;   /* sends in progress (see worker.c)     */
+	_Atomic uint32_t blk_futex; /* 1 once a BLOCKED waiter was woken    */
+	_Atomic uint64_t state;     /* WS_* | seq << 8                      */
+	struct wkint_queue mailbox;
+};
+
+/* Looks up a live worker and holds it against exit; NULL if dead. */
+struct wkint_worker *wkint_worker_acquire(wk_id id);
+void wkint_worker_release(struct wkint_worker *w);
+/* Ends a worker: kills its id, drops its messages and arena, runs the
+ * worker_end hook unless quiet, returns the slot to the pool. */
+void wkint_worker_exit(struct wkint_worker *w, bool quiet);
+/* Calls fn on every slot ever created (for stop: blocked and live ones). */
+void wkint_worker_each(void (*fn)(struct wkint_worker *, void *), void *ctx);
+struct wkint_worker *wkint_worker_new(void);
+
+/* ---------------------------------------------------------------- arenas */
+
+int wkint_arena_init(size_t slot_size);
+void wkint_arena_release(struct wkint_worker *w);
+
+/* ---------------------------------------------------------------- mailbox */
+
+/* Makes a WAITING or BLOCKED worker run again (a message arrived). */
+void wkint_mailbox_wake(struct wkint_worker *w);
+/* Drops every message a dying worker still holds. */
+void wkint_mailbox_drain(struct wkint_worker *w);
+/*
+ * Publishes WAITING after a step answered WK_WAIT.  PARKED: the worker is
+ * off every queue (*parked is the state word a timer must CAS from); KEPT:
+ * messages came meanwhile, the caller keeps it (RUNNABLE); TAKEN: a sender
+ * already made it runnable.
+ */
+enum { WKINT_PARKED, WKINT_PARK_KEPT, WKINT_PARK_TAKEN };
+int wkint_mailbox_park(struct wkint_worker *w, uint64_t *parked);
+/* Wakes a BLOCKED worker so that its wk_recv_wait returns (stop). */
+void wkint_mailbox_interrupt(struct wkint_worker *w, void *unused);
+
+/* ---------------------------------------------------------------- timers */
+
+struct wkint_timer {
+	int64_t deadline;
+	struct wkint_worker *w;
+	uint64_t expect;       /* the state word the wait published         */
+};
+struct wkint_timer_heap {
+	struct wkint_timer *v;
+	size_t n, cap;
+};
+struct wkint_sched;
+int wkint_timer_add(struct wkint_timer_heap *h, struct wkint_worker *w,
+		    uint64_t expect, int64_t deadline);
+/* Fires the due timers; returns the next deadline or INT64_MAX. */
+int64_t wkint_timer_run(struct wkint_sched *s, int64_t now);
+void wkint_timer_free(struct wkint_timer_heap *h);
+
+/* ---------------------------------------------------------------- sched */
+
+struct wkint_thread;
+
+struct wkint_sched {
+	/* Set at start, then read-only. */
+	int index;
+
+	/* The stealable run queue: pushed by anyone, popped under rq_lock. */
+	alignas(WK_CACHELINE) struct wkint_queue runq;
+	_Atomic uint64_t rq_pushed;
+	/* Owner and thieves, under rq_lock. */
+	alignas(WK_CACHELINE) _Atomic uint32_t rq_lock;
+	_Atomic uint64_t rq_popped;
+
+	/* Pinned workers: pushed by anyone, popped by the owner only. */
+	alignas(WK_CACHELINE) struct wkint_queue pinq;
+
+	/* Futex word: 1 while the owner sleeps (or is about to). */
+	alignas(WK_CACHELINE) _Atomic uint32_t sleeping;
+
+	/* Written by the thread that owns the scheduler now. */
+	alignas(WK_CACHELINE) struct wkint_thread *owner;
+	struct wkint_worker *next;         /* runs before the queues        */
+	struct wkint_worker *pending_next; /* woken by the running step     */
+	unsigned chain;                    /* next-slot runs in a row       */
+	unsigned toggle;                   /* pinq / runq alternation       */
+	uint64_t rng;
+	struct wkint_timer_heap timers;
+
+	/* Counters: one writer at a time (the owner), read by anyone. */
+	alignas(WK_CACHELINE) _Atomic uint64_t slices, steals, sleeps,
+		spawned, exited, handoffs;
+};
+
+/* Every OS thread that runs workers. */
+struct wkint_thread {
+	struct wkint_sched *sched;         /* the scheduler it owns, or NULL */
+	_Atomic(struct wkint_sched *) handed; /* given to it while spare    */
+	_Atomic uint32_t futex;            /* spare's sleep word             */
+	struct wkint_thread *next_spare;
+	struct wkint_thread *next_all;
+	pthread_t pthread;
+	int first_sched;                   /* -1 for a spare                 */
+	unsigned block_depth;
+};
+
+/* Thread-local: who runs here. */
+struct wkint_tls {
+	struct wkint_thread *thread;       /* NULL on foreign threads        */
+	struct wkint_worker *worker;       /* running or attached worker     */
+	uint64_t attach_epoch;
+	uint32_t rr;                       /* spawn placement cursor         */
+	bool rr_seeded;
+};
+extern __thread struct wkint_tls wkint_tls;
+
+/* Puts a runnable worker where it should run next (see sched.c). */
+void wkint_sched_make_runnable(struct wkint_worker *w);
+/* Puts a new worker on its first scheduler. */
+void wkint_sched_place(struct wkint_worker *w, int sched);
+void wkint_sched_block_begin(void);
+void wkint_sched_block_end(void);
+int wkint_sched_start_threads(void);
+void wkint_sched_stop_threads(void);
+
+/* ---------------------------------------------------------------- runtime */
+
+struct wkint_runtime {
+	wk_config cfg;
+	int nsched;
+	struct wkint_sched *scheds;
+	_Atomic int running;
+	_Atomic int stopping;
+	uint64_t epoch;                    /* bumped at each start          */
+	/* Foreign-thread counters (spawns and exits off scheduler threads). */
+	_Atomic uint64_t foreign_spawned, foreign_exited;
+};
+extern struct wkint_runtime wkint_rt;
+
+/* Counts a spawn or an exit on the calling thread's scheduler. */
+void wkint_count_spawn(void);
+void wkint_count_exit(void);
+
+#endif /* WK_INTERNAL_H */

@@ -1,0 +1,367 @@
+/*
+ * mailbox.c - sending, receiving, parking and waking.
+ *
+ * Each worker's mailbox is an MPSC queue (queue.c): any thread enqueues,
+ * only the worker dequeues.  Messages the worker looked at without taking
+ * (selective receive) move to its private `saved` list, in order, and are
+ * looked at first next time.
+ *
+ * Parking without lost wakeups.  The receiver and the sender each do one
+ * seq_cst store followed by a load of what the other stored:
+ *
+ *   receiver (park):  state = WAITING (new seq);  if mailbox empty: parked
+ *                     else CAS WAITING -> RUNNABLE and keep running
+ *   sender:           enqueue;  if the queue was empty before and
+ *                     state == WAITING: CAS WAITING -> RUNNABLE, schedule
+ *
+ * Either the receiver sees the message, or the sender sees WAITING.  When
+ * both happen, the CAS decides who schedules the worker: exactly one.  A
+ * sender that found the queue non-empty skips the check: the receiver has
+ * not consumed the earlier message yet, so its re-check cannot miss it.
+ * BLOCKED (a thread asleep in wk_recv_wait) works the same way, with a
+ * futex in place of the run queue.  Timers CAS from the state word the
+ * parking published; its seq makes a stale timer's CAS fail.
+ */
+#include "internal.h"
+#include "futex.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct wk_msg {
+	struct cds_wfcq_node node; /* mailbox link; pool link while free */
+	void *pool_link;
+	wk_id sender;
+	size_t size;
+	void *ptr;                 /* share mode: the payload            */
+	uint8_t mode;
+	int8_t pool;               /* -1: from malloc                    */
+	alignas(16) unsigned char data[];
+};
+
+#define MSG_HEADER offsetof(struct wk_msg, data)
+_Static_assert(MSG_HEADER <= 48, "a 64-byte node carries 16 payload bytes");
+
+static struct wk_msg *msg_new(size_t payload)
+{
+	size_t total = MSG_HEADER + payload;
+	struct wk_msg *m;
+	int pool = WKINT_POOL_MSG64;
+
+	if (total < payload)
+		return NULL;
+	while (pool < WKINT_NPOOLS && total > wkint_pool_obj_size(pool))
+		pool++;
+	if (pool < WKINT_NPOOLS) {
+		m = wkint_pool_alloc(pool);
+	} else {
+		m = malloc(total);
+		pool = -1;
+	}
+	if (m)
+		m->pool = (int8_t)pool;
+	return m;
+}
+
+static void msg_free_node(struct wk_msg *m)
+{
+	if (m->pool < 0)
+		free(m);
+	else
+		wkint_pool_free(m->pool, m);
+}
+
+static struct wk_msg *as_msg(struct cds_wfcq_node *n)
+{
+	return n ? caa_container_of(n, struct wk_msg, node) : NULL;
+}
+
+/* ---------------------------------------------------------------- saved */
+
+static struct wk_msg *next_of(struct wk_msg *m)
+{
+	return as_msg(m->node.next);
+}
+
+static void saved_append(struct wkint_msg_list *l, struct wk_msg *m)
+{
+	m->node.next = NULL;
+	if (l->tail)
+		l->tail->node.next = &m->node;
+	else
+		l->head = m;
+	l->tail = m;
+	l->count++;
+}
+
+static void saved_unlink(struct wkint_msg_list *l, struct wk_msg *prev,
+			 struct wk_msg *m)
+{
+	struct wk_msg *next = next_of(m);
+
+	if (prev)
+		prev->node.next = next ? &next->node : NULL;
+	else
+		l->head = next;
+	if (l->tail == m)
+		l->tail = prev;
+	l->count--;
+}
+
+/* ---------------------------------------------------------------- send */
+
+int wk_send(wk_id to, const void *data, size_t size, wk_mode mode)
+{
+	struct wkint_worker *self = wkint_tls.worker, *w;
+	struct wk_msg *m;
+
+	if (mode == WK_MODE_DEFAULT)
+		mode = self ? (wk_mode)self->mode : WK_MODE_COPY;
+	if ((mode != WK_MODE_COPY && mode != WK_MODE_SHARE) ||
+	    (mode == WK_MODE_COPY && size && !data))
+		return -WK_EINVAL;
+	if (!(m = msg_new(mode == WK_MODE_COPY ? size : 0)))
+		return -WK_ENOMEM;
+	m->sender = self ? self->id : 0;
+	m->size = size;
+	m->mode = (uint8_t)mode;
+	m->ptr = mode == WK_MODE_SHARE ? (void *)data : NULL;
+	if (mode == WK_MODE_COPY && size)
+		memcpy(m->data, data, size);
+	if (!(w = wkint_worker_acquire(to))) {
+		msg_free_node(m); /* a shared payload stays the caller's */
+		return -WK_EDEAD;
+	}
+	if (wkint_queue_push(&w->mailbox, &m->node))
+		wkint_mailbox_wake(w);
+	wkint_worker_release(w);
+	return 0;
+}
+
+void wkint_mailbox_wake(struct wkint_worker *w)
+{
+	uint64_t s = atomic_load_explicit(&w->state, memory_order_seq_cst);
+
+	for (;;) {
+		switch (WS_STATE(s)) {
+		case WS_WAITING:
+			if (atomic_compare_exchange_weak(
+				    &w->state, &s, WS_WITH(s, WS_RUNNABLE))) {
+				wkint_sched_make_runnable(w);
+				return;
+			}
+			break;
+		case WS_BLOCKED:
+			if (atomic_compare_exchange_weak(
+				    &w->state, &s, WS_WITH(s, WS_RUNNING))) {
+				/* Release: pairs with the sleeper's acquire. */
+				atomic_store_explicit(&w->blk_futex, 1,
+						      memory_order_release);
+				wkint_futex_wake(&w->blk_futex, 1);
+				return;
+			}
+			break;
+		default:
+			return;
+		}
+	}
+}
+
+void wkint_mailbox_interrupt(struct wkint_worker *w, void *unused)
+{
+	uint64_t s = atomic_load_explicit(&w->state, memory_order_seq_cst);
+
+	if (!w->attached && WS_STATE(s) == WS_BLOCKED)
+		wkint_mailbox_wake(w);
+}
+
+/* ---------------------------------------------------------------- receive */
+
+static struct wk_msg *pull(struct wkint_worker *w)
+{
+	return as_msg(wkint_queue_pop(&w->mailbox));
+}
+
+wk_msg *wk_recv(void)
+{
+	struct wkint_worker *w = wkint_tls.worker;
+	struct wk_msg *m;
+
+	if (!w)
+		return NULL;
+	if ((m = w->saved.head)) {
+		saved_unlink(&w->saved, NULL, m);
+		return m;
+	}
+	return pull(w);
+}
+
+wk_msg *wk_recv_match(int (*match)(const wk_msg *, void *), void *ctx)
+{
+	struct wkint_worker *w = wkint_tls.worker;
+	struct wk_msg *m, *prev = NULL;
+
+	if (!w || !match)
+		return wk_recv();
+	for (m = w->saved.head; m; prev = m, m = next_of(m)) {
+		if (match(m, ctx)) {
+			saved_unlink(&w->saved, prev, m);
+			return m;
+		}
+	}
+	while ((m = pull(w))) {
+		if (match(m, ctx))
+			return m;
+		saved_append(&w->saved, m);
+	}
+	return NULL;
+}
+
+size_t wk_mailbox_count(void)
+{
+	struct wkint_worker *w = wkint_tls.worker;
+	struct wk_msg *m;
+
+	if (!w)
+		return 0;
+	while ((m = pull(w)))
+		saved_append(&w->saved, m);
+	return w->saved.count;
+}
+
+/* Back to RUNNING from a published BLOCKED; false if a waker won. */
+static bool unblock(struct wkint_worker *w, uint64_t blocked)
+{
+	return atomic_compare_exchange_strong(&w->state, &blocked,
+					      WS_WITH(blocked, WS_RUNNING));
+}
+
+/*
+ * Sleeps until a message may have arrived (true) or the deadline passed
+ * (false).  From a step, the scheduler goes to a spare thread first.
+ */
+static bool sleep_for_message(struct wkint_worker *w, int64_t deadline,
+			      bool *handed_off)
+{
+	uint64_t s = atomic_load_explicit(&w->state, memory_order_relaxed);
+	uint64_t blocked = WS_NEXT_SEQ(s, WS_BLOCKED);
+
+	atomic_store_explicit(&w->blk_futex, 0, memory_order_relaxed);
+	atomic_store_explicit(&w->state, blocked, memory_order_seq_cst);
+	if ((!wkint_queue_empty(&w->mailbox) ||
+	     atomic_load_explicit(&wkint_rt.stopping, memory_order_seq_cst)) &&
+	    unblock(w, blocked))
+		return true;
+	if (!*handed_off && wkint_tls.thread && wkint_tls.thread->sched) {
+		wkint_sched_block_begin();
+		*handed_off = true;
+	}
+	while (!atomic_load_explicit(&w->blk_futex, memory_order_acquire)) {
+		int64_t now = wkint_now_ns();
+
+		if (now >= deadline && unblock(w, blocked))
+			return false;
+		/* A waker that won the CAS stores blk_futex soon. */
+		wkint_futex_wait(&w->blk_futex, 0,
+				 deadline == INT64_MAX ? -1
+				 : now >= deadline     ? 1000000
+						       : deadline - now);
+	}
+	return true;
+}
+
+wk_msg *wk_recv_wait(int (*match)(const wk_msg *, void *), void *ctx,
+		     int64_t timeout_ns)
+{
+	struct wkint_worker *w = wkint_tls.worker;
+	int64_t deadline = timeout_ns < 0 ? INT64_MAX
+					  : wkint_now_ns() + timeout_ns;
+	bool handed_off = false;
+	struct wk_msg *m;
+
+	if (!w)
+		return NULL;
+	while (!(m = wk_recv_match(match, ctx))) {
+		if (atomic_load_explicit(&wkint_rt.stopping,
+					 memory_order_relaxed) && !w->attached)
+			break;
+		if (deadline != INT64_MAX && wkint_now_ns() >= deadline)
+			break;
+		if (!sleep_for_message(w, deadline, &handed_off))
+			break;
+	}
+	if (handed_off)
+		wkint_sched_block_end();
+	return m;
+}
+
+/* ---------------------------------------------------------------- park */
+
+int wkint_mailbox_park(struct wkint_worker *w, uint64_t *parked)
+{
+	uint64_t s = atomic_load_explicit(&w->state, memory_order_relaxed);
+	uint64_t waiting = WS_NEXT_SEQ(s, WS_WAITING);
+
+	w->timed_out = 0;
+	atomic_store_explicit(&w->state, waiting, memory_order_seq_cst);
+	*parked = waiting;
+	if (wkint_queue_empty(&w->mailbox))
+		return WKINT_PARKED;
+	if (atomic_compare_exchange_strong(&w->state, &waiting,
+					   WS_WITH(waiting, WS_RUNNABLE)))
+		return WKINT_PARK_KEPT;
+	return WKINT_PARK_TAKEN;
+}
+
+/* ---------------------------------------------------------------- messages */
+
+void wkint_mailbox_drain(struct wkint_worker *w)
+{
+	struct wk_msg *m;
+
+	while ((m = w->saved.head)) {
+		saved_unlink(&w->saved, NULL, m);
+		wk_msg_free(m);
+	}
+	while ((m = pull(w)))
+		wk_msg_free(m);
+}
+
+const void *wk_msg_data(const wk_msg *m)
+{
+	return m->mode == WK_MODE_SHARE ? m->ptr : m->data;
+}
+
+size_t wk_msg_size(const wk_msg *m)
+{
+	return m->size;
+}
+
+wk_mode wk_msg_mode(const wk_msg *m)
+{
+	return (wk_mode)m->mode;
+}
+
+wk_id wk_msg_sender(const wk_msg *m)
+{
+	return m->sender;
+}
+
+void *wk_msg_take(wk_msg *m)
+{
+	void *p = m->ptr;
+
+	if (m->mode != WK_MODE_SHARE)
+		return NULL;
+	m->ptr = NULL;
+	return p;
+}
+
+void wk_msg_free(wk_msg *m)
+{
+	if (!m)
+		return;
+	if (m->mode == WK_MODE_SHARE && m->ptr && wkint_rt.cfg.release)
+		wkint_rt.cfg.release(m->ptr, m->size);
+	msg_free_node(m);
+}

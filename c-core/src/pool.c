@@ -1,0 +1,189 @@
+/*
+ * pool.c - fixed-size object pools with a cache per thread.
+ *
+ * Message nodes and worker slots are allocated and freed millions of times
+ * a second, often on different threads (a sender allocates, the receiver
+ * frees).  Each thread keeps a free list per pool; past 2*BATCH objects it
+ * hands BATCH of them, as one chain, to the pool's global stack, and when
+ * empty it takes a whole chain back.  The global stack is touched once per
+ * BATCH operations, so it is a Treiber stack of chains, lock-free.
+ *
+ * Invariants:
+ * - Memory is never returned to the OS: a pointer to a freed object stays
+ *   readable (type-stable memory), which the worker table relies on and
+ *   which makes the stack's read of a popped chain's link safe.
+ * - ABA on the stack is caught by a 16-bit tag in the top word's high bits
+ *   (user-space addresses fit in 48 bits).
+ * - A free object's first word links it within a chain, its second word
+ *   links chains on the stack; objects are at least 16 bytes.
+ * - A thread's cache is flushed to the stack when the thread exits.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BATCH 64
+#define PTR_MASK ((UINT64_C(1) << 48) - 1)
+
+struct chain {                 /* overlays a free object */
+	struct chain *next;    /* next object of the same chain */
+	_Atomic(struct chain *) next_chain;
+	unsigned count;        /* valid in a chain's first object */
+};
+
+struct pool {
+	size_t size;
+	_Atomic uint64_t top;  /* tagged pointer to the first chain */
+};
+
+static struct pool pools[WKINT_NPOOLS] = {
+	[WKINT_POOL_WORKER] = { sizeof(struct wkint_worker), 0 },
+	[WKINT_POOL_MSG64] = { 64, 0 },    [WKINT_POOL_MSG128] = { 128, 0 },
+	[WKINT_POOL_MSG256] = { 256, 0 },  [WKINT_POOL_MSG512] = { 512, 0 },
+	[WKINT_POOL_MSG1K] = { 1024, 0 },  [WKINT_POOL_MSG2K] = { 2048, 0 },
+	[WKINT_POOL_MSG4K] = { 4096, 0 },
+};
+
+struct cache {
+	struct chain *head;
+	unsigned count;
+};
+
+static __thread struct cache caches[WKINT_NPOOLS];
+static __thread bool cache_registered;
+static pthread_key_t flush_key;
+static pthread_once_t flush_once = PTHREAD_ONCE_INIT;
+
+size_t wkint_pool_obj_size(int pool)
+{
+	return pools[pool].size;
+}
+
+static void stack_push(struct pool *p, struct chain *c)
+{
+	uint64_t old = atomic_load_explicit(&p->top, memory_order_relaxed);
+	uint64_t new;
+
+	do {
+		atomic_store_explicit(&c->next_chain,
+				      (struct chain *)(uintptr_t)(old & PTR_MASK),
+				      memory_order_relaxed);
+		new = ((old & ~PTR_MASK) + (UINT64_C(1) << 48)) | (uintptr_t)c;
+		/* Release: the chain's links are visible to its popper. */
+	} while (!atomic_compare_exchange_weak_explicit(
+		&p->top, &old, new, memory_order_release, memory_order_relaxed));
+}
+
+static struct chain *stack_pop(struct pool *p)
+{
+	uint64_t old = atomic_load_explicit(&p->top, memory_order_acquire);
+	struct chain *c, *next;
+	uint64_t new;
+
+	do {
+		c = (struct chain *)(uintptr_t)(old & PTR_MASK);
+		if (!c)
+			return NULL;
+		/* c may be popped and reused meanwhile: the read is still
+		 * safe (type-stable) and the tag makes the CAS fail. */
+		next = atomic_load_explicit(&c->next_chain, memory_order_relaxed);
+		new = ((old & ~PTR_MASK) + (UINT64_C(1) << 48)) | (uintptr_t)next;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&p->top, &old, new, memory_order_acquire, memory_order_acquire));
+	return c;
+}
+
+/* Moves a whole cache to its pool's stack (thread exit). */
+static void flush(void *unused)
+{
+	for (int i = 0; i < WKINT_NPOOLS; i++) {
+		struct cache *c = &caches[i];
+
+		if (!c->head)
+			continue;
+		c->head->count = c->count;
+		stack_push(&pools[i], c->head);
+		c->head = NULL;
+		c->count = 0;
+	}
+}
+
+static void make_key(void)
+{
+	pthread_key_create(&flush_key, flush);
+}
+
+static void register_cache(void)
+{
+	pthread_once(&flush_once, make_key);
+	/* Any non-NULL value makes the destructor run at thread exit. */
+	pthread_setspecific(flush_key, (void *)1);
+	cache_registered = true;
+}
+
+/* A fresh chain of BATCH objects from the C heap. */
+static struct chain *grow(struct pool *p)
+{
+	char *mem = aligned_alloc(WK_CACHELINE, p->size * BATCH);
+
+	if (!mem)
+		return NULL;
+	for (unsigned i = 0; i < BATCH; i++) {
+		struct chain *o = (struct chain *)(mem + i * p->size);
+
+		o->next = i + 1 < BATCH ? (struct chain *)(mem + (i + 1) * p->size)
+				      : NULL;
+	}
+	((struct chain *)mem)->count = BATCH;
+	return (struct chain *)mem;
+}
+
+void *wkint_pool_alloc(int pool)
+{
+	struct cache *c = &caches[pool];
+	struct chain *o = c->head;
+
+	if (!o) {
+		if (!cache_registered)
+			register_cache();
+		o = stack_pop(&pools[pool]);
+		if (!o && pool != WKINT_POOL_WORKER)
+			o = grow(&pools[pool]);
+		if (!o)
+			return NULL;
+		c->count = o->count;
+	}
+	c->head = o->next;
+	c->count--;
+	return o;
+}
+
+void wkint_pool_free(int pool, void *obj)
+{
+	struct cache *c = &caches[pool];
+	struct chain *o = obj;
+
+	if (!cache_registered)
+		register_cache();
+	o->next = c->head;
+	c->head = o;
+	if (++c->count < 2 * BATCH)
+		return;
+	/* Keep BATCH, give the older BATCH away as one chain. */
+	struct chain *last = c->head;
+
+	for (unsigned i = 1; i < BATCH; i++)
+		last = last->next;
+	struct chain *rest = last->next;
+
+	last->next = NULL;
+	rest->count = c->count - BATCH;
+	c->count = BATCH;
+	stack_push(&pools[pool], rest);
+}
+
+void wkint_pool_seed(int pool, void *obj)
+{
+	wkint_pool_free(pool, obj);
+}

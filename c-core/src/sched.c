@@ -1,0 +1,708 @@
+/*
+ * sched.c - schedulers: run queues, the loop, stealing, sleeping, handoff.
+ *
+ * The model.  A scheduler (struct wkint_sched) is a run queue plus the
+ * right to run it; an OS thread (struct wkint_thread) runs the scheduler it
+ * owns.  There is one scheduler per core and, at first, one thread per
+ * scheduler.  A step that blocks its thread (wk_block_begin, or
+ * wk_recv_wait inside a step) hands its scheduler to a spare thread, so the
+ * other workers of that scheduler keep running; when the step returns, its
+ * thread finishes that one worker's slice and becomes a spare itself.
+ * (Go's M/P split, for the same reason: a blocking syscall must not stall
+ * the P's goroutines.)
+ *
+ * A worker's states (see internal.h) and who moves it:
+ *
+ *   RUNNABLE -> RUNNING          the thread that took it from a queue
+ *   RUNNING  -> RUNNABLE         that thread, when the step answers YIELD
+ *   RUNNING  -> WAITING          that thread, answer WAIT (mailbox.c park)
+ *   WAITING  -> RUNNABLE         a sender or a timer, by CAS: exactly one
+ *   RUNNING  -> BLOCKED -> RUNNING   wk_recv_wait, and a sender by CAS
+ *   RUNNING  -> EXITING -> FREE  that thread, answer DONE (worker.c exit)
+ *
+ * Only the party that moved a worker to RUNNABLE puts it in a queue, so a
+ * worker is in at most one queue, once.
+ *
+ * Queues.  Each scheduler has a run queue (`runq`) that idle schedulers
+ * steal from, and a queue of pinned workers (`pinq`) nobody else pops; the
+ * owner alternates between them.  Both are FIFO: the workers of one
+ * scheduler advance round-robin.  A worker woken by the running step goes
+ * to the scheduler's `next` slot and runs as soon as the step that woke it
+ * parks or ends (a message hand-off, as in a ping-pong or a ring, stays on
+ * one core and skips the queue); CHAIN_MAX such hand-offs in a row and it
+ * goes to the tail instead, so a busy pair cannot starve the others.
+ *
+ * Placement.  A new worker goes to the next scheduler of a per-thread
+ * round-robin cursor that starts at a random point (random but even), or
+ * to the one it is pinned to.  A woken worker goes to the waker's
+ * scheduler (its cache is warm there), or home if the waker is not a
+ * scheduler thread; pinned workers always go home.
+ *
+ * Idle.  A scheduler with nothing to run steals half of a random victim's
+ * run queue, spins a little, then sleeps on its futex word (`sleeping`)
+ * until a push wakes it or its next timer is due.  A pusher stores to the
+ * queue, then reads `sleeping`; the sleeper stores `sleeping`, then reads
+ * the queue (both seq_cst), so a push cannot slip past a sleeper.  A
+ * scheduler whose queue grows past one worker while others sleep and none
+ * spins wakes one of them to steal.  An idle runtime makes no system calls.
+ */
+#include "internal.h"
+#include "futex.h"
+
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CHAIN_MAX 16
+#define SPIN_ROUNDS 2000
+#define STEAL_MAX 32
+#define SPARE_MAX 64 /* ECL dies past ~254 threads: stay well below */
+
+__thread struct wkint_tls wkint_tls;
+
+/* Idle accounting, read on pushes to decide whether to wake a thief. */
+static struct {
+	alignas(WK_CACHELINE) _Atomic int spinning;
+	_Atomic int sleeping;
+} idle;
+
+/* Threads: the spare stack and the list of all, under one mutex that only
+ * blocking steps, start and stop take. */
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct wkint_thread *spares;
+static struct wkint_thread *all_threads;
+static int spare_count;
+
+static void *thread_main(void *arg);
+
+static struct wkint_sched *sched_at(int i)
+{
+	return &wkint_rt.scheds[i];
+}
+
+static bool stopping(void)
+{
+	/* seq_cst: a sleeper's store of `sleeping` is ordered before this. */
+	return atomic_load_explicit(&wkint_rt.stopping, memory_order_seq_cst);
+}
+
+static uint64_t rng_next(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static void count(_Atomic uint64_t *c, uint64_t n)
+{
+	/* One writer at a time: a plain add, published for readers. */
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_release);
+}
+
+/* ---------------------------------------------------------------- wake */
+
+static void kick(struct wkint_sched *x)
+{
+	if (atomic_load_explicit(&x->sleeping, memory_order_seq_cst) &&
+	    atomic_exchange_explicit(&x->sleeping, 0, memory_order_seq_cst))
+		wkint_futex_wake(&x->sleeping, 1);
+}
+
+/* Wakes one sleeping scheduler so that it steals from s. */
+static void wake_thief(struct wkint_sched *s)
+{
+	for (int i = 1; i < wkint_rt.nsched; i++) {
+		struct wkint_sched *x = sched_at((s->index + i) % wkint_rt.nsched);
+
+		if (atomic_load_explicit(&x->sleeping, memory_order_relaxed)) {
+			kick(x);
+			return;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------- queues */
+
+static bool push_runq(struct wkint_sched *x, struct wkint_worker *w)
+{
+	bool was_empty = wkint_queue_push(&x->runq, &w->rq_node);
+
+	atomic_fetch_add_explicit(&x->rq_pushed, 1, memory_order_relaxed);
+	return was_empty;
+}
+
+/* A push by the owner: may wake a thief when work piles up. */
+static void push_local(struct wkint_sched *s, struct wkint_worker *w)
+{
+	if (w->pinned) {
+		wkint_queue_push(&s->pinq, &w->rq_node);
+		return;
+	}
+	w->home = s->index;
+	if (!push_runq(s, w) &&
+	    atomic_load_explicit(&idle.sleeping, memory_order_relaxed) &&
+	    !atomic_load_explicit(&idle.spinning, memory_order_relaxed))
+		wake_thief(s);
+}
+
+/* A push from another thread to w's home scheduler. */
+static void push_home(struct wkint_worker *w)
+{
+	struct wkint_sched *x = sched_at(w->home);
+
+	if (w->pinned)
+		wkint_queue_push(&x->pinq, &w->rq_node);
+	else
+		push_runq(x, w);
+	kick(x);
+}
+
+static bool lock_runq(struct wkint_sched *x, bool wait)
+{
+	unsigned spins = 0;
+	uint32_t free_ = 0;
+
+	/* Acquire: pairs with unlock_runq's release. */
+	while (!atomic_compare_exchange_weak_explicit(
+		&x->rq_lock, &free_, 1, memory_order_acquire,
+		memory_order_relaxed)) {
+		if (!wait)
+			return false;
+		free_ = 0;
+		wkint_backoff(&spins);
+	}
+	return true;
+}
+
+static void unlock_runq(struct wkint_sched *x)
+{
+	atomic_store_explicit(&x->rq_lock, 0, memory_order_release);
+}
+
+static struct wkint_worker *as_worker(struct cds_wfcq_node *n)
+{
+	return n ? caa_container_of(n, struct wkint_worker, rq_node) : NULL;
+}
+
+/* Pops x's run queue; the caller holds x->rq_lock. */
+static struct wkint_worker *pop_runq_locked(struct wkint_sched *x)
+{
+	struct wkint_worker *w = as_worker(wkint_queue_pop(&x->runq));
+
+	if (w)
+		count(&x->rq_popped, 1);
+	return w;
+}
+
+static struct wkint_worker *pop_runq(struct wkint_sched *s)
+{
+	struct wkint_worker *w;
+
+	if (wkint_queue_empty(&s->runq))
+		return NULL;
+	lock_runq(s, true);
+	w = pop_runq_locked(s);
+	unlock_runq(s);
+	return w;
+}
+
+static struct wkint_worker *pop_local(struct wkint_sched *s)
+{
+	struct wkint_worker *w;
+
+	if (s->next) {
+		w = s->next;
+		s->next = NULL;
+		return w;
+	}
+	s->chain = 0;
+	if ((s->toggle ^= 1)) {
+		if ((w = as_worker(wkint_queue_pop(&s->pinq))))
+			return w;
+		return pop_runq(s);
+	}
+	if ((w = pop_runq(s)))
+		return w;
+	return as_worker(wkint_queue_pop(&s->pinq));
+}
+
+static bool has_local_work(struct wkint_sched *s)
+{
+	return s->next || !wkint_queue_empty(&s->runq) ||
+	       !wkint_queue_empty(&s->pinq);
+}
+
+/* Takes half of a random victim's run queue; returns one, queues the rest. */
+static struct wkint_worker *steal(struct wkint_sched *s)
+{
+	int n = wkint_rt.nsched;
+	int start = (int)(rng_next(&s->rng) % (uint64_t)n);
+
+	for (int i = 0; i < n; i++) {
+		struct wkint_sched *x = sched_at((start + i) % n);
+		int64_t len = (int64_t)(atomic_load(&x->rq_pushed) -
+					atomic_load(&x->rq_popped));
+		struct wkint_worker *first = NULL, *w;
+		int64_t got = 0;
+
+		if (x == s || len <= 0 || wkint_queue_empty(&x->runq) ||
+		    !lock_runq(x, false))
+			continue;
+		for (int64_t k = (len + 1) / 2; got < k && got < STEAL_MAX; got++) {
+			if (!(w = pop_runq_locked(x)))
+				break;
+			w->home = s->index;
+			if (first)
+				push_runq(s, w);
+			else
+				first = w;
+		}
+		unlock_runq(x);
+		if (first) {
+			count(&s->steals, (uint64_t)got);
+			return first;
+		}
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- placing */
+
+void wkint_sched_place(struct wkint_worker *w, int pin)
+{
+	struct wkint_tls *t = &wkint_tls;
+
+	if (pin >= 0) {
+		w->home = pin;
+	} else {
+		if (!t->rr_seeded) {
+			t->rr = (uint32_t)(((uintptr_t)t >> 6) ^
+					   (uint64_t)wkint_now_ns());
+			t->rr_seeded = true;
+		}
+		w->home = (int)(t->rr++ % (uint32_t)wkint_rt.nsched);
+	}
+	uint64_t s = atomic_load_explicit(&w->state, memory_order_relaxed);
+
+	atomic_store_explicit(&w->state, WS_WITH(s, WS_RUNNABLE),
+			      memory_order_relaxed);
+	if (t->thread && t->thread->sched == sched_at(w->home))
+		push_local(t->thread->sched, w);
+	else
+		push_home(w);
+}
+
+void wkint_sched_make_runnable(struct wkint_worker *w)
+{
+	struct wkint_sched *s = wkint_tls.thread ? wkint_tls.thread->sched : NULL;
+
+	if (!s || (w->pinned && w->home != s->index)) {
+		push_home(w);
+	} else if (wkint_tls.worker && !s->pending_next) {
+		s->pending_next = w; /* placed when the running step ends */
+	} else {
+		push_local(s, w);
+	}
+}
+
+/* ---------------------------------------------------------------- slices */
+
+static void park(struct wkint_sched *s, struct wkint_worker *w)
+{
+	int64_t timeout = w->timeout_ns; /* read before w can run elsewhere */
+	uint64_t parked;
+
+	w->timeout_ns = -1;
+	switch (wkint_mailbox_park(w, &parked)) {
+	case WKINT_PARK_KEPT:
+		push_local(s, w);
+		return;
+	case WKINT_PARK_TAKEN:
+		return;
+	}
+	if (timeout < 0)
+		return;
+	if (wkint_timer_add(&s->timers, w, parked, wkint_now_ns() + timeout) &&
+	    atomic_compare_exchange_strong(&w->state, &parked,
+					   WS_WITH(parked, WS_RUNNABLE))) {
+		w->timed_out = 1; /* no room for a timer: time out now */
+		push_local(s, w);
+	}
+}
+
+/* Places the worker the step woke, before acting on the step's answer. */
+static void place_woken(struct wkint_sched *s, wk_status st)
+{
+	struct wkint_worker *x = s->pending_next;
+
+	if (!x)
+		return;
+	s->pending_next = NULL;
+	if (st != WK_YIELD && !s->next && s->chain < CHAIN_MAX && !x->pinned) {
+		s->next = x;
+		s->chain++;
+	} else {
+		push_local(s, x);
+	}
+}
+
+static void apply(struct wkint_sched *s, struct wkint_worker *w, wk_status st)
+{
+	uint64_t state;
+
+	switch (st) {
+	case WK_YIELD:
+		state = atomic_load_explicit(&w->state, memory_order_relaxed);
+		atomic_store_explicit(&w->state, WS_WITH(state, WS_RUNNABLE),
+				      memory_order_relaxed);
+		push_local(s, w);
+		break;
+	case WK_WAIT:
+		park(s, w);
+		break;
+	default:
+		wkint_worker_exit(w, false);
+		break;
+	}
+}
+
+/* The step blocked and its scheduler went to another thread meanwhile. */
+static void finish_off_sched(struct wkint_worker *w, wk_status st)
+{
+	uint64_t state = atomic_load_explicit(&w->state, memory_order_relaxed);
+
+	if (st == WK_DONE) {
+		wkint_worker_exit(w, false);
+		return;
+	}
+	/* A WAIT is parked by whichever scheduler takes it next: the timer
+	 * heap belongs to a scheduler, and this thread has none. */
+	w->pending = st == WK_WAIT ? PENDING_WAIT : PENDING_NONE;
+	atomic_store_explicit(&w->state, WS_WITH(state, WS_RUNNABLE),
+			      memory_order_relaxed);
+	push_home(w);
+}
+
+static void run_one(struct wkint_thread *t, struct wkint_sched *s,
+		    struct wkint_worker *w)
+{
+	const wk_config *cfg = &wkint_rt.cfg;
+	uint64_t state = atomic_load_explicit(&w->state, memory_order_relaxed);
+	wk_status st;
+
+	if (w->pending == PENDING_WAIT) {
+		w->pending = PENDING_NONE;
+		apply(s, w, WK_WAIT);
+		return;
+	}
+	atomic_store_explicit(&w->state, WS_WITH(state, WS_RUNNING),
+			      memory_order_relaxed);
+	count(&s->slices, 1); /* now: after the step s may be another's */
+	wkint_tls.worker = w;
+	if (!w->started) {
+		w->started = 1;
+		if (cfg->worker_start)
+			cfg->worker_start(w->id, w->data, cfg->hook_ctx);
+	}
+	st = w->step(w->data);
+	wkint_tls.worker = NULL;
+	w->timed_out = 0;
+	if (t->sched != s) {
+		finish_off_sched(w, st);
+		return;
+	}
+	place_woken(s, st);
+	apply(s, w, st);
+}
+
+/* ---------------------------------------------------------------- idle */
+
+static struct wkint_worker *spin_for_work(struct wkint_sched *s)
+{
+	struct wkint_worker *w = NULL;
+
+	atomic_fetch_add_explicit(&idle.spinning, 1, memory_order_seq_cst);
+	for (unsigned i = 0; i < SPIN_ROUNDS && !stopping(); i++) {
+		wkint_cpu_relax();
+		if (has_local_work(s) && (w = pop_local(s)))
+			break;
+		if ((i & 63) == 63 && (w = steal(s)))
+			break;
+	}
+	atomic_fetch_sub_explicit(&idle.spinning, 1, memory_order_seq_cst);
+	return w;
+}
+
+static void sleep_until_work(struct wkint_sched *s, int64_t next_timer)
+{
+	atomic_store_explicit(&s->sleeping, 1, memory_order_seq_cst);
+	atomic_fetch_add_explicit(&idle.sleeping, 1, memory_order_seq_cst);
+	if (!has_local_work(s) && !stopping()) {
+		int64_t now = wkint_now_ns();
+
+		if (next_timer > now) {
+			count(&s->sleeps, 1);
+			wkint_futex_wait(&s->sleeping, 1,
+					 next_timer == INT64_MAX ? -1
+								 : next_timer - now);
+		}
+	}
+	atomic_fetch_sub_explicit(&idle.sleeping, 1, memory_order_seq_cst);
+	atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
+}
+
+static struct wkint_worker *find_work(struct wkint_sched *s)
+{
+	struct wkint_worker *w = pop_local(s);
+
+	if (!w && wkint_rt.nsched > 1)
+		w = steal(s);
+	return w;
+}
+
+/* Runs the scheduler this thread owns until it stops or is handed away. */
+static void run_sched(struct wkint_thread *t)
+{
+	struct wkint_sched *s;
+
+	while ((s = t->sched) && !stopping()) {
+		int64_t next_timer = INT64_MAX;
+		struct wkint_worker *w;
+
+		if (s->timers.n)
+			next_timer = wkint_timer_run(s, wkint_now_ns());
+		if (!(w = find_work(s)) && !(w = spin_for_work(s))) {
+			sleep_until_work(s, next_timer);
+			continue;
+		}
+		run_one(t, s, w);
+	}
+}
+
+/* ---------------------------------------------------------------- threads */
+
+static void own(struct wkint_thread *t, struct wkint_sched *s)
+{
+	t->sched = s;
+	s->owner = t;
+}
+
+/* Waits on the spare stack until handed a scheduler, or stop. */
+static void wait_as_spare(struct wkint_thread *t)
+{
+	struct wkint_sched *s;
+
+	atomic_store_explicit(&t->futex, 0, memory_order_relaxed);
+	pthread_mutex_lock(&threads_lock);
+	t->next_spare = spares;
+	spares = t;
+	spare_count++;
+	pthread_mutex_unlock(&threads_lock);
+	while (!(s = atomic_load_explicit(&t->handed, memory_order_acquire)) &&
+	       !stopping())
+		wkint_futex_wait(&t->futex, 0, -1);
+	if (s) {
+		atomic_store_explicit(&t->handed, NULL, memory_order_relaxed);
+		own(t, s);
+	}
+}
+
+static void *thread_main(void *arg)
+{
+	struct wkint_thread *t = arg;
+	const wk_config *cfg = &wkint_rt.cfg;
+
+	wkint_tls.thread = t;
+	if (cfg->thread_start)
+		cfg->thread_start(t->first_sched, cfg->hook_ctx);
+	for (;;) {
+		struct wkint_sched *s = atomic_load_explicit(
+			&t->handed, memory_order_acquire);
+
+		if (s) { /* a new thread is born with its scheduler */
+			atomic_store_explicit(&t->handed, NULL,
+					      memory_order_relaxed);
+			own(t, s);
+		}
+		run_sched(t);
+		if (stopping())
+			break;
+		wait_as_spare(t);
+	}
+	if (cfg->thread_stop)
+		cfg->thread_stop(t->first_sched, cfg->hook_ctx);
+	wkint_tls.thread = NULL;
+	return NULL;
+}
+
+/* Starts a thread that will own s; the caller holds threads_lock. */
+static struct wkint_thread *new_thread(struct wkint_sched *s, int first)
+{
+	struct wkint_thread *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->first_sched = first;
+	atomic_store_explicit(&t->handed, s, memory_order_relaxed);
+	if (pthread_create(&t->pthread, NULL, thread_main, t)) {
+		free(t);
+		return NULL;
+	}
+	t->next_all = all_threads;
+	all_threads = t;
+	return t;
+}
+
+/* Gives s to a spare thread (a new one if none waits).  False if none. */
+static bool hand_to_spare(struct wkint_sched *s)
+{
+	struct wkint_thread *t;
+
+	pthread_mutex_lock(&threads_lock);
+	if (stopping()) {
+		t = NULL; /* stop is joining the threads: no new ones */
+	} else if ((t = spares)) {
+		spares = t->next_spare;
+		spare_count--;
+	} else {
+		t = new_thread(s, -1);
+	}
+	pthread_mutex_unlock(&threads_lock);
+	if (!t)
+		return false;
+	/* Release: the new owner sees the scheduler as we left it. */
+	atomic_store_explicit(&t->handed, s, memory_order_release);
+	atomic_store_explicit(&t->futex, 1, memory_order_release);
+	wkint_futex_wake(&t->futex, 1);
+	return true;
+}
+
+static int thread_count(void)
+{
+	int n = 0;
+
+	for (struct wkint_thread *t = all_threads; t; t = t->next_all)
+		n++;
+	return n;
+}
+
+void wkint_sched_block_begin(void)
+{
+	struct wkint_thread *t = wkint_tls.thread;
+	struct wkint_sched *s = t ? t->sched : NULL;
+
+	if (!s) {
+		if (t)
+			t->block_depth++;
+		return;
+	}
+	t->block_depth++;
+	/* The woken and next workers are runnable: leave them stealable. */
+	if (s->pending_next) {
+		push_local(s, s->pending_next);
+		s->pending_next = NULL;
+	}
+	if (s->next) {
+		push_local(s, s->next);
+		s->next = NULL;
+	}
+	pthread_mutex_lock(&threads_lock);
+	bool room = spares || thread_count() < wkint_rt.nsched + SPARE_MAX;
+	pthread_mutex_unlock(&threads_lock);
+	if (!room)
+		return; /* keep the scheduler: its queue waits (documented) */
+	t->sched = NULL;
+	s->owner = NULL;
+	count(&s->handoffs, 1);
+	if (!hand_to_spare(s))
+		own(t, s);
+}
+
+void wkint_sched_block_end(void)
+{
+	struct wkint_thread *t = wkint_tls.thread;
+
+	if (t && t->block_depth)
+		t->block_depth--;
+}
+
+void wk_block_begin(void)
+{
+	if (wkint_tls.worker)
+		wkint_sched_block_begin();
+}
+
+void wk_block_end(void)
+{
+	if (wkint_tls.worker)
+		wkint_sched_block_end();
+}
+
+int wk_current_sched(void)
+{
+	struct wkint_thread *t = wkint_tls.thread;
+
+	return t && t->sched ? t->sched->index : -1;
+}
+
+/* ---------------------------------------------------------------- start */
+
+static void pin_to_cpu(pthread_t th, int i)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET((int)(i % (ncpu > 0 ? ncpu : 1)), &set);
+	pthread_setaffinity_np(th, sizeof(set), &set);
+}
+
+int wkint_sched_start_threads(void)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&threads_lock);
+	for (int i = 0; i < wkint_rt.nsched && !err; i++) {
+		struct wkint_sched *s = sched_at(i);
+		struct wkint_thread *t = new_thread(s, i);
+
+		if (!t)
+			err = -WK_ENOMEM;
+		else if (wkint_rt.cfg.pin_threads)
+			pin_to_cpu(t->pthread, i);
+	}
+	pthread_mutex_unlock(&threads_lock);
+	return err;
+}
+
+/* Joins every thread; the caller has set wkint_rt.stopping. */
+void wkint_sched_stop_threads(void)
+{
+	struct wkint_thread *list;
+
+	wkint_worker_each(wkint_mailbox_interrupt, NULL);
+	for (int i = 0; i < wkint_rt.nsched; i++) {
+		atomic_store(&sched_at(i)->sleeping, 1);
+		kick(sched_at(i));
+	}
+	pthread_mutex_lock(&threads_lock);
+	list = all_threads;
+	all_threads = NULL;
+	spares = NULL;
+	spare_count = 0;
+	for (struct wkint_thread *t = list; t; t = t->next_all) {
+		atomic_store_explicit(&t->futex, 1, memory_order_release);
+		wkint_futex_wake(&t->futex, 1);
+	}
+	pthread_mutex_unlock(&threads_lock);
+	while (list) {
+		struct wkint_thread *t = list;
+
+		list = t->next_all;
+		pthread_join(t->pthread, NULL);
+		free(t);
+	}
+}
