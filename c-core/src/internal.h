@@ -39,24 +39,18 @@ void wkint_cpu_relax(void);
 void wkint_backoff(unsigned *spins);
 
 /*
- * ThreadSanitizer cannot see liburcu's inline-assembly atomics, so the
- * queue wrappers tell it about the happens-before edge a queue carries.
+ * ThreadSanitizer cannot see liburcu's inline-assembly atomics, and gcc
+ * instruments its inline functions whatever attribute the caller carries.
+ * So the TSan build compiles queue.c uninstrumented, with
+ * WK_TSAN_ANNOTATE defined, and the queue tells TSan about the
+ * happens-before edge each push/pop pair carries.
  */
-#if defined(__SANITIZE_THREAD__)
-#define WK_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define WK_TSAN 1
-#endif
-#endif
-#ifdef WK_TSAN
+#if defined(WK_TSAN_ANNOTATE) || defined(__SANITIZE_THREAD__)
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
-#define WK_NO_TSAN __attribute__((no_sanitize("thread"), noinline))
 #define wk_tsan_acquire(p) __tsan_acquire(p)
 #define wk_tsan_release(p) __tsan_release(p)
 #else
-#define WK_NO_TSAN
 #define wk_tsan_acquire(p) ((void)0)
 #define wk_tsan_release(p) ((void)0)
 #endif

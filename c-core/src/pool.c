@@ -50,6 +50,13 @@ struct cache {
 	unsigned count;
 };
 
+/* Every block ever allocated, so that the memory is plainly owned (leak
+ * checkers cannot follow the tagged pointers of the stacks). */
+struct block {
+	struct block *next;
+};
+static _Atomic(struct block *) blocks;
+
 static __thread struct cache caches[WKINT_NPOOLS];
 static __thread bool cache_registered;
 static pthread_key_t flush_key;
@@ -122,13 +129,25 @@ static void register_cache(void)
 	cache_registered = true;
 }
 
+static void remember(struct block *b)
+{
+	struct block *old = atomic_load_explicit(&blocks, memory_order_relaxed);
+
+	do
+		b->next = old;
+	while (!atomic_compare_exchange_weak_explicit(
+		&blocks, &old, b, memory_order_release, memory_order_relaxed));
+}
+
 /* A fresh chain of BATCH objects from the C heap. */
 static struct chain *grow(struct pool *p)
 {
-	char *mem = aligned_alloc(WK_CACHELINE, p->size * BATCH);
+	char *mem = aligned_alloc(WK_CACHELINE, WK_CACHELINE + p->size * BATCH);
 
 	if (!mem)
 		return NULL;
+	remember((struct block *)mem);
+	mem += WK_CACHELINE;
 	for (unsigned i = 0; i < BATCH; i++) {
 		struct chain *o = (struct chain *)(mem + i * p->size);
 

@@ -11,18 +11,19 @@
  * of the link.  That window is two instructions long unless the enqueuer
  * is preempted, so we spin, then yield (wkint_backoff).
  *
- * ThreadSanitizer cannot see the queue's inline-assembly atomics; these
- * wrappers are not instrumented and instead annotate the happens-before
- * edge from a push to the pop that returns the same node.
+ * ThreadSanitizer cannot see the queue's inline-assembly atomics: the
+ * TSan build compiles this file uninstrumented (see internal.h), and these
+ * wrappers annotate the happens-before edge from a push to the pop that
+ * returns the same node, and from a push to an emptiness check that saw it.
  */
 #include "internal.h"
 
-WK_NO_TSAN void wkint_queue_init(struct wkint_queue *q)
+void wkint_queue_init(struct wkint_queue *q)
 {
 	__cds_wfcq_init(&q->head, &q->tail);
 }
 
-WK_NO_TSAN bool wkint_queue_push(struct wkint_queue *q, struct cds_wfcq_node *n)
+bool wkint_queue_push(struct wkint_queue *q, struct cds_wfcq_node *n)
 {
 	cds_wfcq_node_init(n);
 	wk_tsan_release(n);
@@ -30,7 +31,7 @@ WK_NO_TSAN bool wkint_queue_push(struct wkint_queue *q, struct cds_wfcq_node *n)
 	return !cds_wfcq_enqueue(&q->head, &q->tail, n);
 }
 
-WK_NO_TSAN struct cds_wfcq_node *wkint_queue_pop(struct wkint_queue *q)
+struct cds_wfcq_node *wkint_queue_pop(struct wkint_queue *q)
 {
 	unsigned spins = 0;
 	struct cds_wfcq_node *n;
@@ -43,7 +44,7 @@ WK_NO_TSAN struct cds_wfcq_node *wkint_queue_pop(struct wkint_queue *q)
 	return n;
 }
 
-WK_NO_TSAN bool wkint_queue_empty(struct wkint_queue *q)
+bool wkint_queue_empty(struct wkint_queue *q)
 {
 	return cds_wfcq_empty(&q->head, &q->tail);
 }
