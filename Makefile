@@ -51,6 +51,8 @@ clean:
 -include tests/core/core.mk
 # The Lisp layer: workers.fas, install, the FiveAM suites.
 -include lisp/lisp.mk
+# The benchmarks against the peers: bench, bench-peers.
+-include bench/bench.mk
 
 test: deps
 	@rm -f $(BUILD)/summary.txt; mkdir -p $(BUILD)

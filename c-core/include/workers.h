@@ -105,14 +105,18 @@ WK_API int wk_start(const wk_config *cfg);
 
 /*
  * Stops the schedulers and joins their threads.  Workers still alive are
- * destroyed with WK_REASON_SHUTDOWN (worker_end runs for each, their unread
- * shared payloads are released).  Must not be called from a worker.
+ * destroyed with WK_REASON_SHUTDOWN (worker_end runs for each, on the
+ * caller's thread; their unread shared payloads are released).  A step
+ * blocked in wk_recv_wait is woken (it returns NULL); a step blocked
+ * elsewhere (inside wk_block_begin/end) must return by itself.  Attached
+ * threads stay attached.  Must not be called from a worker.
  */
 WK_API int wk_stop(void);
 
 /*
- * Waits until no worker is alive, or timeout_ns passes (negative: forever).
- * Returns 0 or -WK_ETIMEDOUT.  Not from a worker.
+ * Waits until no spawned worker is alive (attached threads do not count),
+ * or timeout_ns passes (negative: forever).  Returns 0 or -WK_ETIMEDOUT.
+ * Not from a scheduler thread.  Polls with a growing nap (up to 5 ms).
  */
 WK_API int wk_wait_all(int64_t timeout_ns);
 
@@ -162,7 +166,11 @@ WK_API void wk_set_exit_reason(uintptr_t reason);
 /*
  * Worker only: the step is about to block its thread (a sleep, I/O, a
  * foreign lock).  The scheduler is handed to a spare thread, so the other
- * workers of this scheduler keep running.  Pair with wk_block_end().
+ * workers of this scheduler keep running; when the step returns, its
+ * thread becomes a spare.  Spares are pooled, at most 64 beyond the
+ * schedulers (ECL cannot take many threads): past that the scheduler stays
+ * with the blocked thread and its other workers wait.  Pair with
+ * wk_block_end().
  */
 WK_API void wk_block_begin(void);
 WK_API void wk_block_end(void);
@@ -242,15 +250,15 @@ typedef struct wk_sched_stats {
 	uint64_t slices;    /* steps run                                   */
 	uint64_t steals;    /* workers taken from other schedulers         */
 	uint64_t sleeps;    /* times the thread slept on its futex         */
-	uint64_t spawned;   /* workers placed here at spawn                */
-	uint64_t exited;    /* workers that ended here                     */
+	uint64_t spawned;   /* wk_spawn calls made by workers running here */
+	uint64_t exited;    /* workers that ended on this scheduler        */
 	uint64_t handoffs;  /* times a blocked step handed this away       */
 } wk_sched_stats;
 
 /* Copies scheduler i's counters.  -WK_EINVAL for a bad index. */
 WK_API int wk_stats(int sched, wk_sched_stats *out);
 
-/* Workers alive now (spawned or attached, not yet ended). */
+/* Spawned workers alive now (attached threads not counted). */
 WK_API uint64_t wk_live_workers(void);
 
 WK_API const char *wk_strerror(int err);

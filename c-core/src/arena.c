@@ -24,8 +24,12 @@
 #define SLAB_SIZE ((size_t)1 << 30)
 #define MAX_SLABS 4096 /* 4 TiB of address space */
 
+/* The slot geometry of this start; a start with another slot size begins
+ * at a fresh slab, and a worker struct holding an old-size slot trades it
+ * for a new one.  Set by wk_start only, when no worker runs. */
 static size_t slot_size;
 static size_t slots_per_slab;
+static size_t first_slab;
 static _Atomic(char *) slabs[MAX_SLABS];
 static _Atomic uint64_t next_slot;
 
@@ -44,14 +48,19 @@ static char *reserve(size_t size)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-/* The slot size is fixed by the first start; later starts keep it. */
 int wkint_arena_init(size_t size)
 {
-	if (slot_size)
-		return 0;
 	size = page_round(size ? size : 256 * 1024);
 	if (size > SLAB_SIZE)
 		return -WK_EINVAL;
+	if (size == slot_size)
+		return 0;
+	if (slots_per_slab) {
+		uint64_t used = atomic_load(&next_slot);
+
+		first_slab += (used + slots_per_slab - 1) / slots_per_slab;
+	}
+	atomic_store(&next_slot, 0);
 	slot_size = size;
 	slots_per_slab = SLAB_SIZE / size;
 	return 0;
@@ -80,7 +89,7 @@ static int take_slot(struct wkint_worker *w)
 {
 	uint64_t k = atomic_fetch_add_explicit(&next_slot, 1,
 					       memory_order_relaxed);
-	size_t i = k / slots_per_slab;
+	size_t i = first_slab + k / slots_per_slab;
 
 	if (i >= MAX_SLABS)
 		return -WK_ENOMEM;
@@ -89,6 +98,7 @@ static int take_slot(struct wkint_worker *w)
 	if (!s)
 		return -WK_ENOMEM;
 	w->arena_slot = s + (k % slots_per_slab) * slot_size;
+	w->arena_slot_size = slot_size;
 	return 0;
 }
 
@@ -112,7 +122,8 @@ static int open_arena(struct wkint_worker *w)
 
 	if (w->arena_want > slot_size) {
 		err = take_private(w);
-	} else if (w->arena_slot || !(err = take_slot(w))) {
+	} else if ((w->arena_slot && w->arena_slot_size == slot_size) ||
+		   !(err = take_slot(w))) {
 		w->arena_private = 0;
 		w->arena_base = w->arena_slot;
 		w->arena_end = w->arena_base +

@@ -140,6 +140,7 @@ struct wkint_worker {
 
 	/* Arena: the slot is taken lazily and kept by the struct for good. */
 	char *arena_slot;
+	size_t arena_slot_size;
 	char *arena_base;      /* the slot, or a private map; NULL: closed  */
 	char *arena_cur;
 	char *arena_end;

@@ -556,28 +556,31 @@ static struct wkint_thread *new_thread(struct wkint_sched *s, int first)
 	return t;
 }
 
-/* Gives s to a spare thread (a new one if none waits).  False if none. */
+/*
+ * Gives s to a spare thread (a new one, born owning s, if none waits).
+ * False if there is none.  The hand-over happens under threads_lock, so a
+ * stop cannot join and free the spare between our choosing it and our
+ * telling it.
+ */
 static bool hand_to_spare(struct wkint_sched *s)
 {
-	struct wkint_thread *t;
+	struct wkint_thread *t = NULL;
 
 	pthread_mutex_lock(&threads_lock);
 	if (stopping()) {
-		t = NULL; /* stop is joining the threads: no new ones */
+		/* stop is joining the threads: no new ones */
 	} else if ((t = spares)) {
 		spares = t->next_spare;
 		spare_count--;
+		/* Release: the new owner sees the scheduler as we left it. */
+		atomic_store_explicit(&t->handed, s, memory_order_release);
+		atomic_store_explicit(&t->futex, 1, memory_order_release);
+		wkint_futex_wake(&t->futex, 1);
 	} else {
 		t = new_thread(s, -1);
 	}
 	pthread_mutex_unlock(&threads_lock);
-	if (!t)
-		return false;
-	/* Release: the new owner sees the scheduler as we left it. */
-	atomic_store_explicit(&t->handed, s, memory_order_release);
-	atomic_store_explicit(&t->futex, 1, memory_order_release);
-	wkint_futex_wake(&t->futex, 1);
-	return true;
+	return t != NULL;
 }
 
 static int thread_count(void)

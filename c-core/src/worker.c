@@ -228,7 +228,8 @@ wk_id wk_attach(void)
 
 	if (w)
 		return w->attached ? w->id : 0; /* a step cannot attach */
-	if (!(w = wkint_worker_new()))
+	if (!atomic_load_explicit(&wkint_rt.running, memory_order_acquire) ||
+	    !(w = wkint_worker_new()))
 		return 0;
 	w->attached = 1;
 	atomic_store_explicit(&w->state,

@@ -1,0 +1,290 @@
+#!/usr/bin/env escript
+%% -*- erlang -*-
+%%! +P 2000000
+%%
+%% erlang.escript - the benchmarks as Erlang/OTP processes, the reference
+%% workers is measured against.  Same sizes and RESULT lines as the Lisp
+%% programs (see bench/common.lisp):
+%%
+%%   escript bench/erlang.escript ping-pong
+%%   WK_BENCH_SCALE=0.05 escript bench/erlang.escript ping-pong
+%%
+%% Compiled (not interpreted) by escript, default schedulers (one per
+%% online CPU); +P raised so that a million processes fit.
+-mode(compile).
+
+main([Bench]) ->
+    case lists:member(Bench, benchmarks()) of
+        true -> bench(Bench), halt(0);
+        false ->
+            io:format(standard_error, "unknown benchmark ~s; known: ~s~n",
+                      [Bench, lists:join(" ", benchmarks())]),
+            halt(1)
+    end;
+main(_) ->
+    io:format(standard_error, "usage: escript bench/erlang.escript BENCHMARK~n", []),
+    halt(2).
+
+benchmarks() ->
+    ["spawn", "fork-join", "ping-pong", "thread-ring", "counting", "fan-in",
+     "big", "fib", "pmap", "memory", "max-idle"].
+
+%%% Scaffolding.
+
+scale() ->
+    case os:getenv("WK_BENCH_SCALE") of
+        false -> 1;
+        "" -> 1;
+        Text ->
+            try list_to_float(Text)
+            catch error:badarg -> list_to_integer(Text)
+            end
+    end.
+
+scaled(N) -> scaled(N, 1).
+scaled(N, Min) -> max(Min, round(N * scale())).
+
+notes([]) -> "";
+notes(Notes) -> " " ++ lists:join("; ", Notes).
+
+result(Bench, Value, Unit, N) -> result(Bench, Value, Unit, N, []).
+result(Bench, Value, Unit, N, Notes) ->
+    io:format("RESULT ~s erlang ~.4f ~s ~b~s~n",
+              [Bench, float(Value), Unit, N, notes(Notes)]).
+
+now_ns() -> erlang:monotonic_time(nanosecond).
+
+time_ns(Fun) ->
+    T0 = now_ns(),
+    Fun(),
+    now_ns() - T0.
+
+wait_n(_, 0) -> ok;
+wait_n(Msg, N) -> receive Msg -> wait_n(Msg, N - 1) end.
+
+rss_kib() ->
+    {ok, Status} = file:read_file("/proc/self/status"),
+    [Line] = [L || L <- binary:split(Status, <<"\n">>, [global]),
+                   binary:part(L, 0, min(6, byte_size(L))) =:= <<"VmRSS:">>],
+    [_, Kib | _] = binary:split(Line, [<<" ">>, <<"\t">>], [global, trim_all]),
+    binary_to_integer(Kib).
+
+%% Waits until every process of Pids is parked in receive.
+wait_parked([]) -> ok;
+wait_parked([P | Rest] = Pids) ->
+    case erlang:process_info(P, status) of
+        {status, waiting} -> wait_parked(Rest);
+        _ -> timer:sleep(1), wait_parked(Pids)
+    end.
+
+parked() -> spawn(fun() -> receive stop -> ok end end).
+
+busy_fib(N) when N < 2 -> N;
+busy_fib(N) -> busy_fib(N - 1) + busy_fib(N - 2).
+
+fib_nodes(N) when N =< 2 -> 1;
+fib_nodes(N) -> 1 + fib_nodes(N - 1) + fib_nodes(N - 2).
+
+fib_n() -> max(5, 25 + round(math:log(float(scale())) / math:log(1.618))).
+
+%%% The benchmarks.
+
+bench("spawn") ->
+    N = scaled(100000),
+    Main = self(),
+    T = time_ns(fun() ->
+                        spawn_n(N, fun() -> Main ! done end),
+                        wait_n(done, N)
+                end),
+    result("spawn", T / N / 1000, "us/spawn", N);
+
+bench("fork-join") ->
+    N = scaled(40000),
+    Main = self(),
+    T = time_ns(fun() -> fork_join(N, Main), wait_fj(N) end),
+    result("fork-join", T / N / 1000, "us/worker", N);
+
+bench("ping-pong") ->
+    N = scaled(200000),
+    Main = self(),
+    Pong = spawn(fun pong/0),
+    Ping = spawn(fun() -> receive go -> ping(Pong, N), Main ! done end end),
+    T = time_ns(fun() -> Ping ! go, receive done -> ok end end),
+    Pong ! stop,
+    result("ping-pong", T / N, "ns/round-trip", N);
+
+bench("thread-ring") ->
+    Hops = scaled(1000000),
+    Size = 503,
+    Main = self(),
+    Ring = [spawn(fun() -> receive {next, Next} -> ring(Next, Main) end end)
+            || _ <- lists:seq(1, Size)],
+    [P ! {next, Next} || {P, Next} <- lists:zip(Ring, tl(Ring) ++ [hd(Ring)])],
+    T = time_ns(fun() -> hd(Ring) ! Hops, receive done -> ok end end),
+    [P ! stop || P <- Ring],
+    result("thread-ring", T / Hops, "ns/hop", Hops);
+
+bench("counting") ->
+    N = scaled(1000000),
+    Main = self(),
+    Counter = spawn(fun() -> counter(0) end),
+    Producer = spawn(fun() ->
+                             receive go -> ok end,
+                             send_n(N, Counter, inc),
+                             Counter ! {get, self()},
+                             receive C -> Main ! {done, C} end
+                     end),
+    T = time_ns(fun() -> Producer ! go, receive {done, N} -> ok end end),
+    result("counting", N * 1000 / T, "Mmsg/s", N);
+
+bench("fan-in") ->
+    PerSender = scaled(100000),
+    Senders = 16,
+    Total = Senders * PerSender,
+    Main = self(),
+    T = time_ns(fun() ->
+                        Receiver = spawn(fun() -> fan_in(0, Total, Main) end),
+                        spawn_n(Senders, fun() -> send_n(PerSender, Receiver, msg) end),
+                        receive done -> ok end
+                end),
+    result("fan-in", Total * 1000 / T, "Mmsg/s", PerSender);
+
+bench("big") ->
+    Pings = scaled(20000),
+    Size = 120,
+    Main = self(),
+    Workers = list_to_tuple([spawn(fun() -> big_start(Pings, Main) end)
+                             || _ <- lists:seq(1, Size)]),
+    T = time_ns(fun() ->
+                        [P ! {peers, Workers} || P <- tuple_to_list(Workers)],
+                        wait_n(done, Size)
+                end),
+    [P ! stop || P <- tuple_to_list(Workers)],
+    result("big", 2 * Size * Pings * 1000 / T, "Mmsg/s", Pings);
+
+bench("fib") ->
+    N = fib_n(),
+    Main = self(),
+    T = time_ns(fun() ->
+                        spawn(fun() -> fib(N, Main) end),
+                        receive _ -> ok end
+                end),
+    result("fib", T / fib_nodes(N) / 1000, "us/worker", N);
+
+bench("pmap") ->
+    Items = scaled(64, 4),
+    Depth = 27,
+    Cpus = erlang:system_info(schedulers_online),
+    erlang:system_flag(schedulers_online, 1),
+    One = time_ns(fun() -> pmap(Items, Depth) end),
+    erlang:system_flag(schedulers_online, Cpus),
+    All = time_ns(fun() -> pmap(Items, Depth) end),
+    Note = [lists:flatten(io_lib:format("~b schedulers vs 1", [Cpus]))],
+    result("pmap", All / 1000000, "ms", Items, Note),
+    result("pmap-speedup", One / All, "x", Items, Note);
+
+bench("memory") ->
+    N = scaled(100000),
+    erlang:garbage_collect(),
+    Before = rss_kib(),
+    Pids = [parked() || _ <- lists:seq(1, N)],
+    wait_parked(Pids),
+    result("memory", (rss_kib() - Before) / N, "KiB/worker", N);
+
+bench("max-idle") ->
+    N = scaled(1000000),
+    T0 = now_ns(),
+    {Count, Pids, Why} = spawn_parked(N, 0, []),
+    wait_parked(Pids),
+    Secs = (now_ns() - T0) / 1.0e9,
+    Notes = [lists:flatten(io_lib:format("~.1f s to spawn and park; RSS ~b MiB",
+                                         [Secs, rss_kib() div 1024]))]
+        ++ [Why || Why =/= ""],
+    result("max-idle", Count, "workers", N, Notes).
+
+%%% The processes.
+
+spawn_n(0, _) -> ok;
+spawn_n(N, Fun) -> spawn(Fun), spawn_n(N - 1, Fun).
+
+send_n(0, _, _) -> ok;
+send_n(N, To, Msg) -> To ! Msg, send_n(N - 1, To, Msg).
+
+%% Savina fjc: each process takes one message, computes on it, exits.
+fork_join(0, _) -> ok;
+fork_join(N, Main) ->
+    P = spawn(fun() ->
+                      receive X -> Main ! {done, math:pow(math:sin(X), 2)} end
+              end),
+    P ! 37.2,
+    fork_join(N - 1, Main).
+
+wait_fj(0) -> ok;
+wait_fj(N) -> receive {done, _} -> wait_fj(N - 1) end.
+
+pong() ->
+    receive
+        {ping, From} -> From ! pong, pong();
+        stop -> ok
+    end.
+
+ping(_, 0) -> ok;
+ping(Pong, K) ->
+    Pong ! {ping, self()},
+    receive pong -> ping(Pong, K - 1) end.
+
+ring(Next, Main) ->
+    receive
+        stop -> ok;
+        0 -> Main ! done, ring(Next, Main);
+        K -> Next ! K - 1, ring(Next, Main)
+    end.
+
+counter(Count) ->
+    receive
+        inc -> counter(Count + 1);
+        {get, From} -> From ! Count
+    end.
+
+fan_in(Count, Total, Main) ->
+    receive
+        msg when Count + 1 =:= Total -> Main ! done;
+        msg -> fan_in(Count + 1, Total, Main)
+    end.
+
+big_start(Pings, Main) ->
+    receive {peers, Peers} -> ok end,
+    big_ping(Peers),
+    big(Pings, Peers, Main).
+
+big_ping(Peers) ->
+    element(rand:uniform(tuple_size(Peers)), Peers) ! {ping, self()}.
+
+big(Left, Peers, Main) ->
+    receive
+        {ping, From} -> From ! pong, big(Left, Peers, Main);
+        pong when Left =:= 1 -> Main ! done, big(0, Peers, Main);
+        pong -> big_ping(Peers), big(Left - 1, Peers, Main);
+        stop -> ok
+    end.
+
+fib(N, Parent) when N =< 2 -> Parent ! 1;
+fib(N, Parent) ->
+    Self = self(),
+    spawn(fun() -> fib(N - 1, Self) end),
+    spawn(fun() -> fib(N - 2, Self) end),
+    receive A -> receive B -> Parent ! A + B end end.
+
+pmap(Items, Depth) ->
+    Main = self(),
+    Pids = [spawn(fun() -> Main ! {self(), busy_fib(Depth)} end)
+            || _ <- lists:seq(1, Items)],
+    [receive {P, R} -> R end || P <- Pids].
+
+spawn_parked(0, Count, Pids) -> {Count, Pids, ""};
+spawn_parked(N, Count, Pids) ->
+    try parked() of
+        P -> spawn_parked(N - 1, Count + 1, [P | Pids])
+    catch error:system_limit ->
+            {Count, Pids, "stopped by the process limit"}
+    end.

@@ -1,0 +1,362 @@
+;;;; report.lisp - turns the raw lines bench/run.sh collected into the
+;;;; report: report.txt (the table, where workers is behind, the targets,
+;;;; the C core's figures), results.csv, and chart.dat for bench/chart.gp.
+;;;;
+;;;;   ecl --norc --shell bench/report.lisp bench/results
+;;;;
+;;;; raw.txt holds lines
+;;;;   R<rep> RESULT <bench> <system> <value> <unit> <n> [notes]
+;;;;   FAIL <bench> <system> <rep> <why>
+;;;;   SKIP <bench or *> <system> <why>
+;;;;   META <key> <text>
+
+(defpackage #:wk-bench.report
+  (:use #:common-lisp))
+
+(in-package #:wk-bench.report)
+
+(defparameter *benchmarks*
+  '("spawn" "fork-join" "ping-pong" "thread-ring" "counting" "fan-in" "big"
+    "fib" "pmap" "pmap-speedup" "memory" "max-idle"))
+
+(defparameter *systems*
+  '("workers-copy" "workers-share" "ecl-threads" "lparallel" "erlang"))
+
+(defparameter *baselines* '("workers-copy" "workers-share"))
+
+;;; Reading.
+
+(defun words (line &optional (limit most-positive-fixnum))
+  "LINE split at spaces into at most LIMIT words, the last taking the rest."
+  (let ((words '()) (start 0))
+    (loop
+      (loop while (and (< start (length line)) (char= (char line start) #\Space))
+            do (incf start))
+      (when (>= start (length line)) (return))
+      (when (= (length words) (1- limit))
+        (push (subseq line start) words)
+        (return))
+      (let ((end (or (position #\Space line :start start) (length line))))
+        (push (subseq line start end) words)
+        (setf start end)))
+    (nreverse words)))
+
+(defun read-number (text)
+  (let ((*read-default-float-format* 'double-float))
+    (let ((value (ignore-errors (read-from-string text))))
+      (and (realp value) (float value 1d0)))))
+
+(defstruct row
+  benchmark system unit n (values '()) (notes nil) (failure nil))
+
+(defvar *rows* (make-hash-table :test 'equal) "(bench . system) -> ROW.")
+(defvar *skips* '())
+(defvar *meta* '())
+
+(defun row (benchmark system)
+  (let ((key (cons benchmark system)))
+    (or (gethash key *rows*)
+        (setf (gethash key *rows*)
+              (make-row :benchmark benchmark :system system)))))
+
+(defun read-raw (file)
+  (with-open-file (in file)
+    (loop for line = (read-line in nil)
+          while line
+          do (let ((w (words line 2)))
+               (cond ((null w))
+                     ((string= (first w) "META")
+                      (destructuring-bind (key &optional (text "")) (words (second w) 2)
+                        (push (cons key text) *meta*)))
+                     ((string= (first w) "SKIP")
+                      (push (words (second w) 3) *skips*))
+                     ((string= (first w) "FAIL")
+                      (destructuring-bind (bench system rep why) (words (second w) 4)
+                        (setf (row-failure (row bench system))
+                              (format nil "rep ~A: ~A" rep why))))
+                     ((char= (char (first w) 0) #\R)
+                      (destructuring-bind (tag bench system value unit n &optional notes)
+                          (words (second w) 7)
+                        (declare (ignore tag))
+                        (let ((row (row bench system))
+                              (value (read-number value)))
+                          (when value
+                            (push value (row-values row)))
+                          (setf (row-unit row) unit
+                                (row-n row) n
+                                (row-notes row) notes)))))))))
+
+;;; Figures.
+
+(defun median (values)
+  (let* ((sorted (sort (copy-list values) #'<))
+         (n (length sorted)))
+    (if (oddp n)
+        (nth (floor n 2) sorted)
+        (/ (+ (nth (1- (floor n 2)) sorted) (nth (floor n 2) sorted)) 2))))
+
+(defun row-median (row) (and (row-values row) (median (row-values row))))
+
+(defun higher-better-p (unit)
+  (member unit '("Mmsg/s" "x" "workers") :test #'string=))
+
+(defun words-for (unit)
+  "The words saying that workers is better or worse, for UNIT."
+  (cond ((string= unit "KiB/worker") (values "less memory" "MORE MEMORY"))
+        ((string= unit "workers") (values "more" "FEWER"))
+        ((string= unit "x") (values "better" "WORSE"))
+        (t (values "faster" "SLOWER"))))
+
+(defun advantage (workers other unit)
+  "How many times better WORKERS' figure is than OTHER's (below 1: worse)."
+  (cond ((or (null workers) (null other) (zerop workers) (zerop other)) nil)
+        ((higher-better-p unit) (/ workers other))
+        (t (/ other workers))))
+
+(defun ratio-text (factor unit)
+  (multiple-value-bind (better worse) (words-for unit)
+    (cond ((null factor) "-")
+          ((< (abs (- factor 1)) 0.005) "same")
+          ((>= factor 1) (format nil "~,2Fx ~A" factor better))
+          (t (format nil "~,2Fx ~A" (/ factor) worse)))))
+
+(defun fmt (x)
+  "X with about four significant digits."
+  (cond ((null x) "-")
+        ((>= (abs x) 1000) (format nil "~D" (round x)))
+        ((>= (abs x) 100) (format nil "~,1F" x))
+        ((>= (abs x) 10) (format nil "~,2F" x))
+        ((>= (abs x) 0.01) (format nil "~,3F" x))
+        (t (format nil "~,5F" x))))
+
+(defun sortable-rows ()
+  "Rows in benchmark order, then system order."
+  (let ((rows (loop for row being the hash-values of *rows* collect row)))
+    (flet ((rank (list item) (or (position item list :test #'string=) 99)))
+      (sort rows (lambda (a b)
+                   (let ((ba (rank *benchmarks* (row-benchmark a)))
+                         (bb (rank *benchmarks* (row-benchmark b))))
+                     (if (/= ba bb)
+                         (< ba bb)
+                         (< (rank *systems* (row-system a))
+                            (rank *systems* (row-system b))))))))))
+
+(defun baseline (benchmark system)
+  (let ((row (gethash (cons benchmark system) *rows*)))
+    (and row (row-median row))))
+
+(defun versus (row baseline)
+  "ROW's ratio text against the workers system BASELINE."
+  (if (string= (row-system row) baseline)
+      "-"
+      (ratio-text (advantage (baseline (row-benchmark row) baseline) (row-median row)
+                             (row-unit row))
+                  (row-unit row))))
+
+;;; The report.
+
+(defvar *notes* '() "Footnote texts, in order.")
+
+(defun footnote (text)
+  "The number of the footnote with TEXT, made if new."
+  (when (and text (plusp (length text)))
+    (let ((position (position text *notes* :test #'string=)))
+      (1+ (or position
+              (progn (setf *notes* (append *notes* (list text)))
+                     (1- (length *notes*))))))))
+
+(defun meta (key) (or (cdr (assoc key *meta* :test #'string=)) "?"))
+
+(defun print-table (out rows)
+  (let ((format "~&~12A ~13A ~10@A ~10@A ~10@A  ~13A ~8@A  ~20A ~20A ~A~%"))
+    (format out format "benchmark" "system" "median" "min" "max" "unit" "N"
+            "copy is" "share is" "note")
+    (format out "~&~A~%" (make-string 126 :initial-element #\-))
+    (let ((previous nil))
+      (dolist (row rows)
+        (unless (or (null previous) (string= previous (row-benchmark row)))
+          (terpri out))
+        (setf previous (row-benchmark row))
+        (let* ((values (row-values row))
+               (note (footnote (row-notes row)))
+               (fail (and (row-failure row) (footnote (format nil "FAILED ~A" (row-failure row))))))
+          (format out format (row-benchmark row) (row-system row)
+                  (fmt (row-median row))
+                  (fmt (and values (reduce #'min values)))
+                  (fmt (and values (reduce #'max values)))
+                  (or (row-unit row) "-") (or (row-n row) "-")
+                  (versus row "workers-copy") (versus row "workers-share")
+                  (format nil "~@[[~D]~]~@[[~D]~]" note fail)))))))
+
+(defun behind (out rows)
+  "Says where workers is behind a peer, plainly."
+  (format out "~&~%Where workers is behind a peer:~%")
+  (let ((any nil))
+    (dolist (row rows)
+      (unless (member (row-system row) *baselines* :test #'string=)
+        (dolist (base *baselines*)
+          (let* ((mine (baseline (row-benchmark row) base))
+                 (factor (advantage mine (row-median row) (row-unit row))))
+            (when (and factor (< factor 0.995))
+              (setf any t)
+              (format out "~&  ~A: ~A is ~,2Fx ~A than ~A (~A vs ~A ~A)~%"
+                      (row-benchmark row) base (/ factor)
+                      (nth-value 1 (words-for (row-unit row)))
+                      (row-system row) (fmt mine) (fmt (row-median row))
+                      (row-unit row)))))))
+    (unless any
+      (format out "~&  nowhere: workers is ahead of every peer measured.~%"))))
+
+(defun target-line (out text value ok)
+  (format out "~&  ~:[MISSED~;met   ~]  ~A: ~A~%" ok text value))
+
+(defun behind-benchmarks (base rows)
+  "The benchmarks where the workers system BASE is behind some peer, and
+the number of benchmarks compared."
+  (let ((behind '()) (compared '()))
+    (dolist (row rows)
+      (unless (member (row-system row) *baselines* :test #'string=)
+        (let ((factor (advantage (baseline (row-benchmark row) base) (row-median row)
+                                 (row-unit row))))
+          (when factor
+            (pushnew (row-benchmark row) compared :test #'string=)
+            (when (< factor 0.995)
+              (pushnew (row-benchmark row) behind :test #'string=))))))
+    (values (reverse behind) (length compared))))
+
+(defun targets (out rows)
+  (format out "~&~%Targets (issue 5), on the medians above:~%")
+  (dolist (base *baselines*)
+    (multiple-value-bind (behind compared) (behind-benchmarks base rows)
+      (when (plusp compared)
+        (target-line out (format nil "~A ahead of every peer on every benchmark" base)
+                     (if behind
+                         (format nil "behind on ~D of ~D (~{~A~^, ~})"
+                                 (length behind) compared behind)
+                         (format nil "ahead on all ~D" compared))
+                     (null behind)))))
+  (flet ((median-of (bench system) (baseline bench system)))
+    (dolist (system *baselines*)
+      (let ((v (median-of "spawn" system)))
+        (when v (target-line out (format nil "~A spawn+exit <= 1 us" system)
+                             (format nil "~A us" (fmt v)) (<= v 1)))))
+    (dolist (bench '("thread-ring" "ping-pong"))
+      (let ((erlang (median-of bench "erlang")))
+        (loop for system in *baselines*
+              for factor in '(2 1)
+              do (let ((v (median-of bench system)))
+                   (when (and v erlang)
+                     (target-line out (format nil "~A ~A <= ~:[~;2x ~]Erlang's (~A)"
+                                              system bench (= factor 2) (fmt erlang))
+                                  (format nil "~A ~A" (fmt v)
+                                          (row-unit (row bench system)))
+                                  (<= v (* factor erlang))))))))
+    (dolist (system *baselines*)
+      (let ((v (median-of "counting" system)))
+        (when v (target-line out (format nil "~A counting >= 10 M msg/s" system)
+                             (format nil "~A M msg/s" (fmt v)) (>= v 10)))))
+    (dolist (system *baselines*)
+      (let ((v (median-of "pmap-speedup" system)))
+        (when v (target-line out (format nil "~A parallel-map speedup >= 1.8" system)
+                             (format nil "~Ax" (fmt v)) (>= v 1.8)))))
+    (dolist (system *baselines*)
+      (let ((v (median-of "memory" system)))
+        (when v (target-line out (format nil "~A memory < 1 KiB per idle worker" system)
+                             (format nil "~A KiB" (fmt v)) (< v 1)))))
+    (dolist (system *baselines*)
+      (let ((v (median-of "max-idle" system))
+            (n (let ((row (gethash (cons "max-idle" system) *rows*)))
+                 (and row (row-n row) (read-number (row-n row))))))
+        (when (and v n)
+          (target-line out (format nil "~A ~D idle workers fit" system (round n))
+                       (format nil "~D" (round v)) (>= v n)))))))
+
+(defun write-report (dir rows)
+  (with-open-file (out (merge-pathnames "report.txt" dir)
+                       :direction :output :if-exists :supersede)
+    (format out "workers benchmarks: ~A~%" (meta "date"))
+    (format out "machine: ~A~%" (meta "host"))
+    (format out "~A; Erlang/~A; ~A~%" (meta "ecl") (meta "erlang") (meta "lparallel"))
+    (format out "~A repetitions per figure (fresh process each), whole run ~A; ~
+load average at the end ~A~%"
+            (meta "reps") (meta "duration") (meta "load"))
+    (unless (string= (meta "scale") "1")
+      (format out "~%SCALE ~A: sizes multiplied by ~:*~A (a quick run, not the official ~
+figures); per-operation figures stay comparable.~%" (meta "scale")))
+    (format out "~%\"copy is\" / \"share is\": how workers in copy mode / share mode ~
+compares with the system of that row.~%Medians over the repetitions; N is the size run ~
+(see bench/README.md for each benchmark).~%~%")
+    (print-table out rows)
+    (when *notes*
+      (format out "~&~%Notes:~%")
+      (loop for note in *notes* for i from 1
+            do (format out "~&  [~D] ~A~%" i note)))
+    (when *skips*
+      (format out "~&~%Skipped:~%")
+      (dolist (skip (reverse *skips*))
+        (format out "~&  ~A ~A: ~A~%" (second skip) (first skip) (third skip))))
+    (behind out rows)
+    (targets out rows)
+    (let ((core (merge-pathnames "core.txt" dir)))
+      (format out "~&~%The C core (make bench-core):~%")
+      (if (probe-file core)
+          (with-open-file (in core)
+            (loop for line = (read-line in nil) while line
+                  do (format out "  ~A~%" line)))
+          (format out "  (not run)~%")))))
+
+(defun csv-field (text)
+  (let ((text (or text "")))
+    (if (find-if (lambda (c) (member c '(#\, #\" #\Newline))) text)
+        (with-output-to-string (s)
+          (write-char #\" s)
+          (loop for c across text do (when (char= c #\") (write-char c s)) (write-char c s))
+          (write-char #\" s))
+        text)))
+
+(defun write-csv (dir rows)
+  (with-open-file (out (merge-pathnames "results.csv" dir)
+                       :direction :output :if-exists :supersede)
+    (format out "benchmark,system,median,min,max,unit,n,reps,values,workers_copy_is,workers_share_is,note~%")
+    (dolist (row rows)
+      (let ((values (reverse (row-values row))))
+        (format out "~{~A~^,~}~%"
+                (mapcar #'csv-field
+                        (list (row-benchmark row) (row-system row)
+                              (if values (fmt (row-median row)) "")
+                              (if values (fmt (reduce #'min values)) "")
+                              (if values (fmt (reduce #'max values)) "")
+                              (row-unit row) (row-n row) (princ-to-string (length values))
+                              (format nil "~{~A~^ ~}" (mapcar #'fmt values))
+                              (versus row "workers-copy") (versus row "workers-share")
+                              (format nil "~@[~A~]~@[; FAILED ~A~]"
+                                      (row-notes row) (row-failure row)))))))))
+
+(defun write-chart-data (dir)
+  "chart.dat: a line per benchmark, a column per system: how many times
+better than workers-copy (higher is better), ? where missing."
+  (with-open-file (out (merge-pathnames "chart.dat" dir)
+                       :direction :output :if-exists :supersede)
+    (format out "benchmark~{ ~A~}~%" *systems*)
+    (dolist (bench *benchmarks*)
+      (let ((base (baseline bench "workers-copy")))
+        (when base
+          (format out "~A~{ ~A~}~%" bench
+                  (loop for system in *systems*
+                        collect (let* ((row (gethash (cons bench system) *rows*))
+                                       (factor (and row (advantage base (row-median row)
+                                                                   (row-unit row)))))
+                                  (if factor (format nil "~,4F" (/ factor)) "?")))))))))
+
+(defun main (dir)
+  (let ((dir (pathname (concatenate 'string (string-right-trim "/" dir) "/"))))
+    (read-raw (merge-pathnames "raw.txt" dir))
+    (let ((rows (sortable-rows)))
+      (write-report dir rows)
+      (write-csv dir rows)
+      (write-chart-data dir))))
+
+(main (or (car (last (cdr (member "bench/report.lisp" ext:*command-args*
+                                  :test (lambda (a b) (search a b :from-end t))))))
+          "bench/results"))
+(ext:quit 0)

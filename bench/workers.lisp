@@ -1,0 +1,251 @@
+;;;; workers.lisp - the benchmarks written with workers, run as the systems
+;;;; workers-copy (every send copies) and workers-share (every send shares).
+;;;;
+;;;;   ecl --norc --shell bench/run.lisp workers-share ping-pong
+;;;;
+;;;; Each benchmark starts the runtime with one scheduler per online CPU
+;;;; (pmap also with one) and is written as a user would: WITH-WORKER, SEND,
+;;;; RECEIVE / RECEIVE-LOOP as body forms of their own, JOIN.  The mode is
+;;;; the worker's default (:MODE of WITH-WORKER); sends from the main
+;;;; thread name it.
+
+(defpackage #:wk-bench.workers
+  (:use #:common-lisp #:workers #:wk-bench))
+
+(in-package #:wk-bench.workers)
+
+(defun mode ()
+  "The message mode of this run: :SHARE for workers-share, else :COPY."
+  (if (search "share" *system*) :share :copy))
+
+(defun noop () nil)
+
+(defun parked-worker (mode)
+  "A worker that parks until it receives :STOP."
+  (with-worker (:mode mode)
+    (receive (:stop))))
+
+(defun wait-parked (workers &key (timeout 120))
+  "Waits until every worker of the vector WORKERS is parked in RECEIVE."
+  (let ((i 0) (n (length workers)))
+    (wait-until (lambda ()
+                  (loop while (and (< i n)
+                                   (eq (worker-state (aref workers i)) :waiting))
+                        do (incf i))
+                  (= i n))
+                :timeout timeout)))
+
+(defun stop-all (workers mode)
+  (loop for w across workers do (send w :stop :mode mode)))
+
+(defbench "spawn" (n)
+  (start)
+  (let* ((mode (mode))
+         (workers (make-array n))
+         (ns (elapsed-ns
+               (dotimes (i n)
+                 (setf (svref workers i) (spawn* #'noop :mode mode)))
+               (loop for w across workers do (join w)))))
+    (result "spawn" (/ ns n 1000d0) "us/spawn" n)))
+
+(defun fork-join-worker (mode)
+  "Savina fjc: takes one message, computes on it, exits."
+  (with-worker (:mode mode)
+    (receive (x (expt (sin x) 2)))))
+
+(defbench "fork-join" (n)
+  (start)
+  (let* ((mode (mode))
+         (workers (make-array n))
+         (ns (elapsed-ns
+               (dotimes (i n)
+                 (let ((w (fork-join-worker mode)))
+                   (send w 37.2d0 :mode mode)
+                   (setf (svref workers i) w)))
+               (loop for w across workers do (join w)))))
+    (result "fork-join" (/ ns n 1000d0) "us/worker" n)))
+
+(defbench "ping-pong" (n)
+  (start)
+  (let* ((mode (mode))
+         (main (self))
+         (pong (with-worker (:mode mode)
+                 (receive-loop
+                   ((:ping from) (send from :pong))
+                   (:stop (return)))))
+         (ping (with-worker (:mode mode :let ((left n) (me nil)))
+                 (receive (:go (setf me (self))
+                               (send pong (list :ping me))))
+                 (receive-loop
+                   (:pong (if (zerop (decf left))
+                              (return)
+                              (send pong (list :ping me)))))
+                 (send main :done)))
+         (ns (elapsed-ns
+               (send ping :go :mode mode)
+               (receive (:done)))))
+    (send pong :stop :mode mode)
+    (result "ping-pong" (/ ns n 1d0) "ns/round-trip" n)))
+
+(defconstant +ring-size+ 503)
+
+(defun ring-member (main mode)
+  "A member of the ring: learns its successor, then passes the token (the
+number of hops left) on until it reaches 0."
+  (with-worker (:mode mode :let ((next nil)))
+    (receive ((:next w) (setf next w)))
+    (receive-loop
+      (:stop (return))
+      (0 (send main :done))
+      (k (send next (1- k))))))
+
+(defbench "thread-ring" (hops)
+  (start)
+  (let* ((mode (mode))
+         (main (self))
+         (ring (coerce (loop repeat +ring-size+ collect (ring-member main mode))
+                       'simple-vector)))
+    (loop for i below +ring-size+
+          do (send (svref ring i)
+                   (list :next (svref ring (mod (1+ i) +ring-size+)))
+                   :mode mode))
+    (let ((ns (elapsed-ns
+                (send (svref ring 0) hops :mode mode)
+                (receive (:done)))))
+      (stop-all ring mode)
+      (result "thread-ring" (/ ns hops 1d0) "ns/hop" hops))))
+
+(defbench "counting" (n)
+  (start)
+  (let* ((mode (mode))
+         (main (self))
+         (counter (with-worker (:mode mode :let ((count 0)))
+                    (receive-loop
+                      (:inc (incf count))
+                      ((:get from) (send from count) (return)))))
+         (producer (with-worker (:mode mode)
+                     (receive (:go))
+                     (dotimes (i n) (send counter :inc))
+                     (send counter (list :get (self)))
+                     (receive (count (send main (list :done count))))))
+         (count nil)
+         (ns (elapsed-ns
+               (send producer :go :mode mode)
+               (receive ((:done c) (setf count c))))))
+    (assert (= count n))
+    (result "counting" (/ (* n 1000d0) ns) "Mmsg/s" n)))
+
+(defconstant +fan-in-senders+ 16)
+
+(defbench "fan-in" (per-sender)
+  (start)
+  (let* ((mode (mode))
+         (main (self))
+         (total (* +fan-in-senders+ per-sender))
+         (ns (elapsed-ns
+               (let ((receiver (with-worker (:mode mode :let ((count 0)))
+                                 (receive-loop
+                                   (:msg (when (= (incf count) total)
+                                           (send main :done)
+                                           (return)))))))
+                 (dotimes (i +fan-in-senders+)
+                   (with-worker (:mode mode)
+                     (dotimes (j per-sender) (send receiver :msg)))))
+               (receive (:done)))))
+    (result "fan-in" (/ (* total 1000d0) ns) "Mmsg/s" per-sender)))
+
+(defconstant +big-workers+ 120)
+
+(defun big-worker (main pings mode)
+  "Savina big: pings a random neighbour, waits for its pong, PINGS times;
+answers the pings of the others all along."
+  (with-worker (:mode mode :let ((left pings) (peers nil) (me nil)
+                                 (rng (make-random-state t))))
+    (receive ((:peers v) (setf peers v me (self))))
+    (send (aref peers (random +big-workers+ rng)) (list :ping me))
+    (receive-loop
+      ((:ping from) (send from :pong))
+      (:pong (if (zerop (decf left))
+                 (send main :done)
+                 (send (aref peers (random +big-workers+ rng)) (list :ping me))))
+      (:stop (return)))))
+
+(defbench "big" (pings)
+  (start)
+  (let* ((mode (mode))
+         (main (self))
+         (workers (coerce (loop repeat +big-workers+ collect (big-worker main pings mode))
+                          'simple-vector))
+         (ns (elapsed-ns
+               (loop for w across workers do (send w (list :peers workers) :mode mode))
+               (loop repeat +big-workers+ do (receive (:done))))))
+    (stop-all workers mode)
+    (result "big" (/ (* 2 +big-workers+ pings 1000d0) ns) "Mmsg/s" pings)))
+
+(defun fib-worker (n parent mode)
+  "Savina fib: a worker per call; it spawns the two below it and sends
+their sum to PARENT."
+  (if (<= n 2)
+      (with-worker (:mode mode)
+        (send parent 1))
+      (with-worker (:mode mode :let ((sum 0)))
+        (let ((me (self)))
+          (fib-worker (- n 1) me mode)
+          (fib-worker (- n 2) me mode))
+        (receive (x (incf sum x)))
+        (receive (x (incf sum x)))
+        (send parent sum))))
+
+(defbench "fib" (n :n (fib-size (savina-n "fib")) :scale nil)
+  (start)
+  (let* ((mode (mode))
+         (value nil)
+         (ns (elapsed-ns
+               (fib-worker n (self) mode)
+               (receive (x (setf value x))))))
+    (assert (= value (fib-value n)))
+    (result "fib" (/ ns (fib-nodes n) 1000d0) "us/worker" n)))
+
+(defun pmap-once (items mode)
+  "Spawns a worker per item and joins them in order; returns the ns taken."
+  (elapsed-ns
+    (let ((workers (loop repeat items
+                         collect (spawn* #'busy-fib :args (list +pmap-depth+) :mode mode))))
+      (mapc #'join workers))))
+
+(defbench "pmap" (items :minimum 4)
+  (let* ((mode (mode))
+         (one (progn (start :schedulers 1)
+                     (prog1 (pmap-once items mode) (stop))))
+         (all (progn (start)
+                     (pmap-once items mode))))
+    (note "~D schedulers vs 1" (scheduler-count))
+    (result "pmap" (/ all 1d6) "ms" items)
+    (result "pmap-speedup" (/ one all 1d0) "x" items)))
+
+(defbench "memory" (n)
+  (start)
+  (join (spawn #'noop))
+  (let* ((mode (mode))
+         (workers (make-array n))
+         (before (rss-kib)))
+    (dotimes (i n)
+      (setf (svref workers i) (parked-worker mode)))
+    (unless (wait-parked workers)
+      (note "not all parked"))
+    (result "memory" (/ (- (rss-kib) before) n 1d0) "KiB/worker" n)))
+
+(defbench "max-idle" (n)
+  (start)
+  (let* ((mode (mode))
+         (workers (make-array n :fill-pointer 0))
+         (ns (elapsed-ns
+               (handler-case
+                   (dotimes (i n)
+                     (vector-push (parked-worker mode) workers))
+                 (error (e)
+                   (note "spawn ~D failed: ~A" (1+ (length workers)) e)))
+               (unless (wait-parked workers :timeout 300)
+                 (note "not all parked")))))
+    (note "~,1F s to spawn and park; RSS ~D MiB" (/ ns 1d9) (round (rss-kib) 1024))
+    (result "max-idle" (length workers) "workers" n)))
