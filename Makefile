@@ -25,7 +25,7 @@ all: core fas
 
 help:
 	@echo "make run        install missing packages, build, run the demo"
-	@echo "make test       every test (C core and Lisp), ends with N passed, N failed"
+	@echo "make test       every test (C core, its sanitizer runs, Lisp); ends with N passed, N failed"
 	@echo "make test-core  the C core's tests"
 	@echo "make sanitize   the core tests under ASan+UBSan and under TSan"
 	@echo "make bench-core the core's benchmarks"
@@ -57,5 +57,6 @@ clean:
 test: deps
 	@rm -f $(BUILD)/summary.txt; mkdir -p $(BUILD)
 	@$(MAKE) --no-print-directory test-core SUMMARY=$(abspath $(BUILD)/summary.txt); \
+	 $(MAKE) --no-print-directory sanitize SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 $(MAKE) --no-print-directory test-lisp SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 sh tools/summarize.sh $(BUILD)/summary.txt

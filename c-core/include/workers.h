@@ -107,9 +107,11 @@ WK_API int wk_start(const wk_config *cfg);
  * Stops the schedulers and joins their threads.  Workers still alive are
  * destroyed with WK_REASON_SHUTDOWN (worker_end runs for each, on the
  * caller's thread; their unread shared payloads are released).  A step
- * blocked in wk_recv_wait is woken (it returns NULL); a step blocked
+ * blocked in wk_recv_wait is woken: it returns NULL, and so does every
+ * wk_recv_wait of a step until the stop is over; a step blocked
  * elsewhere (inside wk_block_begin/end) must return by itself.  Attached
- * threads stay attached.  Must not be called from a worker.
+ * threads are not destroyed: they keep their id and mailbox across a stop
+ * and the next start.  Must not be called from a worker.
  */
 WK_API int wk_stop(void);
 

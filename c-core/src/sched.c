@@ -301,8 +301,10 @@ void wkint_sched_make_runnable(struct wkint_worker *w)
 
 	if (!s || (w->pinned && w->home != s->index)) {
 		push_home(w);
-	} else if (wkint_tls.worker && !s->pending_next) {
-		s->pending_next = w; /* placed when the running step ends */
+	} else if (wkint_tls.worker && !s->pending_next && !w->pinned) {
+		/* Placed when the running step ends.  Pinned workers cannot
+		 * take the next slot: they queue now, in the order woken. */
+		s->pending_next = w;
 	} else {
 		push_local(s, w);
 	}

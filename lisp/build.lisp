@@ -1,0 +1,64 @@
+;;;; build.lisp - builds build/workers.fas: the Lisp layer with the C core
+;;;; (build/libworkers.a) and, when lisp/codec.c exists, the copy codec
+;;;; (build/lisp/codec.o, compiled by lisp/lisp.mk) linked in.
+;;;;
+;;;; Run from the repository root:  ecl --norc --shell lisp/build.lisp
+;;;; Each file is compiled to an object (:system-p t), then loaded as source
+;;;; so that the next files see its packages, macros and structures.
+;;;; ffi.lisp cannot be loaded as source (C-INLINE needs the compiler), so
+;;;; no other file uses it at compile time.
+
+(require :cmp)
+
+(defparameter *files*
+  '("package" "conditions" "worker" "ffi" "receive" "runtime" "messages" "spawn"))
+
+(defparameter *root* (truename "./"))
+
+(defun root-path (name)
+  (namestring (merge-pathnames name *root*)))
+
+(defparameter *codec-p* (probe-file (root-path "lisp/codec.c")))
+
+(when *codec-p*
+  (pushnew :workers-codec *features*))
+
+(setf c::*user-cc-flags*
+      (format nil "-I~A -I~A -O2 -g"
+              (root-path "c-core/include/") (root-path "lisp/")))
+
+(ensure-directories-exist (root-path "build/lisp/"))
+
+(defun compile-one (name)
+  (let ((source (root-path (format nil "lisp/~A.lisp" name)))
+        (object (root-path (format nil "build/lisp/~A.o" name))))
+    (multiple-value-bind (output warnings-p failure-p)
+        (compile-file source :output-file object :system-p t)
+      (declare (ignore warnings-p))
+      (when (or (null output) failure-p)
+        (format *error-output* "~&build.lisp: compiling ~A failed.~%" source)
+        (ext:quit 1))
+      (unless (string= name "ffi")
+        (load source))
+      object)))
+
+(defun split-flags (string)
+  (loop for start = 0 then (1+ end)
+        for end = (position #\Space string :start start)
+        for flag = (subseq string start end)
+        unless (string= flag "") collect flag
+        while end))
+
+(handler-case
+    (let ((objects (mapcar #'compile-one *files*)))
+      (c:build-fasl (root-path "build/workers.fas")
+                    :lisp-files objects
+                    :ld-flags (append (and *codec-p* (list (root-path "build/lisp/codec.o")))
+                                      (list (root-path "build/libworkers.a"))
+                                      (split-flags (or (ext:getenv "WORKERS_LDLIBS")
+                                                       "-pthread"))))
+      (format t "~&build.lisp: built build/workers.fas~:[ (without the C codec)~;~]~%"
+              *codec-p*))
+  (error (e)
+    (format *error-output* "~&build.lisp: ~A~%" e)
+    (ext:quit 1)))

@@ -1,0 +1,523 @@
+;;;; ffi.lisp - the C side of the binding: hooks given to the core, and thin
+;;;; wrappers over workers.h and the copy codec.
+;;;;
+;;;; Rules this file keeps (design.md, "ECL facts that bite"):
+;;;;  - a thread the core made touches no Lisp object before
+;;;;    ecl_import_current_thread() (WKL_THREAD_START);
+;;;;  - no Lisp object is ever held only in C core memory: a worker's data
+;;;;    pointer is its slot index plus one (worker.lisp), a shared message is
+;;;;    a box from ecl_alloc_uncollectable(), which the collector scans;
+;;;;  - no non-local exit crosses the core's C frames: the step and the
+;;;;    worker-end hook catch everything (ECL_CATCH_ALL), and the Lisp they
+;;;;    call catches every condition itself (spawn.lisp);
+;;;;  - C calls that block run with Lisp interrupts deferred, so an
+;;;;    interrupt cannot unwind through the core (see the callers).
+
+(in-package #:workers.ffi)
+
+(ffi:clines "
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include \"workers.h\"
+")
+
+#+workers-codec
+(ffi:clines "#include \"codec.h\"")
+
+(ffi:clines "
+/* Exit reason of a worker that failed; the Lisp worker keeps the condition. */
+#define WKL_REASON_FAILED ((uintptr_t)2)
+
+/* WORKERS::%RUN-SLICE and WORKERS::%WORKER-ENDED.  Symbols stay reachable
+   from their package, so holding them in statics is safe. */
+static cl_object wkl_run_slice = ECL_NIL;
+static cl_object wkl_worker_ended = ECL_NIL;
+
+extern void ecl_cs_set_org(cl_env_ptr env);	/* ECL's, not in its public headers */
+
+/* ECL's C stack size of the threads the core made (see wkl_step). */
+static cl_index wkl_cs_size;
+
+static void wkl_thread_start(int sched, void *ctx)
+{
+	cl_env_ptr env;
+	ecl_import_current_thread(ECL_NIL, ECL_NIL);
+	env = ecl_process_env();
+	/* Importing does not tell ECL where this thread's C stack is; without
+	   it a deep recursion in a worker overflows into the guard page
+	   instead of signalling STACK-OVERFLOW. */
+	ecl_cs_set_org(env);
+	wkl_cs_size = env->cs_size;
+}
+
+static void wkl_thread_stop(int sched, void *ctx)
+{
+	ecl_release_current_thread();
+}
+
+/* The step of every Lisp worker: data is its slot index plus one. */
+static wk_status wkl_step(void *data)
+{
+	const cl_env_ptr env = ecl_process_env();
+	volatile wk_status status = WK_DONE;
+	ECL_CATCH_ALL_BEGIN(env) {
+		cl_object r = cl_funcall(2, wkl_run_slice,
+					 ecl_make_fixnum((cl_fixnum)(uintptr_t)data - 1));
+		if (ECL_FIXNUMP(r) && ecl_fixnum(r) >= WK_YIELD && ecl_fixnum(r) <= WK_DONE)
+			status = (wk_status)ecl_fixnum(r);
+		else
+			wk_set_exit_reason(WKL_REASON_FAILED);
+	} ECL_CATCH_ALL_IF_CAUGHT {
+		wk_set_exit_reason(WKL_REASON_FAILED);
+		status = WK_DONE;
+	} ECL_CATCH_ALL_END;
+	/* After a STACK-OVERFLOW, ECL grows its idea of the C stack past the
+	   thread's real one: take it back for the next slice. */
+	if (env->cs_size != wkl_cs_size)
+		ecl_cs_set_org(env);
+	return status;
+}
+
+static void wkl_worker_end(wk_id id, void *data, uintptr_t reason, void *ctx)
+{
+	cl_env_ptr env = ecl_process_env_unsafe();
+	int imported = 0;
+	if (env == NULL) {	/* not expected: the core runs hooks on its threads */
+		ecl_import_current_thread(ECL_NIL, ECL_NIL);
+		imported = 1;
+		env = ecl_process_env_unsafe();
+	}
+	ECL_CATCH_ALL_BEGIN(env) {
+		cl_funcall(4, wkl_worker_ended,
+			   ecl_make_fixnum((cl_fixnum)(uintptr_t)data),
+			   ecl_make_uint64_t(id),
+			   ecl_make_fixnum((cl_fixnum)(reason > 3 ? 3 : reason)));
+	} ECL_CATCH_ALL_IF_CAUGHT {
+	} ECL_CATCH_ALL_END;
+	if (imported)
+		ecl_release_current_thread();
+}
+
+/* A shared message nobody received: its box goes back to the collector. */
+static void wkl_release(void *ptr, size_t size)
+{
+	ecl_free_uncollectable(ptr);
+}
+
+static int64_t wkl_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int wkl_send_share(wk_id to, cl_object obj)
+{
+	cl_object *box = ecl_alloc_uncollectable(sizeof(cl_object));
+	int rc;
+	*box = obj;
+	rc = wk_send(to, box, sizeof(cl_object), WK_MODE_SHARE);
+	if (rc != 0)		/* not delivered: the box is still ours */
+		ecl_free_uncollectable(box);
+	return rc;
+}
+")
+
+#+workers-codec
+(ffi:clines "
+/* Copy mode: 0 sent, -WK_E* from the core, 1 unserializable (*bad and
+   *path set), 2 another codec error. */
+static int wkl_send_copy(wk_id to, cl_object obj, cl_object *bad, cl_object *path)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = wkl_codec_encode(obj, &buf, &len, bad, path);
+	if (rc == WKL_CODEC_UNSERIALIZABLE)
+		return 1;
+	if (rc != 0)
+		return 2;
+	rc = wk_send(to, buf, len, WK_MODE_COPY);
+	free(buf);
+	return rc;
+}
+
+static int wkl_decode(const void *data, size_t size, cl_object *out, cl_object *err)
+{
+	const char *msg = NULL;
+	if (wkl_codec_decode(data, size, out, &msg) == 0)
+		return 0;
+	*err = ecl_make_simple_base_string(msg ? msg : \"undecodable bytes\", -1);
+	return -1;
+}
+")
+
+#-workers-codec
+(ffi:clines "
+/* No codec compiled in: copied messages hold the printed representation,
+   decoded by WORKERS.FFI::%FALLBACK-DECODE. */
+static int wkl_decode(const void *data, size_t size, cl_object *out, cl_object *err)
+{
+	cl_object v = ecl_alloc_simple_vector(size, ecl_aet_b8);
+	memcpy(v->vector.self.b8, data, size);
+	*out = cl_funcall(2, ecl_make_symbol(\"%FALLBACK-DECODE\", \"WORKERS.FFI\"), v);
+	return 0;
+}
+")
+
+(ffi:clines "
+#include <pthread.h>
+#include <errno.h>
+
+/*
+ * JOIN's wait.  ECL 21.2.1 has no timed condition variable wait, so the
+ * threads in JOIN wait here.  Every worker end bumps a generation and
+ * wakes them (only when some thread waits); each waiter re-checks its
+ * worker.  No wakeup is lost: the ender stores the worker's :DEAD state,
+ * then (seq_cst) reads wkl_joiners; a joiner increments wkl_joiners
+ * (seq_cst), reads the generation, then reads the state.  Either the
+ * joiner sees :DEAD, or the ender sees the joiner and bumps the
+ * generation after the joiner read it.
+ */
+static pthread_mutex_t wkl_join_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wkl_join_cv;
+static pthread_once_t wkl_join_once = PTHREAD_ONCE_INIT;
+static uint64_t wkl_join_gen;	/* guarded by wkl_join_mu */
+static int wkl_joiners;		/* atomic */
+
+static void wkl_join_init(void)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&wkl_join_cv, &a);
+	pthread_condattr_destroy(&a);
+}
+
+static uint64_t wkl_join_enter(void)
+{
+	uint64_t g;
+	pthread_once(&wkl_join_once, wkl_join_init);
+	__atomic_fetch_add(&wkl_joiners, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_lock(&wkl_join_mu);
+	g = wkl_join_gen;
+	pthread_mutex_unlock(&wkl_join_mu);
+	return g;
+}
+
+static void wkl_join_leave(void)
+{
+	__atomic_fetch_sub(&wkl_joiners, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Waits until the generation moves past g or ns pass; the generation. */
+static uint64_t wkl_join_wait(uint64_t g, int64_t ns)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ns / 1000000000;
+	ts.tv_nsec += ns % 1000000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&wkl_join_mu);
+	while (wkl_join_gen == g &&
+	       pthread_cond_timedwait(&wkl_join_cv, &wkl_join_mu, &ts) != ETIMEDOUT)
+		;
+	g = wkl_join_gen;
+	pthread_mutex_unlock(&wkl_join_mu);
+	return g;
+}
+
+/* After a worker's state became :DEAD. */
+static void wkl_join_notify(void)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&wkl_joiners, __ATOMIC_SEQ_CST) == 0)
+		return;
+	pthread_mutex_lock(&wkl_join_mu);
+	wkl_join_gen++;
+	pthread_cond_broadcast(&wkl_join_cv);
+	pthread_mutex_unlock(&wkl_join_mu);
+}
+")
+
+(ffi:clines "
+/* Turns a received message into a Lisp object and frees the message.
+   1: *out set; -1: malformed (*err set). */
+static int wkl_unpack(wk_msg *m, cl_object *out, cl_object *err)
+{
+	int rc = 1;
+	if (wk_msg_mode(m) == WK_MODE_SHARE) {
+		cl_object *box = wk_msg_take(m);
+		*out = *box;
+		ecl_free_uncollectable(box);
+	} else if (wkl_decode(wk_msg_data(m), wk_msg_size(m), out, err) != 0) {
+		rc = -1;
+	}
+	wk_msg_free(m);
+	return rc;
+}
+")
+
+;;; The runtime.
+
+(defun %start (schedulers arena-size run-slice worker-ended)
+  "wk_start with the binding's hooks; RUN-SLICE and WORKER-ENDED are the
+symbols of the Lisp functions the step and the worker-end hook call."
+  (ffi:c-inline (schedulers arena-size run-slice worker-ended)
+                (:int :unsigned-long :object :object) :int
+   "{
+	wk_config c;
+	memset(&c, 0, sizeof c);
+	wkl_run_slice = #2;
+	wkl_worker_ended = #3;
+	c.schedulers = #0;
+	c.arena_size = #1;
+	c.thread_start = wkl_thread_start;
+	c.thread_stop = wkl_thread_stop;
+	c.worker_end = wkl_worker_end;
+	c.release = wkl_release;
+	@(return) = wk_start(&c);
+    }"))
+
+(defun %stop ()
+  (ffi:c-inline () () :int "wk_stop()" :one-liner t))
+
+(defun %schedulers ()
+  (ffi:c-inline () () :int "wk_schedulers()" :one-liner t))
+
+(defun %live-workers ()
+  (ffi:c-inline () () :object "ecl_make_uint64_t(wk_live_workers())" :one-liner t))
+
+(defun %strerror (code)
+  (ffi:c-inline (code) (:int) :cstring "(char *)wk_strerror(#0)" :one-liner t))
+
+(defun %now-ns ()
+  "Monotonic time in nanoseconds."
+  (ffi:c-inline () () :object "ecl_make_int64_t(wkl_now_ns())" :one-liner t))
+
+(defun %fence ()
+  "A full memory barrier."
+  (ffi:c-inline () () :void "__atomic_thread_fence(__ATOMIC_SEQ_CST)" :one-liner t))
+
+;;; Workers.
+
+(defun %spawn (data sched mode arena-size)
+  "wk_spawn of the binding's step with DATA (slot index plus one).  Returns
+the core's status and the new id."
+  (ffi:c-inline (data sched mode arena-size) (:int :int :int :unsigned-long)
+                (values :int :object)
+   "{
+	wk_spawn_opts o = WK_SPAWN_OPTS_INIT;
+	wk_id id = 0;
+	o.sched = #1;
+	o.mode = (wk_mode)#2;
+	o.arena_size = #3;
+	@(return 0) = wk_spawn(wkl_step, (void *)(uintptr_t)#0, &o, &id);
+	@(return 1) = ecl_make_uint64_t(id);
+    }"))
+
+(defun %self-id ()
+  (ffi:c-inline () () :object "ecl_make_uint64_t(wk_self())" :one-liner t))
+
+(defun %alive-p (id)
+  (ffi:c-inline (id) (:object) :bool "wk_alive(ecl_to_uint64_t(#0))" :one-liner t))
+
+(defun %attach ()
+  (ffi:c-inline () () :object "ecl_make_uint64_t(wk_attach())" :one-liner t))
+
+(defun %detach ()
+  (ffi:c-inline () () :void "wk_detach()" :one-liner t))
+
+(defun %current-sched ()
+  (ffi:c-inline () () :int "wk_current_sched()" :one-liner t))
+
+(defun %wait-timeout (ns)
+  (ffi:c-inline (ns) (:object) :void "wk_wait_timeout(ecl_to_int64_t(#0))" :one-liner t))
+
+(defun %timed-out-p ()
+  (ffi:c-inline () () :bool "wk_timed_out()" :one-liner t))
+
+(defun %set-exit-reason (reason)
+  (ffi:c-inline (reason) (:int) :void "wk_set_exit_reason((uintptr_t)#0)" :one-liner t))
+
+(defun %block-begin ()
+  (ffi:c-inline () () :void "wk_block_begin()" :one-liner t))
+
+(defun %block-end ()
+  (ffi:c-inline () () :void "wk_block_end()" :one-liner t))
+
+(defun %mailbox-count ()
+  (ffi:c-inline () () :unsigned-long "wk_mailbox_count()" :one-liner t))
+
+;;; The registry's mutex (see WITH-REGISTRY-LOCK in worker.lisp).
+
+(ffi:clines "static pthread_mutex_t wkl_registry_mu = PTHREAD_MUTEX_INITIALIZER;")
+
+(defun %registry-lock ()
+  (ffi:c-inline () () :void "pthread_mutex_lock(&wkl_registry_mu)" :one-liner t))
+
+(defun %registry-unlock ()
+  (ffi:c-inline () () :void "pthread_mutex_unlock(&wkl_registry_mu)" :one-liner t))
+
+;;; JOIN's wait (see wkl_join_wait).
+
+(defun %join-enter ()
+  (ffi:c-inline () () :object "ecl_make_uint64_t(wkl_join_enter())" :one-liner t))
+
+(defun %join-leave ()
+  (ffi:c-inline () () :void "wkl_join_leave()" :one-liner t))
+
+(defun %join-wait (generation ns)
+  "Waits until a worker ends after GENERATION or NS pass; the generation.
+The caller defers interrupts."
+  (ffi:c-inline (generation ns) (:object :object) :object
+   "ecl_make_uint64_t(wkl_join_wait(ecl_to_uint64_t(#0), ecl_to_int64_t(#1)))"
+   :one-liner t))
+
+(defun %join-notify ()
+  (ffi:c-inline () () :void "wkl_join_notify()" :one-liner t))
+
+;;; Messages.
+
+(defun %send-share (id object)
+  "Sends OBJECT itself; 0 or -WK_E*."
+  (ffi:c-inline (id object) (:object :object) :int
+                "wkl_send_share(ecl_to_uint64_t(#0), #1)" :one-liner t))
+
+#+workers-codec
+(defun %send-copy (id object)
+  "Sends a copy of OBJECT.  Returns a status (0 sent, -WK_E* from the core,
+1 unserializable, 2 codec failure) and, for 1, the offending part and its
+path."
+  (ffi:c-inline (id object) (:object :object) (values :int :object :object)
+   "{
+	cl_object bad = ECL_NIL, path = ECL_NIL;
+	@(return 0) = wkl_send_copy(ecl_to_uint64_t(#0), #1, &bad, &path);
+	@(return 1) = bad;
+	@(return 2) = path;
+    }"))
+
+(defun %send-octets (id octets)
+  (ffi:c-inline (id octets) (:object :object) :int
+   "wk_send(ecl_to_uint64_t(#0), #1->vector.self.b8, #1->vector.fillp, WK_MODE_COPY)"
+   :one-liner t))
+
+#-workers-codec
+(defun %send-copy (id object)
+  (handler-case (%send-octets id (%fallback-encode object))
+    (error () (values 1 object nil))))
+
+(defun %recv ()
+  "The next message of the calling worker's C mailbox.  Returns a status
+(0 empty, 1 a message, -1 malformed) and the object (or the decoder's
+complaint)."
+  (ffi:c-inline () () (values :int :object)
+   "{
+	cl_object obj = ECL_NIL, err = ECL_NIL;
+	wk_msg *m = wk_recv();
+	int st = m ? wkl_unpack(m, &obj, &err) : 0;
+	@(return 0) = st;
+	@(return 1) = st < 0 ? err : obj;
+    }"))
+
+(defun %recv-wait (timeout-ns)
+  "Like %RECV but waits up to TIMEOUT-NS (negative: forever) for a message;
+status 0 on timeout.  The caller defers interrupts."
+  (ffi:c-inline (timeout-ns) (:object) (values :int :object)
+   "{
+	cl_object obj = ECL_NIL, err = ECL_NIL;
+	wk_msg *m = wk_recv_wait(NULL, NULL, ecl_to_int64_t(#0));
+	int st = m ? wkl_unpack(m, &obj, &err) : 0;
+	@(return 0) = st;
+	@(return 1) = st < 0 ? err : obj;
+    }"))
+
+;;; The codec, as Lisp functions (WORKERS::%ENCODE and WORKERS::%DECODE).
+
+#+workers-codec
+(defun %codec-encode (object)
+  "Returns a status (0 ok, 1 unserializable, 2 other failure) and the
+octets, or the offending part and its path."
+  (ffi:c-inline (object) (:object) (values :int :object :object)
+   "{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	cl_object bad = ECL_NIL, path = ECL_NIL;
+	int rc = wkl_codec_encode(#0, &buf, &len, &bad, &path);
+	if (rc == 0) {
+		cl_object v = ecl_alloc_simple_vector(len, ecl_aet_b8);
+		memcpy(v->vector.self.b8, buf, len);
+		free(buf);
+		@(return 0) = 0;
+		@(return 1) = v;
+		@(return 2) = ECL_NIL;
+	} else {
+		@(return 0) = rc == WKL_CODEC_UNSERIALIZABLE ? 1 : 2;
+		@(return 1) = bad;
+		@(return 2) = path;
+	}
+    }"))
+
+#+workers-codec
+(defun %codec-decode (octets)
+  "OCTETS is a simple (unsigned-byte 8) vector.  Returns T and the object,
+or NIL and the decoder's complaint."
+  (ffi:c-inline (octets) (:object) (values :object :object)
+   "{
+	cl_object obj = ECL_NIL, err = ECL_NIL;
+	int rc = wkl_decode(#0->vector.self.b8, #0->vector.fillp, &obj, &err);
+	@(return 0) = rc == 0 ? ECL_T : ECL_NIL;
+	@(return 1) = rc == 0 ? obj : err;
+    }"))
+
+;;; Without the C codec (it is built in when lisp/codec.c exists), copies
+;;; travel as their printed representation: enough to develop and test the
+;;; rest, nowhere near the real codec's coverage or speed.
+
+#-workers-codec
+(progn
+  (defvar *fallback-print-table*
+    (let ((table (copy-pprint-dispatch nil)))
+      (set-pprint-dispatch 'workers::worker
+                           (lambda (stream w)
+                             (format stream "#.(~S ~D)" 'workers::%worker-from-id
+                                     (workers::worker-id w)))
+                           0 table)
+      table))
+
+  (defun %fallback-encode (object)
+    ;; Three octets per character: no external formats needed.
+    (let* ((string (with-standard-io-syntax
+                     (let ((*print-circle* t) (*print-pretty* t)
+                           (*print-pprint-dispatch* *fallback-print-table*))
+                       (prin1-to-string object))))
+           (octets (make-array (* 3 (length string)) :element-type '(unsigned-byte 8))))
+      (loop for c across string for i from 0 by 3
+            do (let ((code (char-code c)))
+                 (setf (aref octets i) (ldb (byte 8 16) code)
+                       (aref octets (+ i 1)) (ldb (byte 8 8) code)
+                       (aref octets (+ i 2)) (ldb (byte 8 0) code))))
+      octets))
+
+  (defun %fallback-decode (octets)
+    (with-standard-io-syntax
+      (let ((*read-eval* t))
+        (read-from-string
+         (let ((string (make-string (floor (length octets) 3))))
+           (loop for i from 0 by 3 for j from 0 below (length string)
+                 do (setf (char string j)
+                          (code-char (+ (ash (aref octets i) 16)
+                                        (ash (aref octets (+ i 1)) 8)
+                                        (aref octets (+ i 2))))))
+           string)))))
+
+  (defun %codec-encode (object)
+    (handler-case (values 0 (%fallback-encode object) nil)
+      (error () (values 1 object nil))))
+
+  (defun %codec-decode (octets)
+    (handler-case (values t (%fallback-decode octets))
+      (error (e) (values nil (princ-to-string e))))))

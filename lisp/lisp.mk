@@ -1,0 +1,58 @@
+# lisp/lisp.mk - the Lisp layer: workers.fas, install, the FiveAM suites.
+# Included by the top-level Makefile, which defines CC, BUILD, CORE_LIB,
+# LDLIBS_CORE and the phony targets; `make test` passes SUMMARY, the file
+# each suite appends its "LABEL: N passed, N failed" line to.
+#
+#   make fas        build/workers.fas (the Lisp code with the C core inside)
+#   make install    copies it into ECL's system directory: (require :workers)
+#   make test-lisp  the FiveAM suites, in a fresh ECL, on build/workers.fas
+#   make run        install, then the hello example
+
+ECL      ?= ecl
+FAS      := $(BUILD)/workers.fas
+LISP_SRC := $(wildcard lisp/*.lisp)
+# The copy codec is C that walks ECL objects; it joins the build once it
+# exists (lisp/build.lisp then compiles the Lisp side with :workers-codec).
+LISP_C     := $(wildcard lisp/codec.c)
+LISP_C_OBJ := $(patsubst lisp/%.c,$(BUILD)/lisp/%.o,$(LISP_C))
+LISP_CFLAGS = $(shell ecl-config --cflags) -std=gnu11 -O2 -g -fPIC -Wall \
+              -Ic-core/include -Ilisp
+# ECL's system directory, where a plain (require :workers) looks.
+ECL_SYSDIR = $(shell $(ECL) --norc -eval \
+	'(progn (princ (namestring (translate-logical-pathname "SYS:"))) (ext:quit 0))')
+# A hung test run is killed after this many seconds and counts as failed.
+LISP_TEST_TIMEOUT ?= 1800
+LISP_TEST_LINE := $(BUILD)/test-lisp.line
+
+fas: $(FAS)
+
+$(BUILD)/lisp/%.o: lisp/%.c $(wildcard lisp/*.h) $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(LISP_CFLAGS) -c $< -o $@
+
+$(FAS): $(CORE_LIB) $(LISP_SRC) $(LISP_C_OBJ)
+	@mkdir -p $(BUILD)/lisp
+	WORKERS_LDLIBS="$(LDLIBS_CORE)" $(ECL) --norc --shell lisp/build.lisp
+
+install: deps fas
+	install -m 644 $(FAS) "$(ECL_SYSDIR)workers.fas"
+	@echo "installed $(ECL_SYSDIR)workers.fas: (require :workers) in any ecl"
+
+run: deps install
+	$(ECL) --norc --shell examples/hello.lisp
+
+# The runner writes its summary line to $(LISP_TEST_LINE); if ECL dies or
+# hangs before that, the run counts as one failure.
+test-lisp:
+	@rm -f $(LISP_TEST_LINE); \
+	rc=0; \
+	$(MAKE) --no-print-directory fas || rc=$$?; \
+	if [ $$rc -eq 0 ]; then \
+		timeout -k 10 $(LISP_TEST_TIMEOUT) $(ECL) --norc --shell tests/lisp/run.lisp \
+			|| rc=$$?; \
+	fi; \
+	[ -s $(LISP_TEST_LINE) ] || { echo "lisp: 0 passed, 1 failed" > $(LISP_TEST_LINE); \
+		echo "lisp: the test run ended before its summary (exit status $$rc)"; \
+		cat $(LISP_TEST_LINE); [ $$rc -ne 0 ] || rc=1; }; \
+	$(if $(SUMMARY),cat $(LISP_TEST_LINE) >> "$(SUMMARY)";) \
+	exit $$rc

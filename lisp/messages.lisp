@@ -1,0 +1,163 @@
+;;;; messages.lisp - SELF, SEND, the blocking RECEIVE, the codec wrappers.
+
+(in-package #:workers)
+
+;;; The copy codec.
+
+(defun %encode (object)
+  "The octets that carry a copy of OBJECT, a simple (unsigned-byte 8)
+vector.  Signals UNSERIALIZABLE-OBJECT if some part of OBJECT cannot be
+copied."
+  (multiple-value-bind (status octets path) (workers.ffi::%codec-encode object)
+    (case status
+      (0 octets)
+      (1 (error 'unserializable-object :object octets :path path))
+      (t (error 'workers-error-in-codec :object object)))))
+
+(defun %decode (octets)
+  "The object the OCTETS made by %ENCODE carry.  Signals MALFORMED-MESSAGE
+when they do not decode; never crashes on bad input."
+  (let ((octets (if (typep octets '(simple-array (unsigned-byte 8) (*)))
+                    octets
+                    (coerce octets '(simple-array (unsigned-byte 8) (*))))))
+    (multiple-value-bind (ok object) (workers.ffi::%codec-decode octets)
+      (if ok
+          object
+          (error 'malformed-message :reason object)))))
+
+(define-condition workers-error-in-codec (workers-error)
+  ((object :initarg :object :reader workers-error-object))
+  (:report (lambda (c stream)
+             (format stream "The copy codec failed on ~S (out of memory?)."
+                     (workers-error-object c)))))
+
+;;; SELF.  A thread that is not running a slice gets a worker of its own on
+;;; first use (wk_attach), kept in *THREAD-WORKERS*.  The core keeps such
+;;; workers across STOP and START, mailbox included.
+
+(defvar *thread-workers* (make-hash-table :test 'eq :weakness :key)
+  "Thread (MP:PROCESS) -> its attached worker, under WITH-REGISTRY-LOCK.")
+
+(defun self ()
+  "The calling worker.  In a thread that runs no worker (the REPL, or a
+thread of your own), a worker standing for that thread, made on first use,
+so that it can SEND and RECEIVE like any worker.  Starts the runtime if
+needed."
+  (or *current-worker* (%thread-worker)))
+
+(defun %thread-worker ()
+  (%ensure-running)
+  (or (%thread-worker-if-any)
+      (%attach-thread)))
+
+(defun %thread-worker-if-any ()
+  "The worker of the calling thread, if it has one yet."
+  (with-registry-lock (values (gethash mp:*current-process* *thread-workers*))))
+
+(defun %attach-thread ()
+  (let ((id (workers.ffi::%attach))
+        (thread mp:*current-process*))
+    (when (zerop id)
+      (%core-error -4 "Attaching this thread")) ; -WK_ESTATE
+    (let ((worker (%make-worker :name (princ-to-string (mp:process-name thread))
+                                :%state :running
+                                :thread thread)))
+      (%note-id worker id)
+      (with-registry-lock (setf (gethash thread *thread-workers*) worker)))))
+
+;;; SEND.
+
+(defun %target-id (worker)
+  (etypecase worker
+    (worker (worker-id worker))
+    ((unsigned-byte 64) worker)))
+
+(defun send (worker message &key mode)
+  "Puts MESSAGE in WORKER's mailbox.  MODE :COPY (the default, unless the
+sending worker was spawned with another :MODE) delivers a deep copy, so
+that neither side sees the other's later changes; :SHARE delivers MESSAGE
+itself, which the sender should then leave alone.  Returns T if WORKER was
+alive, NIL if not (the message is dropped).  Never blocks.
+
+Signals UNSERIALIZABLE-OBJECT (and sends nothing) when a copy is asked of
+a message holding something the codec cannot copy (functions, streams,
+...).  Delivery is in order per sender and exactly once."
+  (let ((id (%target-id worker))
+        (mode (or mode (let ((me *current-worker*))
+                         (if me (worker-mode me) :copy)))))
+    (%ensure-running)
+    (%sent-p
+     (ecase mode
+       (:copy (multiple-value-bind (rc bad path) (workers.ffi::%send-copy id message)
+                (case rc
+                  (1 (error 'unserializable-object :object bad :path path))
+                  (2 (error 'workers-error-in-codec :object message))
+                  (t rc))))
+       (:share (workers.ffi::%send-share id message))))))
+
+(defun %sent-p (rc)
+  (cond ((zerop rc) t)
+        ((= rc -1) nil)                 ; -WK_EDEAD
+        (t (%core-error rc "Sending a message"))))
+
+;;; RECEIVE outside a slice of its own: block the thread.
+
+(defun %take-message (worker status object)
+  "Files what %RECV or %RECV-WAIT answered; true if it was a message."
+  (case status
+    (0 nil)
+    (1 (%inbox-push worker object) t)
+    (t (error 'malformed-message :reason object))))
+
+(defun %drain (worker)
+  "Moves every message of the C mailbox into WORKER's Lisp mailbox."
+  (loop while (multiple-value-call #'%take-message worker (workers.ffi::%recv))))
+
+(defun %deadline (seconds)
+  "The monotonic time, in ns, SECONDS from now; :NEVER for NIL."
+  (cond ((null seconds) :never)
+        ((and (realp seconds) (>= seconds 0))
+         (+ (workers.ffi::%now-ns) (floor (* (rational seconds) 1000000000))))
+        (t (error 'type-error :datum seconds :expected-type '(or null (real 0))))))
+
+(defun %remaining-ns (deadline)
+  (if (eq deadline :never)
+      -1
+      (max 0 (- deadline (workers.ffi::%now-ns)))))
+
+(defconstant +interrupt-check-ns+ 200000000
+  "How long a thread that is not a worker waits in C before it lets Lisp
+interrupts (Ctrl-C in the REPL) run.")
+
+(defun %wait-for-message (worker remaining-ns)
+  "Waits up to REMAINING-NS (-1: forever) for one message into WORKER's
+Lisp mailbox.  In a worker the core hands the scheduler to a spare thread
+meanwhile; elsewhere the wait is cut into pieces so that interrupts get in."
+  (let ((ns (if (or *current-worker* (<= 0 remaining-ns +interrupt-check-ns+))
+                remaining-ns
+                (if (minusp remaining-ns)
+                    +interrupt-check-ns+
+                    (min remaining-ns +interrupt-check-ns+)))))
+    (multiple-value-call #'%take-message worker
+      (mp:without-interrupts (workers.ffi::%recv-wait ns)))))
+
+(defun %check-stopping ()
+  "In a slice blocked in a wait, while STOP runs: leave the slice (its
+worker ends with reason :SHUTDOWN), so that its thread can end."
+  (when (and *stopping* *current-worker*)
+    (throw '%abort-slice :shutdown)))
+
+(defun %receive (matcher timeout after)
+  "RECEIVE nested in a form, or in a thread that is not a worker."
+  (let ((worker (self))
+        (deadline (%deadline timeout)))
+    (loop
+      (%drain worker)
+      (let ((thunk (%inbox-take worker matcher)))
+        (when thunk
+          (return (funcall (the function thunk)))))
+      (let ((remaining (%remaining-ns deadline)))
+        (when (zerop remaining)
+          (return (and after (funcall (the function after)))))
+        (unless (%wait-for-message worker remaining)
+          (%check-stopping))))))

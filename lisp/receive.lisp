@@ -1,0 +1,173 @@
+;;;; receive.lisp - the pattern compiler, RECEIVE and RECEIVE-LOOP.
+;;;;
+;;;; A RECEIVE compiles to three parts (see %RECEIVE-PARTS):
+;;;;   a matcher, (lambda (message) ...), which returns a thunk running the
+;;;;     body of the first clause whose pattern and guard accept MESSAGE
+;;;;     (the thunk closes over the pattern's bindings), or NIL;
+;;;;   the timeout form of the :AFTER clause (NIL: wait forever);
+;;;;   a thunk running the :AFTER clause's body.
+;;;; Where the receive runs decides how it waits: as a body form of its own
+;;;; in WITH-WORKER it becomes a RECEIVE-SLICE (parks, holds no thread, see
+;;;; spawn.lisp); anywhere else it blocks the calling thread (%RECEIVE).
+
+(in-package #:workers)
+
+(defun %wildcard-p (x)
+  (and (symbolp x) (string= (symbol-name x) "_")))
+
+(defun %pattern-variable-p (x)
+  "Symbols bind, except _, keywords, T, NIL and other constants."
+  (and (symbolp x) (not (%wildcard-p x)) (not (constantp x))))
+
+(defun %quoted-p (x)
+  (and (consp x) (eq (car x) 'quote) (consp (cdr x)) (null (cddr x))))
+
+(defun %match-form (pattern var seen k)
+  "Code that runs the code (FUNCALL K SEEN*) where the value of VAR (a
+symbol) matches PATTERN, its variables bound, and answers NIL otherwise.
+SEEN lists the variables the pattern bound already (left of this part): a
+variable seen twice must match EQUAL values."
+  (cond ((%wildcard-p pattern)
+         (funcall k seen))
+        ((%pattern-variable-p pattern)
+         (if (member pattern seen)
+             `(when (equal ,pattern ,var) ,(funcall k seen))
+             `(let ((,pattern ,var))
+                (declare (ignorable ,pattern))
+                ,(funcall k (cons pattern seen)))))
+        ((%quoted-p pattern)
+         `(when (equal ,var ',(second pattern)) ,(funcall k seen)))
+        ((null pattern)
+         `(when (null ,var) ,(funcall k seen)))
+        ((symbolp pattern)              ; keywords, T, other constants
+         `(when (equal ,var ,pattern) ,(funcall k seen)))
+        ((consp pattern)
+         (let ((head (gensym "HEAD")) (tail (gensym "TAIL")))
+           `(when (consp ,var)
+              (let ((,head (car ,var)) (,tail (cdr ,var)))
+                (declare (ignorable ,head ,tail))
+                ,(%match-form (car pattern) head seen
+                              (lambda (seen)
+                                (%match-form (cdr pattern) tail seen k)))))))
+        (t                              ; numbers, strings, characters, ...
+         `(when (equal ,var ',pattern) ,(funcall k seen)))))
+
+(defun %parse-clause (clause)
+  "Splits (pattern [:when guard] form...) into its three parts."
+  (unless (consp clause)
+    (error "Malformed RECEIVE clause ~S: expected (PATTERN [:WHEN GUARD] FORM...)."
+           clause))
+  (destructuring-bind (pattern &rest rest) clause
+    (if (and (consp rest) (eq (car rest) :when))
+        (progn
+          (unless (consp (cdr rest))
+            (error "RECEIVE clause ~S: :WHEN needs a guard form." clause))
+          (values pattern (cadr rest) (cddr rest)))
+        (values pattern t rest))))
+
+(defun %after-clause-p (clause)
+  (and (consp clause) (eq (car clause) :after)))
+
+(defun %split-clauses (clauses)
+  "Returns the message clauses and the :AFTER clause (or NIL)."
+  (let ((after (find-if #'%after-clause-p clauses))
+        (others (remove-if #'%after-clause-p clauses)))
+    (when (> (count-if #'%after-clause-p clauses) 1)
+      (error "RECEIVE: more than one :AFTER clause in ~S." clauses))
+    (when (and after (not (eq after (car (last clauses)))))
+      (error "RECEIVE: the :AFTER clause must come last in ~S." clauses))
+    (when (and after (not (consp (cdr after))))
+      (error "RECEIVE: :AFTER needs a timeout in seconds: ~S." after))
+    (values others after)))
+
+(defun %receive-parts (clauses wrap-body)
+  "Returns the matcher form, the timeout form and the after-thunk form of a
+RECEIVE with CLAUSES.  WRAP-BODY turns a clause's body forms into the forms
+of its thunk."
+  (multiple-value-bind (message-clauses after) (%split-clauses clauses)
+    (let ((message (gensym "MESSAGE")))
+      (values
+       `(lambda (,message)
+          (declare (ignorable ,message))
+          (or ,@(loop for clause in message-clauses
+                      collect (multiple-value-bind (pattern guard body)
+                                  (%parse-clause clause)
+                                (%match-form
+                                 pattern message '()
+                                 (lambda (seen)
+                                   (declare (ignore seen))
+                                   `(when ,guard
+                                      (lambda () ,@(funcall wrap-body body)))))))))
+       (second after)
+       (and after `(lambda () ,@(funcall wrap-body (cddr after))))))))
+
+(defun %loop-body (body)
+  "The body of a RECEIVE-LOOP clause: (RETURN values) inside it stops the
+loop; the thunk answers :CONTINUE when the body falls through, else :STOP
+and the list of values to return."
+  (let ((outer (gensym "CLAUSE")))
+    `((block ,outer
+        (values :stop
+                (multiple-value-list
+                 (block nil
+                   ,@body
+                   (return-from ,outer :continue))))))))
+
+(defmacro receive (&body clauses)
+  "Takes the oldest message that matches a clause out of the calling worker's
+mailbox and runs that clause; returns the values of its last form.
+
+A clause is (PATTERN [:WHEN GUARD] FORM...).  Each message is tried against
+the clauses in order, oldest message first; messages that match no clause
+stay in the mailbox, in order, for a later RECEIVE.
+
+Patterns:
+  _                      matches anything;
+  a symbol               binds it to the value (keywords, T, NIL and other
+                         constants match themselves instead); a symbol used
+                         twice in one pattern must match EQUAL values;
+  a number, string, character or 'FORM
+                         matches an EQUAL value;
+  (P1 P2 ...)            matches a list of as many elements, elementwise;
+  (P1 ... . REST)        REST binds the rest of the list.
+The GUARD sees the pattern's variables; the clause matches only if it
+returns true.
+
+The last clause may be (:AFTER SECONDS FORM...): if no message matches
+within SECONDS (a non-negative real, evaluated once on entry; NIL means
+forever), its forms run instead.  Without it, RECEIVE waits forever.
+
+As a body form of its own in WITH-WORKER, RECEIVE parks the worker without
+holding an OS thread.  Anywhere else (nested inside a form, in the REPL or
+any other thread) it blocks the calling thread; inside a worker the other
+workers of its scheduler keep running meanwhile.
+
+**NOTE** To match the keyword :AFTER itself, write ':AFTER."
+  (multiple-value-bind (matcher timeout after) (%receive-parts clauses #'identity)
+    `(%receive ,matcher ,timeout ,after)))
+
+(defmacro receive-loop (&body clauses)
+  "Handles message after message with the clauses of a RECEIVE, until a
+clause body does (RETURN [VALUE]): RECEIVE-LOOP then returns VALUE.  A
+clause body that falls through goes on to the next message.  An :AFTER
+clause runs each time no message arrives within its timeout; it too may
+RETURN.
+
+As a body form of its own in WITH-WORKER this is the way to write a
+server: each message is handled in a time slice of its own, and the worker
+parks without holding an OS thread while it waits:
+
+  (with-worker (:name \"counter\" :let ((n 0)))
+    (receive-loop
+      ((:add k) (incf n k))
+      ((:get from) (send from n))
+      (:stop (return n))))
+
+Elsewhere it loops in the calling thread like a nested RECEIVE."
+  (multiple-value-bind (matcher timeout after) (%receive-parts clauses #'%loop-body)
+    `(%receive-loop ,matcher ,timeout ,after)))
+
+(defun %receive-loop (matcher timeout after)
+  (loop (multiple-value-bind (status values) (%receive matcher timeout after)
+          (when (eq status :stop)
+            (return (values-list values))))))

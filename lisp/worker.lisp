@@ -1,0 +1,260 @@
+;;;; worker.lisp - the WORKER structure, its Lisp-side mailbox, the registry.
+;;;;
+;;;; The C core keeps workers in malloc'd memory that the garbage collector
+;;;; does not scan, so nothing Lisp lives there.  Each Lisp worker sits in a
+;;;; slot of *SLOTS*, a GC-visible vector, while it is alive, and the C
+;;;; worker's data pointer is that slot's index plus one (NULL marks the
+;;;; attached threads, which have no slot).  The id table maps the ids of
+;;;; live workers to their objects, for the codec, which carries a worker as
+;;;; its id: a worker that arrives in a message is the very object its
+;;;; spawner holds.  Both are guarded by WITH-REGISTRY-LOCK.
+
+(in-package #:workers)
+
+(defstruct (worker (:constructor %make-worker)
+                   (:copier nil)
+                   (:predicate worker-p))
+  "A lightweight process.  Made by WITH-WORKER, SPAWN and SPAWN*, by SELF in a
+thread that is not a worker, and by messages that carry a worker's id."
+  ;; The codec reads this slot: keep it first and keep its name.
+  (id 0 :type (unsigned-byte 64))
+  (name nil)
+  ;; :runnable :running :waiting :dead, or NIL when only the id is known.
+  (%state nil)
+  ;; Once dead: :normal, the condition that ended it, :shutdown or :aborted.
+  (reason nil)
+  ;; The values of the last slice, a list.
+  (result nil :type list)
+  ;; What runs: an optional thunk run first, then the slices in order.  A
+  ;; slice is a function or a RECEIVE-SLICE.
+  (init nil)
+  (slices #() :type simple-vector)
+  (pc 0 :type fixnum)
+  ;; The deadline of the RECEIVE slice in progress: NIL (not started),
+  ;; :NEVER, or a monotonic time in nanoseconds.
+  (deadline nil)
+  ;; Messages taken out of the C mailbox and not yet received, oldest first.
+  (inbox-head nil :type list)
+  (inbox-tail nil :type list)
+  ;; Default mode of this worker's sends.
+  (mode :copy :type (member :copy :share))
+  (slot -1 :type fixnum)
+  ;; Spawn options kept for the fault-tolerance layer.
+  (core nil)
+  (parent nil)
+  (link nil)
+  (monitor nil)
+  ;; For the worker of an attached thread: that thread.
+  (thread nil))
+
+(defmethod print-object ((w worker) stream)
+  (print-unreadable-object (w stream)
+    (format stream "WORKER ~D~@[ ~S~] ~(~S~)"
+            (worker-id w) (worker-name w) (worker-state w))))
+
+(defun worker-state (worker)
+  "The state of WORKER: :RUNNABLE (queued), :RUNNING (in a slice, or the
+worker of a thread), :WAITING (parked in RECEIVE) or :DEAD.  A worker known
+only by its id (one that arrived in a message and was not made here) is
+:ALIVE or :DEAD."
+  (or (worker-%state worker)
+      (if (workers.ffi::%alive-p (worker-id worker)) :alive :dead)))
+
+(defun worker-alive-p (worker)
+  "True while WORKER has not ended."
+  (let ((state (worker-%state worker)))
+    (if state
+        (not (eq state :dead))
+        (workers.ffi::%alive-p (worker-id worker)))))
+
+(defun worker-exit-reason (worker)
+  "Why WORKER ended: :NORMAL, the condition that ended it, :SHUTDOWN (STOP
+destroyed it) or :ABORTED (a non-local exit left a slice).  NIL while it is
+alive or when it is known only by its id."
+  (worker-reason worker))
+
+;;; The Lisp-side mailbox: a FIFO of messages already taken out of the C
+;;; mailbox.  Only the worker itself touches it, one slice at a time, so it
+;;; needs no lock.
+
+(declaim (inline %inbox-push))
+(defun %inbox-push (worker message)
+  (let ((cell (list message)))
+    (if (worker-inbox-head worker)
+        (setf (cdr (worker-inbox-tail worker)) cell)
+        (setf (worker-inbox-head worker) cell))
+    (setf (worker-inbox-tail worker) cell)))
+
+(defun %inbox-take (worker matcher)
+  "Finds the oldest message MATCHER accepts, removes it and returns what
+MATCHER returned for it (a thunk); NIL if none matches."
+  (loop for prev = nil then cell
+        for cell = (worker-inbox-head worker) then (cdr cell)
+        while cell
+        do (let ((found (funcall (the function matcher) (car cell))))
+             (when found
+               (let ((next (cdr cell)))
+                 (if prev
+                     (setf (cdr prev) next)
+                     (setf (worker-inbox-head worker) next))
+                 (unless next
+                   (setf (worker-inbox-tail worker) prev)))
+               (return found)))))
+
+;;; The id table: id -> worker, open addressing with linear probing.  A
+;;; live worker is held strongly; at its end its entry becomes a weak
+;;; pointer, so that the worker stays the same object for as long as
+;;; anything holds it (a parent receiving (:done child) after the child
+;;; ended gets the very CHILD it spawned), and is collected after that.
+;;; Entries whose weak pointer broke are dropped when the table fills up.
+;;; (ECL's weak hash tables cost microseconds per insertion; this costs a
+;;; few stores, and a weak pointer per ended worker.)  Id 0 marks a free
+;;; entry: it is never a worker's.  Callers hold the registry lock.
+
+(defvar *id-keys* (make-array 1024 :initial-element 0))
+(defvar *id-values* (make-array 1024 :initial-element nil))
+(defvar *id-count* 0)
+
+(declaim (inline %id-home %id-value))
+(defun %id-home (id mask)
+  ;; Multiplicative mixing in fixnums (each product stays below 2^61): the
+  ;; core's ids are a slot index and a generation, which a plain mask would
+  ;; pile into long clusters.
+  (let ((p (logxor (* (logand id #x7FFFFFFF) 625341585)
+                   (* (logand (ash id -31) #x3FFFFFFF) 1103515245))))
+    (logand (logxor p (ash p -29)) mask)))
+
+(defun %id-value (entry)
+  "The worker an entry holds, NIL if it was collected."
+  (if (typep entry (quote ext:weak-pointer)) (ext:weak-pointer-value entry) entry))
+
+(defun %id-position (id)
+  "The index of ID in the table, or NIL."
+  (let* ((keys *id-keys*) (mask (1- (length keys))))
+    (loop for i = (%id-home id mask) then (logand (1+ i) mask)
+          for key = (svref keys i)
+          until (eql key 0)
+          when (eql key id) return i)))
+
+(defun %id-get (id)
+  (let ((i (%id-position id)))
+    (and i (%id-value (svref *id-values* i)))))
+
+(defun %id-put (id worker)
+  (let ((i (%id-position id)))
+    (if i
+        (setf (svref *id-values* i) worker)
+        (progn
+          (when (>= (* 2 (1+ *id-count*)) (length *id-keys*))
+            (%id-rebuild))
+          (let* ((keys *id-keys*) (mask (1- (length keys))))
+            (loop for j = (%id-home id mask) then (logand (1+ j) mask)
+                  until (eql (svref keys j) 0)
+                  finally (setf (svref keys j) id
+                                (svref *id-values* j) worker
+                                *id-count* (1+ *id-count*))))))))
+
+(defun %id-weaken (id worker)
+  "At WORKER's end: its entry no longer keeps it alive."
+  (let ((i (%id-position id)))
+    (when (and i (eq (svref *id-values* i) worker))
+      (setf (svref *id-values* i) (ext:make-weak-pointer worker)))))
+
+(defun %id-rebuild ()
+  "Drops the collected entries; doubles the table if still half full."
+  (let* ((keys *id-keys*) (values *id-values*)
+         (kept (loop for key across keys
+                     for entry across values
+                     count (and (not (eql key 0)) (%id-value entry))))
+         (size (if (>= (* 4 (1+ kept)) (length keys))
+                   (* 2 (length keys))
+                   (length keys))))
+    (setf *id-keys* (make-array size :initial-element 0)
+          *id-values* (make-array size :initial-element nil)
+          *id-count* 0)
+    (loop for key across keys
+          for entry across values
+          unless (or (eql key 0) (null (%id-value entry)))
+            do (%id-put key entry))))
+
+;;; The registry.
+
+(defconstant +forgotten+ -2 "The slot of a worker %FORGET has seen.")
+
+(defmacro with-registry-lock (&body body)
+  "Runs BODY holding the registry's mutex.  A pthread mutex (ffi.lisp), not
+an MP:LOCK: ECL 21.2.1's locks are slow under contention, and a spawning
+thread was seen asleep on a free one while schedulers ended workers."
+  `(mp:without-interrupts
+     (workers.ffi::%registry-lock)
+     (unwind-protect (progn ,@body)
+       (workers.ffi::%registry-unlock))))
+
+(defvar *slots* (make-array 1024 :initial-element nil)
+  "Live spawned workers by slot.  A free slot holds the index of the next
+free one (a fixnum), -1 ending the chain.")
+
+(defvar *slots-fill* 0 "Slots below this index have been used.")
+(defvar *free-slot* -1 "Head of the free-slot chain.")
+
+(defun %register (worker)
+  "Gives WORKER a slot; returns the slot's index."
+  (with-registry-lock
+    (let ((index *free-slot*))
+      (if (>= index 0)
+          (setf *free-slot* (svref *slots* index))
+          (let ((slots *slots*))
+            (setf index *slots-fill*)
+            (incf *slots-fill*)
+            (when (= index (length slots))
+              (let ((bigger (make-array (* 2 index) :initial-element nil)))
+                (replace bigger slots)
+                ;; Published after filling: a step reading *SLOTS* sees
+                ;; either vector, and both hold every live worker.
+                (setf *slots* bigger)))))
+      (setf (svref *slots* index) worker
+            (worker-slot worker) index))))
+
+(defun %note-id (worker id)
+  "Records that WORKER has ID (called once the C core has given it)."
+  (setf (worker-id worker) id)
+  (with-registry-lock
+    ;; Not if it ended already (it may end before wk_spawn returns).
+    (unless (= (worker-slot worker) +forgotten+)
+      (%id-put id worker))))
+
+(defun %forget (worker)
+  "At WORKER's end: frees its slot and its id."
+  (with-registry-lock
+    (let ((index (worker-slot worker)))
+      (when (and (>= index 0) (eq (svref *slots* index) worker))
+        (setf (svref *slots* index) *free-slot*
+              *free-slot* index))
+      (setf (worker-slot worker) +forgotten+))
+    (%id-weaken (worker-id worker) worker)))
+
+(declaim (inline %slot-worker))
+(defun %slot-worker (index)
+  (svref *slots* index))
+
+(defun %live-slot-workers ()
+  (with-registry-lock
+    (loop for i below *slots-fill*
+          for w = (svref *slots* i)
+          when (worker-p w) collect w)))
+
+(defun %worker-from-id (id)
+  "The worker object for ID: the one this image knows, else a new one that
+carries only the id (its state comes from the C core).  Called by the codec
+when it decodes a worker; never signals for a well-formed integer."
+  (or (and (typep id '(unsigned-byte 64))
+           (with-registry-lock (%id-get id)))
+      (%make-worker :id (if (typep id '(unsigned-byte 64)) id 0))))
+
+(setf (documentation 'worker-p 'function) "True if OBJECT is a WORKER."
+      (documentation 'worker-id 'function)
+      "The worker's id: a positive 64-bit integer, never reused, safe to keep
+and to send after the worker died."
+      (documentation 'worker-name 'function)
+      "The :NAME the worker was spawned with (NIL if none); for the worker of
+a thread, the thread's name.")

@@ -1,0 +1,164 @@
+;;;; codec-standalone.lisp - builds lisp/codec.c into this ECL, runs the
+;;;; CODEC suite (codec-tests.lisp) and a small benchmark, without the rest
+;;;; of the project.
+;;;;
+;;;;   ecl --norc --shell tests/lisp/codec-standalone.lisp
+;;;;
+;;;; Exits 0 when every test passed, 1 otherwise.  The build goes to
+;;;; build/codec/ under the repository root.  It stands in for the Lisp
+;;;; layer: a stub WORKERS package with the two conditions, the WORKER
+;;;; structure, WORKERS::%WORKER-FROM-ID, and %ENCODE / %DECODE wrappers that
+;;;; behave as the real ones must.
+
+(require :asdf)
+(require :cmp)
+(asdf:load-system :fiveam)
+
+(defpackage :workers
+  (:use :cl)
+  (:documentation "Stub of the workers Lisp layer, enough for the codec tests.")
+  (:export #:unserializable-object #:malformed-message))
+
+(in-package :workers)
+
+(defparameter *root*
+  (merge-pathnames "../../" (make-pathname :name nil :type nil
+                                           :defaults *load-truename*))
+  "The repository root.")
+
+(define-condition unserializable-object (error)
+  ((object :initarg :object :reader unserializable-object-object)
+   (path :initarg :path :reader unserializable-object-path))
+  (:report (lambda (c s)
+             (let ((*print-circle* t) (*print-length* 5) (*print-level* 3))
+               (format s "Cannot send ~S, at ~S in the message."
+                       (unserializable-object-object c)
+                       (unserializable-object-path c))))))
+
+(define-condition malformed-message (error)
+  ((reason :initarg :reason :reader malformed-message-reason))
+  (:report (lambda (c s)
+             (format s "Malformed message: ~A." (malformed-message-reason c)))))
+
+;;; Compiled into a fas: the WORKER stub, codec.c with the same wrappers as
+;;; the real layer, and a C benchmark loop.
+(defparameter *ffi-forms*
+  `((in-package :workers)
+    ;; ID is not the first slot on purpose: the codec finds it by name.
+    (defstruct (worker (:constructor %make-worker (id)))
+      (name nil)
+      (id 0 :type (unsigned-byte 64)))
+    (defvar *workers* (make-hash-table) "Id -> the one WORKER with that id.")
+    (defun %worker-from-id (id)
+      (or (gethash id *workers*)
+          (setf (gethash id *workers*) (%make-worker id))))
+    (ffi:clines ,(format nil "#include \"~A\"~%#include <time.h>"
+                         (namestring (merge-pathnames "lisp/codec.c" *root*))))
+    (ffi:clines "
+static double now_ns(void)
+{
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return t.tv_sec * 1e9 + t.tv_nsec;
+}
+
+/* ns per operation: mode 0 encode+decode, 1 encode only, 2 decode only. */
+static double bench_codec(cl_object obj, long iters, int mode)
+{
+        uint8_t *buf; size_t len; cl_object bad, path, r; const char *m;
+        if (wkl_codec_encode(obj, &buf, &len, &bad, &path)) return -1;
+        double t0 = now_ns();
+        for (long i = 0; i < iters; i++) {
+                if (mode != 2) {
+                        uint8_t *b; size_t l;
+                        wkl_codec_encode(obj, &b, &l, &bad, &path);
+                        free(b);
+                }
+                if (mode != 1) wkl_codec_decode(buf, len, &r, &m);
+        }
+        double t = (now_ns() - t0) / iters;
+        free(buf);
+        return t;
+}")
+    (defun %codec-encode (object)
+      (ffi:c-inline (object) (:object) (values :object :int :object :object) "{
+        uint8_t *out; size_t len; cl_object bad = ECL_NIL, path = ECL_NIL;
+        cl_object v = ECL_NIL;
+        int rc = wkl_codec_encode(#0, &out, &len, &bad, &path);
+        if (rc == WKL_CODEC_OK) {
+                v = ecl_alloc_simple_vector(len, ecl_aet_b8);
+                memcpy(v->vector.self.b8, out, len);
+                free(out);
+        }
+        @(return 0) = v; @(return 1) = rc; @(return 2) = bad; @(return 3) = path;
+}"))
+    (defun %codec-decode (octets)
+      (ffi:c-inline (octets) (:object) (values :object :int :object) "{
+        cl_object r = ECL_NIL; const char *m = NULL;
+        int rc = wkl_codec_decode(#0->vector.self.b8, #0->vector.fillp, &r, &m);
+        @(return 0) = r; @(return 1) = rc;
+        @(return 2) = m ? ecl_make_simple_base_string((char *)m, -1) : ECL_NIL;
+}"))
+    (defun %bench (object iterations mode)
+      (ffi:c-inline (object iterations mode) (:object :long :int) :double
+                    "bench_codec(#0, #1, #2)" :one-liner t))))
+
+(defun build-ffi ()
+  (let* ((dir (merge-pathnames "build/codec/" *root*))
+         (source (merge-pathnames "codec-ffi.lisp" dir)))
+    (ensure-directories-exist dir)
+    (with-open-file (s source :direction :output :if-exists :supersede)
+      (with-standard-io-syntax
+        (let ((*package* (find-package :workers)))
+          (dolist (form *ffi-forms*) (print form s)))))
+    (let ((c::*user-cc-flags* "-O2 -Wall -Wno-unused-function")
+          (*compile-verbose* nil) (*compile-print* nil))
+      (load (compile-file source :output-file (merge-pathnames "codec-ffi.fas" dir))))))
+
+(build-ffi)
+
+(defun %encode (object)
+  "OBJECT as a fresh octet vector; signals UNSERIALIZABLE-OBJECT on refusal."
+  (multiple-value-bind (octets code bad path) (%codec-encode object)
+    (case code
+      (0 octets)
+      (-1 (error 'unserializable-object :object bad :path path))
+      (t (error "The workers codec failed with code ~D." code)))))
+
+(defun %decode (octets)
+  "The object encoded in OCTETS; signals MALFORMED-MESSAGE on bad input."
+  (let ((octets (coerce octets '(simple-array (unsigned-byte 8) (*)))))
+    (multiple-value-bind (object code reason) (%codec-decode octets)
+      (if (zerop code)
+          object
+          (error 'malformed-message :reason reason)))))
+
+(let ((*compile-verbose* nil) (*compile-print* nil))
+  (load (compile-file (merge-pathnames "tests/lisp/codec-tests.lisp" *root*)
+                      :output-file (merge-pathnames "build/codec/codec-tests.fas"
+                                                    *root*))))
+
+;;; ------------------------------------------------------------- benchmark
+
+(defun benchmark ()
+  (let ((shapes `(("fixnum 42" 42)
+                  ("(:ok 1 2 3)" (:ok 1 2 3))
+                  ("\"hello, world\"" "hello, world")
+                  ("(:msg <worker> \"text\" 7 :x)"
+                   (:msg ,(%worker-from-id 7) "text" 7 :x))
+                  ("#(1.5d0 ...) x 16" ,(make-array 16 :initial-element 1.5d0))
+                  ("list of 1000 fixnums" ,(loop for i below 1000 collect i)))))
+    (format t "~&~%codec benchmark (ns per operation, C loop, this machine)~%")
+    (format t "~32A ~10@A ~10@A ~10@A ~6@A~%" "message" "round trip" "encode" "decode" "bytes")
+    (dolist (shape shapes)
+      (destructuring-bind (label object) shape
+        (let ((n (if (consp object) (if (> (length object) 100) 2000 200000) 200000)))
+          (%bench object (floor n 10) 0)  ; warm up
+          (format t "~32A ~10,1F ~10,1F ~10,1F ~6D~%" label
+                  (%bench object n 0) (%bench object n 1) (%bench object n 2)
+                  (length (%encode object))))))))
+
+(let ((ok (fiveam:run! 'workers-tests.codec::codec)))
+  (benchmark)
+  (finish-output)
+  (ext:quit (if ok 0 1)))

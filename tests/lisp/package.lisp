@@ -1,0 +1,77 @@
+;;;; package.lisp - the test package, the suites, the helpers every test file uses.
+
+(defpackage #:workers-tests
+  (:use #:common-lisp #:fiveam #:workers)
+  (:export #:all #:run-suites #:*fas*)
+  (:documentation "FiveAM suites for the Lisp layer of workers."))
+
+(in-package #:workers-tests)
+
+(def-suite all :description "Every Lisp test of workers.")
+
+(def-suite patterns :in all
+  :description "The RECEIVE pattern compiler, without the runtime.")
+
+(def-suite runtime :in all
+  :description "Starting, stopping, exiting.")
+
+(defparameter *scheduler-counts* '(1 2 4)
+  "Every concurrency test runs once with each of these scheduler counts.")
+
+(defun scheduler-suite (count)
+  (intern (format nil "SCHEDULERS-~D" count) '#:workers-tests))
+
+(dolist (count *scheduler-counts*)
+  (eval `(def-suite ,(scheduler-suite count) :in all
+           :description ,(format nil "Concurrency tests on ~D scheduler~:P." count count))))
+
+(defvar *fas* nil "The workers.fas under test (child processes load it too).")
+
+(defparameter *long* 30
+  "Seconds a test waits for an event before it fails: generous, since the
+events come, or the test is wrong.")
+
+(defun call-with-schedulers (count thunk)
+  "Runs THUNK with the runtime running COUNT schedulers."
+  (unless (and (running-p) (= (scheduler-count) count))
+    (stop)
+    (start :schedulers count))
+  (funcall thunk))
+
+(defmacro define-concurrency-test (name docstring &body body)
+  "Defines NAME/1, NAME/2 and NAME/4: BODY run with 1, 2 and 4 schedulers
+(the runtime is restarted as needed), each in the suite of its count."
+  `(progn
+     ,@(loop for count in *scheduler-counts*
+             collect `(test (,(intern (format nil "~A/~D" name count))
+                             :suite ,(scheduler-suite count))
+                        ,docstring
+                        (call-with-schedulers ,count (lambda () ,@body))))))
+
+(defun wait-until (predicate &key (timeout *long*))
+  "Polls PREDICATE until it returns true (that value) or TIMEOUT seconds
+pass (NIL).  For states that send no message, such as a parked worker."
+  (loop with deadline = (+ (get-internal-real-time)
+                           (* timeout internal-time-units-per-second))
+        do (let ((value (funcall predicate)))
+             (when value (return value)))
+           (when (> (get-internal-real-time) deadline) (return nil))
+           (sleep 0.001)))
+
+(defun next-message (&optional (timeout *long*))
+  "The next message of the calling thread's mailbox, or :TIMEOUT."
+  (receive (message message)
+           (:after timeout :timeout)))
+
+(defun drain-messages ()
+  "Throws away what the calling thread's mailbox holds."
+  (loop until (eq (receive (_ nil) (:after 0 :empty)) :empty)))
+
+(defmacro with-log ((note-fn) &body body)
+  "Binds NOTE-FN to a function that records its argument (from any thread,
+by compare-and-swap: no MP lock) and returns the records, oldest first."
+  (let ((log (gensym "LOG")))
+    `(let ((,log (list '())))
+       (flet ((,note-fn (x) (mp:atomic-push x (car ,log)) x))
+         ,@body
+         (reverse (car ,log))))))

@@ -1,0 +1,44 @@
+;;;; run.lisp - runs every Lisp suite on build/workers.fas.
+;;;;
+;;;;   ecl --norc --shell tests/lisp/run.lisp      (from the repository root;
+;;;;                                                `make test-lisp` does it)
+;;;;
+;;;; Prints each test's result, then "lisp: N passed, N failed" as the last
+;;;; line, which it also writes to build/test-lisp.line for `make test`.
+;;;; Exits 0 when nothing failed, 1 otherwise.  WORKERS_TESTS=SUITE,...
+;;;; runs only the named suites (e.g. PATTERNS,SCHEDULERS-1,CODEC).
+
+(require :asdf)
+
+(defparameter *root* (truename "./"))
+(defparameter *line-file* (merge-pathnames "build/test-lisp.line" *root*))
+
+(defun write-line-file (line)
+  (with-open-file (out *line-file* :direction :output :if-exists :supersede)
+    (write-line line out)))
+
+;; Anything that goes wrong before the summary counts as one failure.
+(write-line-file "lisp: 0 passed, 1 failed")
+
+(load (merge-pathnames "build/workers.fas" *root*))
+(asdf:load-system :fiveam)
+
+(defparameter *test-files*
+  '("package" "pattern-tests" "worker-tests" "message-tests" "server-tests"
+    "runtime-tests"))
+
+(dolist (name *test-files*)
+  (load (merge-pathnames (format nil "tests/lisp/~A.lisp" name) *root*)))
+
+(setf workers-tests:*fas* (merge-pathnames "build/workers.fas" *root*))
+
+;; The copy codec's own suite, by its engineer, once it exists.
+(let ((codec-tests (merge-pathnames "tests/lisp/codec-tests.lisp" *root*)))
+  (when (probe-file codec-tests)
+    (load codec-tests)))
+
+(load (merge-pathnames "tests/lisp/report.lisp" *root*))
+
+(let ((line (workers-tests::run-and-report)))
+  (write-line-file line)
+  (ext:quit (if (search " 0 failed" line) 0 1)))

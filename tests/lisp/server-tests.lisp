@@ -1,0 +1,89 @@
+;;;; server-tests.lisp - RECEIVE-LOOP servers, a hundred thousand of them.
+
+(in-package #:workers-tests)
+
+(define-concurrency-test receive-loop--handles-messages-until-return
+  "A RECEIVE-LOOP body form handles message after message, keeping state
+in :LET variables, until a clause RETURNs its result."
+  (let* ((me (self))
+         (counter (with-worker (:name "counter" :let ((n 0)))
+                    (receive-loop
+                      ((:add k) (incf n k))
+                      ((:get from) (send from (list :count n)))
+                      (:stop (return (list :final n)))))))
+    (dotimes (i 10) (send counter (list :add i)))
+    (send counter (list :get me))
+    (is (equal '(:count 45) (next-message)))
+    (send counter :stop)
+    (is (equal '(:final 45) (join counter :timeout *long*)))))
+
+(define-concurrency-test receive-loop--parks-between-messages
+  "Between messages a server is :WAITING, holding no thread."
+  (let ((server (with-worker () (receive-loop (:stop (return :bye)) (_ nil)))))
+    (is (wait-until (lambda () (eq :waiting (worker-state server)))))
+    (send server :noise)
+    (is (wait-until (lambda () (eq :waiting (worker-state server)))))
+    (send server :stop)
+    (is (eq :bye (join server :timeout *long*)))))
+
+(define-concurrency-test receive-loop--one-message-per-slice
+  "Each message is one time slice: two servers on one core, fed before
+they run, alternate message by message."
+  (let* ((log (with-log (note)
+                (let (a b)
+                  ;; Spawned and fed in one slice of a worker of that core.
+                  (join (with-worker (:core 0)
+                          (progn
+                            (setf a (with-worker (:core 0)
+                                      (receive-loop (:stop (return)) (m (note (list :a m)))))
+                                  b (with-worker (:core 0)
+                                      (receive-loop (:stop (return)) (m (note (list :b m))))))
+                            (dolist (m '(1 2 3 :stop)) (send a m) (send b m))))
+                        :timeout *long*)
+                  (join a :timeout *long*)
+                  (join b :timeout *long*)))))
+    (is (equal '((:a 1) (:b 1) (:a 2) (:b 2) (:a 3) (:b 3)) log))))
+
+(define-concurrency-test receive-loop--after-runs-on-idle-and-can-stop
+  "The :AFTER clause of a RECEIVE-LOOP runs each time it waits too long."
+  (let ((w (with-worker (:let ((idle 0)))
+             (receive-loop
+               (:never nil)
+               (:after 0.01 (when (= (incf idle) 3) (return idle)))))))
+    (is (= 3 (join w :timeout *long*)))))
+
+(define-concurrency-test receive-loop--nested-in-a-form-and-in-the-test-thread
+  "RECEIVE-LOOP inside a form, or in the test thread, loops in place."
+  (let ((w (with-worker ()
+             (progn (receive-loop (:stop (return :nested-done)) (_ nil))))))
+    (send w :x)
+    (send w :stop)
+    (is (eq :nested-done (join w :timeout *long*))))
+  (drain-messages)
+  (send (self) 1)
+  (send (self) 2)
+  (send (self) :end)
+  (let ((sum 0))
+    (is (= 3 (receive-loop (:end (return sum))
+                           (n (incf sum n))
+                           (:after *long* (return :timeout)))))))
+
+(define-concurrency-test servers--a-hundred-thousand-idle-servers-coexist
+  "100,000 parked servers fit in one ECL, are made quickly, and all
+answer afterwards."
+  (let* ((n 100000)
+         (start (get-internal-real-time))
+         (servers (loop repeat n
+                        collect (with-worker ()
+                                  (receive-loop
+                                    (:stop (return :stopped))))))
+         (seconds (/ (- (get-internal-real-time) start)
+                     internal-time-units-per-second)))
+    (format t "~&    [~D servers spawned in ~,2F s]~%" n seconds)
+    (is (>= (workers.ffi::%live-workers) n))
+    (is (wait-until (lambda () (every (lambda (w) (eq :waiting (worker-state w)))
+                                      servers))
+                    :timeout 120))
+    (is (< seconds 60))
+    (dolist (w servers) (send w :stop))
+    (is (every (lambda (w) (eq :stopped (join w :timeout 120))) servers))))

@@ -1,0 +1,52 @@
+;;;; workers.asd - Erlang-style lightweight processes for ECL.
+;;;;
+;;;; (asdf:load-system :workers) builds build/workers.fas with `make fas`
+;;;; (the Lisp layer and the C core in one file, see lisp/lisp.mk) and loads
+;;;; it.  (asdf:test-system :workers) runs the FiveAM suites.  After
+;;;; `make install`, a plain (require :workers) needs no ASDF at all.
+
+(defsystem "workers"
+  :description "Erlang-style lightweight processes (workers) for ECL, on a C core:
+one scheduler per core, selective RECEIVE, copy or share messages."
+  :version "0.1.0"
+  :license "MIT"
+  :components ((:static-file "Makefile")
+               (:module "c-core"
+                :components ((:module "include" :components ((:static-file "workers.h")))))
+               (:module "lisp"
+                :components ((:static-file "lisp.mk")
+                             (:static-file "build.lisp")
+                             (:static-file "package.lisp")
+                             (:static-file "conditions.lisp")
+                             (:static-file "worker.lisp")
+                             (:static-file "ffi.lisp")
+                             (:static-file "receive.lisp")
+                             (:static-file "runtime.lisp")
+                             (:static-file "messages.lisp")
+                             (:static-file "spawn.lisp"))))
+  :perform (compile-op (o c)
+             (uiop:run-program '("make" "--no-print-directory" "fas")
+                               :directory (system-source-directory c)
+                               :output *standard-output*
+                               :error-output *error-output*))
+  :perform (load-op (o c)
+             (load (system-relative-pathname c "build/workers.fas")))
+  :in-order-to ((test-op (test-op "workers/tests"))))
+
+(defsystem "workers/tests"
+  :description "The FiveAM suites of workers (run by `make test` too)."
+  :depends-on ("workers" "fiveam")
+  :pathname "tests/lisp/"
+  :serial t
+  :components ((:file "package")
+               (:file "pattern-tests")
+               (:file "worker-tests")
+               (:file "message-tests")
+               (:file "server-tests")
+               (:file "runtime-tests")
+               (:file "codec-tests")
+               (:file "report"))
+  :perform (test-op (o c)
+             (setf (symbol-value (uiop:find-symbol* '#:*fas* '#:workers-tests))
+                   (system-relative-pathname "workers" "build/workers.fas"))
+             (uiop:symbol-call '#:workers-tests '#:run-and-report)))
