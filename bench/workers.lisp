@@ -38,14 +38,19 @@
 (defun stop-all (workers mode)
   (loop for w across workers do (send w :stop :mode mode)))
 
+(defun spawn-and-join-ns (n make)
+  "Nanoseconds to make N workers with MAKE (a function of no arguments
+returning a started worker) and join them all."
+  (let ((workers (make-array n)))
+    (elapsed-ns
+      (dotimes (i n)
+        (setf (svref workers i) (funcall make)))
+      (loop for w across workers do (join w)))))
+
 (defbench "spawn" (n)
   (start)
   (let* ((mode (mode))
-         (workers (make-array n))
-         (ns (elapsed-ns
-               (dotimes (i n)
-                 (setf (svref workers i) (spawn* #'noop :mode mode)))
-               (loop for w across workers do (join w)))))
+         (ns (spawn-and-join-ns n (lambda () (spawn* #'noop :mode mode)))))
     (result "spawn" (/ ns n 1000d0) "us/spawn" n)))
 
 (defun fork-join-worker (mode)
@@ -56,13 +61,10 @@
 (defbench "fork-join" (n)
   (start)
   (let* ((mode (mode))
-         (workers (make-array n))
-         (ns (elapsed-ns
-               (dotimes (i n)
-                 (let ((w (fork-join-worker mode)))
-                   (send w 37.2d0 :mode mode)
-                   (setf (svref workers i) w)))
-               (loop for w across workers do (join w)))))
+         (ns (spawn-and-join-ns n (lambda ()
+                                    (let ((w (fork-join-worker mode)))
+                                      (send w 37.2d0 :mode mode)
+                                      w)))))
     (result "fork-join" (/ ns n 1000d0) "us/worker" n)))
 
 (defbench "ping-pong" (n)

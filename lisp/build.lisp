@@ -1,6 +1,6 @@
 ;;;; build.lisp - builds build/workers.fas: the Lisp layer with the C core
-;;;; (build/libworkers.a) and, when lisp/codec.c exists, the copy codec
-;;;; (build/lisp/codec.o, compiled by lisp/lisp.mk) linked in.
+;;;; (build/libworkers.a) and the copy codec (build/lisp/codec.o, compiled
+;;;; by lisp/lisp.mk) linked in.
 ;;;;
 ;;;; Run from the repository root:  ecl --norc --shell lisp/build.lisp
 ;;;; Each file is compiled to an object (:system-p t), then loaded as source
@@ -17,11 +17,6 @@
 
 (defun root-path (name)
   (namestring (merge-pathnames name *root*)))
-
-(defparameter *codec-p* (probe-file (root-path "lisp/codec.c")))
-
-(when *codec-p*
-  (pushnew :workers-codec *features*))
 
 (setf c::*user-cc-flags*
       (format nil "-I~A -I~A -O2 -g"
@@ -53,12 +48,11 @@
     (let ((objects (mapcar #'compile-one *files*)))
       (c:build-fasl (root-path "build/workers.fas")
                     :lisp-files objects
-                    :ld-flags (append (and *codec-p* (list (root-path "build/lisp/codec.o")))
-                                      (list (root-path "build/libworkers.a"))
+                    :ld-flags (append (list (root-path "build/lisp/codec.o")
+                                            (root-path "build/libworkers.a"))
                                       (split-flags (or (ext:getenv "WORKERS_LDLIBS")
                                                        "-pthread"))))
-      (format t "~&build.lisp: built build/workers.fas~:[ (without the C codec)~;~]~%"
-              *codec-p*))
+      (format t "~&build.lisp: built build/workers.fas~%"))
   (error (e)
     (format *error-output* "~&build.lisp: ~A~%" e)
     (ext:quit 1)))

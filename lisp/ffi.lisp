@@ -22,7 +22,6 @@
 #include \"workers.h\"
 ")
 
-#+workers-codec
 (ffi:clines "#include \"codec.h\"")
 
 (ffi:clines "
@@ -124,7 +123,6 @@ static int wkl_send_share(wk_id to, cl_object obj)
 }
 ")
 
-#+workers-codec
 (ffi:clines "
 /* Copy mode: 0 sent, -WK_E* from the core, 1 unserializable (*bad and
    *path set), 2 another codec error. */
@@ -149,19 +147,6 @@ static int wkl_decode(const void *data, size_t size, cl_object *out, cl_object *
 		return 0;
 	*err = ecl_make_simple_base_string(msg ? msg : \"undecodable bytes\", -1);
 	return -1;
-}
-")
-
-#-workers-codec
-(ffi:clines "
-/* No codec compiled in: copied messages hold the printed representation,
-   decoded by WORKERS.FFI::%FALLBACK-DECODE. */
-static int wkl_decode(const void *data, size_t size, cl_object *out, cl_object *err)
-{
-	cl_object v = ecl_alloc_simple_vector(size, ecl_aet_b8);
-	memcpy(v->vector.self.b8, data, size);
-	*out = cl_funcall(2, ecl_make_symbol(\"%FALLBACK-DECODE\", \"WORKERS.FFI\"), v);
-	return 0;
 }
 ")
 
@@ -349,9 +334,6 @@ the core's status and the new id."
 (defun %block-end ()
   (ffi:c-inline () () :void "wk_block_end()" :one-liner t))
 
-(defun %mailbox-count ()
-  (ffi:c-inline () () :unsigned-long "wk_mailbox_count()" :one-liner t))
-
 ;;; The registry's mutex (see WITH-REGISTRY-LOCK in worker.lisp).
 
 (ffi:clines "static pthread_mutex_t wkl_registry_mu = PTHREAD_MUTEX_INITIALIZER;")
@@ -387,7 +369,6 @@ The caller defers interrupts."
   (ffi:c-inline (id object) (:object :object) :int
                 "wkl_send_share(ecl_to_uint64_t(#0), #1)" :one-liner t))
 
-#+workers-codec
 (defun %send-copy (id object)
   "Sends a copy of OBJECT.  Returns a status (0 sent, -WK_E* from the core,
 1 unserializable, 2 codec failure) and, for 1, the offending part and its
@@ -399,16 +380,6 @@ path."
 	@(return 1) = bad;
 	@(return 2) = path;
     }"))
-
-(defun %send-octets (id octets)
-  (ffi:c-inline (id octets) (:object :object) :int
-   "wk_send(ecl_to_uint64_t(#0), #1->vector.self.b8, #1->vector.fillp, WK_MODE_COPY)"
-   :one-liner t))
-
-#-workers-codec
-(defun %send-copy (id object)
-  (handler-case (%send-octets id (%fallback-encode object))
-    (error () (values 1 object nil))))
 
 (defun %recv ()
   "The next message of the calling worker's C mailbox.  Returns a status
@@ -437,7 +408,6 @@ status 0 on timeout.  The caller defers interrupts."
 
 ;;; The codec, as Lisp functions (WORKERS::%ENCODE and WORKERS::%DECODE).
 
-#+workers-codec
 (defun %codec-encode (object)
   "Returns a status (0 ok, 1 unserializable, 2 other failure) and the
 octets, or the offending part and its path."
@@ -461,7 +431,6 @@ octets, or the offending part and its path."
 	}
     }"))
 
-#+workers-codec
 (defun %codec-decode (octets)
   "OCTETS is a simple (unsigned-byte 8) vector.  Returns T and the object,
 or NIL and the decoder's complaint."
@@ -472,52 +441,3 @@ or NIL and the decoder's complaint."
 	@(return 0) = rc == 0 ? ECL_T : ECL_NIL;
 	@(return 1) = rc == 0 ? obj : err;
     }"))
-
-;;; Without the C codec (it is built in when lisp/codec.c exists), copies
-;;; travel as their printed representation: enough to develop and test the
-;;; rest, nowhere near the real codec's coverage or speed.
-
-#-workers-codec
-(progn
-  (defvar *fallback-print-table*
-    (let ((table (copy-pprint-dispatch nil)))
-      (set-pprint-dispatch 'workers::worker
-                           (lambda (stream w)
-                             (format stream "#.(~S ~D)" 'workers::%worker-from-id
-                                     (workers::worker-id w)))
-                           0 table)
-      table))
-
-  (defun %fallback-encode (object)
-    ;; Three octets per character: no external formats needed.
-    (let* ((string (with-standard-io-syntax
-                     (let ((*print-circle* t) (*print-pretty* t)
-                           (*print-pprint-dispatch* *fallback-print-table*))
-                       (prin1-to-string object))))
-           (octets (make-array (* 3 (length string)) :element-type '(unsigned-byte 8))))
-      (loop for c across string for i from 0 by 3
-            do (let ((code (char-code c)))
-                 (setf (aref octets i) (ldb (byte 8 16) code)
-                       (aref octets (+ i 1)) (ldb (byte 8 8) code)
-                       (aref octets (+ i 2)) (ldb (byte 8 0) code))))
-      octets))
-
-  (defun %fallback-decode (octets)
-    (with-standard-io-syntax
-      (let ((*read-eval* t))
-        (read-from-string
-         (let ((string (make-string (floor (length octets) 3))))
-           (loop for i from 0 by 3 for j from 0 below (length string)
-                 do (setf (char string j)
-                          (code-char (+ (ash (aref octets i) 16)
-                                        (ash (aref octets (+ i 1)) 8)
-                                        (aref octets (+ i 2))))))
-           string)))))
-
-  (defun %codec-encode (object)
-    (handler-case (values 0 (%fallback-encode object) nil)
-      (error () (values 1 object nil))))
-
-  (defun %codec-decode (octets)
-    (handler-case (values t (%fallback-decode octets))
-      (error (e) (values nil (princ-to-string e))))))

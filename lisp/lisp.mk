@@ -11,10 +11,8 @@
 ECL      ?= ecl
 FAS      := $(BUILD)/workers.fas
 LISP_SRC := $(wildcard lisp/*.lisp)
-# The copy codec is C that walks ECL objects; it joins the build once it
-# exists (lisp/build.lisp then compiles the Lisp side with :workers-codec).
-LISP_C     := $(wildcard lisp/codec.c)
-LISP_C_OBJ := $(patsubst lisp/%.c,$(BUILD)/lisp/%.o,$(LISP_C))
+# The copy codec is C that walks ECL objects (lisp/codec.c).
+LISP_C_OBJ := $(BUILD)/lisp/codec.o
 LISP_CFLAGS = $(shell ecl-config --cflags) -std=gnu11 -O2 -g -fPIC -Wall \
               -Ic-core/include -Ilisp
 # ECL's system directory, where a plain (require :workers) looks.

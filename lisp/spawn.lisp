@@ -126,9 +126,8 @@ the worker instead of blocking a thread."
          (%slice-done worker values))
         ((eq (first values) :stop)
          (%slice-done worker (second values)))
-        ((or (worker-inbox-head worker)
-             (plusp (workers.ffi::%mailbox-count)))
-         ;; More to look at: in the next slice.
+        ((progn (%drain worker) (worker-inbox-head worker))
+         ;; More to look at (decoded once, now): in the next slice.
          (setf (worker-%state worker) :runnable)
          +yield+)
         (t
