@@ -72,7 +72,7 @@ static struct {
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct wkint_thread *spares;
 static struct wkint_thread *all_threads;
-static int spare_count;
+static int thread_total; /* threads in all_threads */
 
 static void *thread_main(void *arg);
 
@@ -501,7 +501,6 @@ static void wait_as_spare(struct wkint_thread *t)
 	pthread_mutex_lock(&threads_lock);
 	t->next_spare = spares;
 	spares = t;
-	spare_count++;
 	pthread_mutex_unlock(&threads_lock);
 	while (!(s = atomic_load_explicit(&t->handed, memory_order_acquire)) &&
 	       !stopping())
@@ -555,6 +554,7 @@ static struct wkint_thread *new_thread(struct wkint_sched *s, int first)
 	}
 	t->next_all = all_threads;
 	all_threads = t;
+	thread_total++;
 	return t;
 }
 
@@ -573,7 +573,6 @@ static bool hand_to_spare(struct wkint_sched *s)
 		/* stop is joining the threads: no new ones */
 	} else if ((t = spares)) {
 		spares = t->next_spare;
-		spare_count--;
 		/* Release: the new owner sees the scheduler as we left it. */
 		atomic_store_explicit(&t->handed, s, memory_order_release);
 		atomic_store_explicit(&t->futex, 1, memory_order_release);
@@ -583,15 +582,6 @@ static bool hand_to_spare(struct wkint_sched *s)
 	}
 	pthread_mutex_unlock(&threads_lock);
 	return t != NULL;
-}
-
-static int thread_count(void)
-{
-	int n = 0;
-
-	for (struct wkint_thread *t = all_threads; t; t = t->next_all)
-		n++;
-	return n;
 }
 
 void wkint_sched_block_begin(void)
@@ -615,7 +605,7 @@ void wkint_sched_block_begin(void)
 		s->next = NULL;
 	}
 	pthread_mutex_lock(&threads_lock);
-	bool room = spares || thread_count() < wkint_rt.nsched + SPARE_MAX;
+	bool room = spares || thread_total < wkint_rt.nsched + SPARE_MAX;
 	pthread_mutex_unlock(&threads_lock);
 	if (!room)
 		return; /* keep the scheduler: its queue waits (documented) */
@@ -697,7 +687,7 @@ void wkint_sched_stop_threads(void)
 	list = all_threads;
 	all_threads = NULL;
 	spares = NULL;
-	spare_count = 0;
+	thread_total = 0;
 	for (struct wkint_thread *t = list; t; t = t->next_all) {
 		atomic_store_explicit(&t->futex, 1, memory_order_release);
 		wkint_futex_wake(&t->futex, 1);
