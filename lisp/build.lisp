@@ -11,7 +11,8 @@
 (require :cmp)
 
 (defparameter *files*
-  '("package" "conditions" "worker" "ffi" "receive" "runtime" "messages" "spawn"))
+  '("package" "conditions" "worker" "ffi" "receive" "runtime" "messages" "spawn"
+    "signals" "supervisor"))
 
 (defparameter *root* (truename "./"))
 

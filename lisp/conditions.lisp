@@ -11,8 +11,8 @@
            :documentation "The worker that ended abnormally.")
    (reason :initarg :reason :reader worker-failed-reason
            :documentation "Its exit reason: the condition that ended it,
-:SHUTDOWN if STOP destroyed it, or :ABORTED after a non-local exit out of
-a slice."))
+:KILLED, :SHUTDOWN (STOP or a supervisor ended it), :ABORTED after a
+non-local exit out of a slice, or the object given to EXIT."))
   (:report (lambda (c stream)
              (let ((reason (worker-failed-reason c)))
                (format stream "~A failed: ~:[~S~;~A~]"
@@ -60,6 +60,79 @@ the copy codec cannot carry; nothing is enqueued."))
              (format stream "Malformed message: ~A" (malformed-message-reason c))))
   (:documentation "Signalled when the bytes of a copied message do not decode."))
 
+(define-condition exit-signal (workers-error)
+  ((worker :initarg :worker :reader exit-signal-worker
+           :documentation "The worker of the thread the signal reached.")
+   (reason :initarg :reason :reader exit-signal-reason
+           :documentation "The reason the signal carries.")
+   (from :initarg :from :reader exit-signal-from
+         :documentation "The worker that sent it (for a link: the one that ended)."))
+  (:report (lambda (c stream)
+             (format stream "~A got an exit signal from ~A: ~:[~S~;~A~]"
+                     (exit-signal-worker c) (exit-signal-from c)
+                     (typep (exit-signal-reason c) 'condition)
+                     (exit-signal-reason c))))
+  (:documentation "Signalled in a thread that is not a worker (the REPL) when
+its worker (see SELF) gets a fatal exit signal, at its next RECEIVE, CALL or
+JOIN, or in the one it is blocked in.  A worker would end instead."))
+
+(define-condition no-such-worker (workers-error)
+  ((designator :initarg :designator :reader no-such-worker-designator
+               :documentation "The name or worker that designates nobody alive."))
+  (:report (lambda (c stream)
+             (let ((d (no-such-worker-designator c)))
+               (if (worker-p d)
+                   (format stream "~A has ended." d)
+                   (format stream "No worker is registered as ~S." d)))))
+  (:documentation "Signalled when a name designates no worker (SEND, CALL,
+LINK, EXIT), or REGISTER is given a worker that has ended."))
+
+(define-condition name-taken (workers-error)
+  ((name :initarg :name :reader name-taken-name)
+   (worker :initarg :worker :reader name-taken-worker
+           :documentation "The worker holding the name."))
+  (:report (lambda (c stream)
+             (format stream "The name ~S is registered to ~A already."
+                     (name-taken-name c) (name-taken-worker c))))
+  (:documentation "Signalled by REGISTER when the name is held."))
+
+(define-condition call-timeout (workers-error)
+  ((worker :initarg :worker :reader call-timeout-worker)
+   (request :initarg :request :reader call-timeout-request)
+   (seconds :initarg :seconds :reader call-timeout-seconds))
+  (:report (lambda (c stream)
+             (format stream "~A did not answer ~S within ~A second~:P."
+                     (call-timeout-worker c) (call-timeout-request c)
+                     (call-timeout-seconds c) (call-timeout-seconds c))))
+  (:documentation "Signalled by CALL when no reply comes within its timeout.
+A reply that comes later stays in the caller's mailbox as (:REPLY REF
+VALUE)."))
+
+(define-condition call-failed (workers-error)
+  ((worker :initarg :worker :reader call-failed-worker)
+   (request :initarg :request :reader call-failed-request)
+   (reason :initarg :reason :reader call-failed-reason
+           :documentation "The server's exit reason, :NOPROC if it was gone."))
+  (:report (lambda (c stream)
+             (format stream "~A ended before answering ~S: ~:[~S~;~A~]"
+                     (call-failed-worker c) (call-failed-request c)
+                     (typep (call-failed-reason c) 'condition)
+                     (call-failed-reason c))))
+  (:documentation "Signalled by CALL when the server ends (or has ended, or
+the name is not registered) before it replies."))
+
+(define-condition supervisor-error (workers-error)
+  ((supervisor :initarg :supervisor :reader supervisor-error-supervisor)
+   (reason :initarg :reason :reader supervisor-error-reason))
+  (:report (lambda (c stream)
+             (format stream "Supervisor ~A: ~:[~S~;~A~]"
+                     (supervisor-error-supervisor c)
+                     (typep (supervisor-error-reason c) 'condition)
+                     (supervisor-error-reason c))))
+  (:documentation "Signalled by START-SUPERVISOR when a child fails to start
+(REASON is (:START-FAILED ID CAUSE)), and by START-CHILD or RESTART-CHILD
+when the supervisor refuses (REASON says why)."))
+
 (define-condition core-error (workers-error)
   ((code :initarg :code :reader core-error-code
          :documentation "The C core's negative error code.")
@@ -85,8 +158,23 @@ worker, a worker joining itself, ...)."))
 (loop for (reader doc) in
       '((worker-failed-worker "The worker whose end the WORKER-FAILED condition reports.")
         (worker-failed-reason "The exit reason in a WORKER-FAILED condition: the
-condition that ended the worker, :SHUTDOWN or :ABORTED.")
+condition that ended the worker, :KILLED, :SHUTDOWN, :ABORTED, or the object
+given to EXIT.")
         (join-timeout-worker "The worker JOIN waited for in vain.")
+        (exit-signal-worker "The worker of the thread an EXIT-SIGNAL reached.")
+        (exit-signal-reason "The reason an EXIT-SIGNAL carries.")
+        (exit-signal-from "The worker that sent an EXIT-SIGNAL.")
+        (no-such-worker-designator "The name or worker that designates no live worker.")
+        (name-taken-name "The name REGISTER was refused.")
+        (name-taken-worker "The worker that holds the name.")
+        (call-timeout-worker "The worker CALL waited for.")
+        (call-timeout-request "The request CALL sent.")
+        (call-timeout-seconds "The timeout CALL was given, in seconds.")
+        (call-failed-worker "The server that ended before replying.")
+        (call-failed-request "The request CALL sent.")
+        (call-failed-reason "The server's exit reason, or :NOPROC.")
+        (supervisor-error-supervisor "The supervisor concerned.")
+        (supervisor-error-reason "What went wrong, a list such as (:START-FAILED ID CAUSE).")
         (join-timeout-seconds "The timeout JOIN was given, in seconds.")
         (unserializable-object-object "The part of the message that cannot be copied.")
         (unserializable-object-path "Where UNSERIALIZABLE-OBJECT-OBJECT sits in the

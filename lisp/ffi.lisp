@@ -38,6 +38,8 @@ extern void ecl_cs_set_org(cl_env_ptr env);	/* ECL's, not in its public headers 
 /* ECL's C stack size of the threads the core made (see wkl_step). */
 static cl_index wkl_cs_size;
 
+static void wkl_save_sigmask(void);	/* below, with KILL's helpers */
+
 static void wkl_thread_start(int sched, void *ctx)
 {
 	cl_env_ptr env;
@@ -48,6 +50,7 @@ static void wkl_thread_start(int sched, void *ctx)
 	   instead of signalling STACK-OVERFLOW. */
 	ecl_cs_set_org(env);
 	wkl_cs_size = env->cs_size;
+	wkl_save_sigmask();
 }
 
 static void wkl_thread_stop(int sched, void *ctx)
@@ -441,3 +444,81 @@ or NIL and the decoder's complaint."
 	@(return 0) = rc == 0 ? ECL_T : ECL_NIL;
 	@(return 1) = rc == 0 ? obj : err;
     }"))
+
+;;; Fault tolerance (signals.lisp): the locks of workers' links and
+;;; monitors, references, and the signal mask a kill leaves behind.
+
+(ffi:clines "
+#include <signal.h>
+
+/*
+ * Links and monitors are guarded per worker by one of these mutexes,
+ * picked by the worker's id.  Nobody holds two at once, so they cannot
+ * deadlock; Lisp interrupts are deferred while one is held.
+ */
+#define WKL_STRIPES 256
+static pthread_mutex_t wkl_stripes[WKL_STRIPES];
+static pthread_once_t wkl_stripes_once = PTHREAD_ONCE_INIT;
+
+static void wkl_stripes_init(void)
+{
+	int i;
+	for (i = 0; i < WKL_STRIPES; i++)
+		pthread_mutex_init(&wkl_stripes[i], NULL);
+}
+
+static pthread_mutex_t *wkl_stripe(uint64_t id)
+{
+	uint64_t h = id * 0x9E3779B97F4A7C15ull;
+	pthread_once(&wkl_stripes_once, wkl_stripes_init);
+	return &wkl_stripes[h >> 56];
+}
+
+/* References (MONITOR, CALL): unique in this image, never 0. */
+static uint64_t wkl_last_ref;
+
+/*
+ * KILL runs a throw on the scheduler thread from MP:INTERRUPT-PROCESS.
+ * ECL runs the interrupt inside its signal handler, with nearly every
+ * signal blocked, and the throw leaves them blocked, the collector's
+ * stop-the-world signal included: the next collection would then wait for
+ * this thread forever.  So each thread that runs slices keeps the mask it
+ * started with, and the slice runner puts it back after a kill.
+ */
+static __thread sigset_t wkl_mask;
+static __thread int wkl_mask_saved;
+
+static void wkl_save_sigmask(void)
+{
+	if (pthread_sigmask(SIG_SETMASK, NULL, &wkl_mask) == 0)
+		wkl_mask_saved = 1;
+}
+
+static void wkl_restore_sigmask(void)
+{
+	if (wkl_mask_saved)
+		pthread_sigmask(SIG_SETMASK, &wkl_mask, NULL);
+}
+")
+
+(defun %stripe-lock (id)
+  "Locks the mutex that guards the links and monitors of the worker with
+ID.  The caller defers interrupts."
+  (ffi:c-inline (id) (:object) :void
+                "pthread_mutex_lock(wkl_stripe(ecl_to_uint64_t(#0)))" :one-liner t))
+
+(defun %stripe-unlock (id)
+  (ffi:c-inline (id) (:object) :void
+                "pthread_mutex_unlock(wkl_stripe(ecl_to_uint64_t(#0)))" :one-liner t))
+
+(defun %next-ref ()
+  "A new reference: a positive integer never returned before in this image."
+  (ffi:c-inline () () :object
+   "ecl_make_uint64_t(__atomic_add_fetch(&wkl_last_ref, 1, __ATOMIC_RELAXED))"
+   :one-liner t))
+
+(defun %save-sigmask ()
+  (ffi:c-inline () () :void "wkl_save_sigmask()" :one-liner t))
+
+(defun %restore-sigmask ()
+  (ffi:c-inline () () :void "wkl_restore_sigmask()" :one-liner t))

@@ -70,7 +70,12 @@ needed."
 (defun %target-id (worker)
   (etypecase worker
     (worker (worker-id worker))
-    ((unsigned-byte 64) worker)))
+    ((unsigned-byte 64) worker)
+    (worker-name-designator
+     (let ((holder (whereis worker)))
+       (if holder
+           (worker-id holder)
+           (error 'no-such-worker :designator worker))))))
 
 (defun send (worker message &key mode)
   "Puts MESSAGE in WORKER's mailbox.  MODE :COPY (the default, unless the
@@ -86,14 +91,17 @@ a message holding something the codec cannot copy (functions, streams,
         (mode (or mode (let ((me *current-worker*))
                          (if me (worker-mode me) :copy)))))
     (%ensure-running)
+    ;; Interrupts (KILL) deferred while in the core; conditions signalled
+    ;; after.
     (%sent-p
      (ecase mode
-       (:copy (multiple-value-bind (rc bad path) (workers.ffi::%send-copy id message)
+       (:copy (multiple-value-bind (rc bad path)
+                  (mp:without-interrupts (workers.ffi::%send-copy id message))
                 (case rc
                   (1 (error 'unserializable-object :object bad :path path))
                   (2 (error 'workers-error-in-codec :object message))
                   (t rc))))
-       (:share (workers.ffi::%send-share id message))))))
+       (:share (mp:without-interrupts (workers.ffi::%send-share id message)))))))
 
 (defun %sent-p (rc)
   (cond ((zerop rc) t)
@@ -106,12 +114,15 @@ a message holding something the codec cannot copy (functions, streams,
   "Files what %RECV or %RECV-WAIT answered; true if it was a message."
   (case status
     (0 nil)
-    (1 (%inbox-push worker object) t)
+    (1 (unless (eq object *wake-marker*) ; see signals.lisp
+         (%inbox-push worker object))
+       t)
     (t (error 'malformed-message :reason object))))
 
 (defun %drain (worker)
   "Moves every message of the C mailbox into WORKER's Lisp mailbox."
-  (loop while (multiple-value-call #'%take-message worker (workers.ffi::%recv))))
+  (loop while (multiple-value-call #'%take-message worker
+                (mp:without-interrupts (workers.ffi::%recv)))))
 
 (defun %deadline (seconds)
   "The monotonic time, in ns, SECONDS from now; :NEVER for NIL."
@@ -141,23 +152,17 @@ meanwhile; elsewhere the wait is cut into pieces so that interrupts get in."
     (multiple-value-call #'%take-message worker
       (mp:without-interrupts (workers.ffi::%recv-wait ns)))))
 
-(defun %check-stopping ()
-  "In a slice blocked in a wait, while STOP runs: leave the slice (its
-worker ends with reason :SHUTDOWN), so that its thread can end."
-  (when (and *stopping* *current-worker*)
-    (throw '%abort-slice :shutdown)))
-
 (defun %receive (matcher timeout after)
   "RECEIVE nested in a form, or in a thread that is not a worker."
   (let ((worker (self))
         (deadline (%deadline timeout)))
     (loop
       (%drain worker)
+      (%check-signals worker)
       (let ((thunk (%inbox-take worker matcher)))
         (when thunk
           (return (funcall (the function thunk)))))
       (let ((remaining (%remaining-ns deadline)))
         (when (zerop remaining)
           (return (and after (funcall (the function after)))))
-        (unless (%wait-for-message worker remaining)
-          (%check-stopping))))))
+        (%wait-for-message worker remaining)))))

@@ -15,7 +15,14 @@ messages out of the mailbox by pattern, with an optional timeout.  A
 RECEIVE written as a body form of its own parks the worker without holding
 an OS thread; RECEIVE-LOOP makes a server that handles one message per
 slice.  The REPL thread is a worker too: (SELF), SEND and RECEIVE work
-there.")
+there.
+
+Failures are contained and observed as in Erlang: a worker ends with a
+reason (:NORMAL, the condition that escaped a form, :KILLED, or what it gave
+EXIT); LINK ties two workers' fates, MONITOR reports an end as a (:DOWN ...)
+message, TRAP-EXITS turns exit signals into (:EXIT ...) messages, KILL ends
+a worker whatever it does, REGISTER names workers, CALL and REPLY write the
+gen_server pattern, and START-SUPERVISOR restarts failed children.")
   ;; The runtime.
   (:export #:start
            #:stop
@@ -39,6 +46,30 @@ there.")
   (:export #:send
            #:receive
            #:receive-loop)
+  ;; Fault tolerance: exits, links, monitors, names.
+  (:export #:exit
+           #:kill
+           #:trap-exits
+           #:link
+           #:unlink
+           #:spawn-link
+           #:spawn-monitor
+           #:monitor
+           #:demonitor
+           #:register
+           #:unregister
+           #:whereis
+           #:registered-names)
+  ;; Servers and supervisors.
+  (:export #:call
+           #:reply
+           #:start-supervisor
+           #:stop-supervisor
+           #:which-children
+           #:start-child
+           #:terminate-child
+           #:restart-child
+           #:delete-child)
   ;; Conditions.
   (:export #:workers-error
            #:worker-failed
@@ -53,6 +84,26 @@ there.")
            #:unserializable-object-path
            #:malformed-message
            #:malformed-message-reason
+           #:exit-signal
+           #:exit-signal-worker
+           #:exit-signal-reason
+           #:exit-signal-from
+           #:no-such-worker
+           #:no-such-worker-designator
+           #:name-taken
+           #:name-taken-name
+           #:name-taken-worker
+           #:call-timeout
+           #:call-timeout-worker
+           #:call-timeout-request
+           #:call-timeout-seconds
+           #:call-failed
+           #:call-failed-worker
+           #:call-failed-request
+           #:call-failed-reason
+           #:supervisor-error
+           #:supervisor-error-supervisor
+           #:supervisor-error-reason
            #:core-error
            #:core-error-code
            #:core-error-operation))

@@ -6,6 +6,14 @@
   "The worker whose slice this thread runs, bound by %RUN-SLICE; NIL
 elsewhere (SELF then gives the thread's own attached worker).")
 
+(defvar *killable* nil
+  "The worker whose slice the current thread runs, bound inside the slice's
+catch: the only place KILL's interrupt may throw to (signals.lisp).")
+
+(defvar *wake-marker* (make-symbol "WAKE")
+  "Sent by reference to wake a worker that has a fatal exit signal pending;
+the mailbox drops it.  Uninterned: no message a user sends can be it.")
+
 (defvar *log-worker-errors* t
   "When true, a worker that dies of an error prints one line naming it and
 the condition on *ERROR-OUTPUT*.  The error is kept as the worker's exit

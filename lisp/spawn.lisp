@@ -40,9 +40,15 @@ the worker instead of blocking a thread."
   (let ((worker (%slot-worker index)))
     (when (zerop (worker-id worker))    ; ran before wk_spawn returned
       (%note-id worker (workers.ffi::%self-id)))
-    (setf (worker-%state worker) :running)
+    (setf (worker-%state worker) :running
+          (worker-running worker) mp:*current-process*)
+    (workers.ffi::%fence)               ; RUNNING stored, then PENDING-EXIT read
     (let ((*current-worker* worker))
-      (%guarded-slice worker))))
+      (prog1 (let ((pending (worker-pending-exit worker)))
+               (if pending
+                   (%fail worker (car pending))
+                   (%guarded-slice worker)))
+        (setf (worker-running worker) nil)))))
 
 (defun %abort-slice (condition hook)
   "The debugger hook of slices: leave the slice instead of debugging."
@@ -54,20 +60,26 @@ the worker instead of blocking a thread."
           (catch '%abort-slice
             (handler-case
                 (let ((*debugger-hook* #'%abort-slice)
-                      (ext:*invoke-debugger-hook* #'%abort-slice))
+                      (ext:*invoke-debugger-hook* #'%abort-slice)
+                      (*killable* worker))
                   (return-from %guarded-slice (%next-slice worker)))
               (serious-condition (condition) condition)))))
+    ;; A KILL thrown from ECL's signal handler leaves signals blocked.
+    (workers.ffi::%restore-sigmask)
     (%fail worker failure)))
 
-(defun %fail (worker condition)
-  "Ends WORKER with CONDITION as its exit reason (or :SHUTDOWN)."
-  (setf (worker-reason worker) condition
+(defun %fail (worker reason)
+  "Ends WORKER with REASON: the condition that escaped a slice, the object
+given to EXIT, :KILLED or :SHUTDOWN."
+  (setf (worker-reason worker) reason
         (worker-result worker) nil)
-  (when (and *log-worker-errors* (typep condition 'condition))
+  (when (and *log-worker-errors* (typep reason 'condition))
     (ignore-errors
-     (format *error-output* "~&;; ~A died: ~A~%" worker condition)
+     (format *error-output* "~&;; ~A died: ~A~%" worker reason)
      (finish-output *error-output*)))
-  (workers.ffi::%set-exit-reason +reason-failed+)
+  (workers.ffi::%set-exit-reason (if (eq reason :normal)
+                                     +reason-normal+
+                                     +reason-failed+))
   +done+)
 
 (defun %next-slice (worker)
@@ -116,9 +128,14 @@ the worker instead of blocking a thread."
           (t (%park worker deadline)))))
 
 (defun %park (worker deadline)
-  (workers.ffi::%wait-timeout (%remaining-ns deadline))
-  (setf (worker-%state worker) :waiting)
-  +wait+)
+  (let ((pending (worker-pending-exit worker)))
+    ;; Its wake marker may have been drained by this very slice.
+    (if pending
+        (%fail worker (car pending))
+        (progn
+          (workers.ffi::%wait-timeout (%remaining-ns deadline))
+          (setf (worker-%state worker) :waiting)
+          +wait+))))
 
 (defun %receive-slice-ran (worker slice values)
   "After a clause of a RECEIVE slice ran and returned VALUES."
@@ -157,10 +174,12 @@ attached thread), REASON the core's exit reason."
           (when (zerop (worker-id worker))
             (setf (worker-id worker) id))
           (%forget worker)
+          (%release-name worker)        ; before JOIN can return
           (%mark-dead worker (case reason
                                (0 :normal)     ; +reason-normal+
                                (1 :shutdown)   ; +reason-shutdown+
-                               (t :aborted)))))
+                               (t :aborted)))
+          (%fire-links-and-monitors worker)))
     (serious-condition () nil))
   nil)
 
@@ -169,37 +188,54 @@ attached thread), REASON the core's exit reason."
 (The workers of attached threads live on: the core keeps them.)"
   (dolist (worker (%live-slot-workers))
     (%forget worker)
-    (%mark-dead worker :shutdown)))
+    (%mark-dead worker :shutdown)
+    (%fire-links-and-monitors worker)))
 
 ;;; Spawning.
 
 (defun %mode-code (mode)
   (ecase mode (:copy 1) (:share 2)))
 
-(defun %spawn (slices &key init name core mode link monitor arena-size)
+(defun %spawn (slices &key init name core mode link monitor trap-exits arena-size)
   "Makes and starts a worker running SLICES (a simple-vector of functions
-and RECEIVE-SLICEs) after the thunk INIT.  Returns the worker."
+and RECEIVE-SLICEs) after the thunk INIT.  With LINK, it is linked to the
+caller; with MONITOR, the caller monitors it.  Returns the worker and the
+monitor's reference (NIL without MONITOR)."
   (check-type core (or null (integer 0)))
   (check-type arena-size (or null (integer 0)))
   (let ((mode (or mode :copy)))
     (%mode-code mode)                   ; checks it
     (%ensure-running)
-    (let* ((worker (%make-worker :name name :%state :runnable :mode mode
+    (let* ((parent (and (or link monitor) (self)))
+           (ref (and monitor (workers.ffi::%next-ref)))
+           (worker (%make-worker :name name :%state :runnable :mode mode
                                  :init init :slices slices :core core
-                                 :link link :monitor monitor
-                                 :parent (and (or link monitor) (self))))
+                                 :trap-exits (and trap-exits t)
+                                 ;; Nobody else sees WORKER yet: no lock.
+                                 :links (and link (list parent))
+                                 :monitors (and monitor (list (cons ref parent)))))
            (data (1+ (%register worker))))
+      (when link
+        (with-links-lock (parent) (push worker (worker-links parent))))
+      (when monitor
+        (with-links-lock (parent) (push (cons ref worker) (worker-watching parent))))
       (multiple-value-bind (rc id)
-          (workers.ffi::%spawn data
-                               (if core (mod core (max 1 (scheduler-count))) -1)
-                               (%mode-code mode) (or arena-size 0))
+          (mp:without-interrupts
+            (workers.ffi::%spawn data
+                                 (if core (mod core (max 1 (scheduler-count))) -1)
+                                 (%mode-code mode) (or arena-size 0)))
         (unless (zerop rc)
           (%forget worker)
+          (when parent
+            (with-links-lock (parent)
+              (setf (worker-links parent) (delete worker (worker-links parent))
+                    (worker-watching parent) (delete ref (worker-watching parent)
+                                                     :key #'car))))
           (setf (worker-%state worker) :dead
                 (worker-reason worker) :aborted)
           (%core-error rc "Spawning a worker"))
         (%note-id worker id)
-        worker))))
+        (values worker ref)))))
 
 (defun %slice-form (form)
   "A body form of WITH-WORKER as the form that makes its slice."
@@ -220,9 +256,10 @@ and RECEIVE-SLICEs) after the thunk INIT.  Returns the worker."
         collect (if (consp binding) (second binding) nil) into inits
         finally (return (values vars inits))))
 
-(defmacro with-worker ((&key name core mode link monitor let arena-size)
+(defmacro with-worker ((&key name core mode link monitor trap-exits let arena-size)
                        &body forms)
-  "Spawns a worker that runs FORMS and returns it at once.
+  "Spawns a worker that runs FORMS and returns it at once (and, with
+:MONITOR, the monitor's reference as a second value).
 
 Each body form is one time slice: after it, the worker goes to the back of
 its scheduler's run queue, so the workers of one core advance form by form,
@@ -235,9 +272,10 @@ Options (evaluated in the caller, before the worker starts):
   :CORE        the index of the scheduler to run on (modulo their number),
                a hint; default: placed evenly;
   :MODE        :COPY (default) or :SHARE, the default mode of its SENDs;
-  :LINK, :MONITOR
-               true to tie the worker to the caller (recorded; their
-               effects come with the fault-tolerance layer);
+  :LINK        true to link the worker to the caller (see LINK), from
+               before its first form;
+  :MONITOR     true to have the caller monitor it (see MONITOR);
+  :TRAP-EXITS  true to start it trapping exits (see TRAP-EXITS);
   :LET         ((VAR INIT) ...): variables every body form sees, as by LET;
                the INITs are evaluated in the worker, before the first form;
   :ARENA-SIZE  bytes of the worker's private C arena (default: the
@@ -246,9 +284,10 @@ Options (evaluated in the caller, before the worker starts):
 An error in a form ends this worker only, with the condition as its exit
 reason.  Starts the runtime if needed."
   (multiple-value-bind (vars inits) (%binding-parts let)
-    (let ((option-vars (loop repeat 6 collect (gensym "OPTION")))
+    (let ((option-vars (loop repeat 7 collect (gensym "OPTION")))
           (init-fns (loop for var in vars collect (gensym (symbol-name var)))))
-      `(let ,(mapcar #'list option-vars (list name core mode link monitor arena-size))
+      `(let ,(mapcar #'list option-vars
+                     (list name core mode link monitor trap-exits arena-size))
          (flet ,(loop for fn in init-fns for init in inits
                       collect `(,fn () ,init))
            (let ,vars
@@ -257,7 +296,8 @@ reason.  Starts the runtime if needed."
                                          (setq ,@(loop for var in vars
                                                        for fn in init-fns
                                                        append `(,var (,fn))))))
-                     ,@(loop for key in '(:name :core :mode :link :monitor :arena-size)
+                     ,@(loop for key in '(:name :core :mode :link :monitor
+                                          :trap-exits :arena-size)
                              for var in option-vars
                              append (list key var)))))))))
 
@@ -272,12 +312,24 @@ returns it at once; the worker's result is FUNCTION's values.  See SPAWN*
 for the options."
   (%spawn (vector (%function-slice function args))))
 
-(defun spawn* (function &key args name core mode link monitor arena-size)
+(defun spawn* (function &key args name core mode link monitor trap-exits
+                              arena-size)
   "Like SPAWN, with ARGS as a list and the options of WITH-WORKER (:NAME
-:CORE :MODE :LINK :MONITOR :ARENA-SIZE)."
+:CORE :MODE :LINK :MONITOR :TRAP-EXITS :ARENA-SIZE).  With :MONITOR, returns
+the monitor's reference as a second value."
   (%spawn (vector (%function-slice function args))
           :name name :core core :mode mode :link link :monitor monitor
-          :arena-size arena-size))
+          :trap-exits trap-exits :arena-size arena-size))
+
+(defun spawn-link (function &rest args)
+  "Like SPAWN, and links the new worker to the caller before it starts (see
+LINK): Erlang's spawn_link."
+  (%spawn (vector (%function-slice function args)) :link t))
+
+(defun spawn-monitor (function &rest args)
+  "Like SPAWN, and monitors the new worker from before it starts (see
+MONITOR).  Returns the worker and the monitor's reference."
+  (%spawn (vector (%function-slice function args)) :monitor t))
 
 ;;; JOIN.
 
@@ -290,7 +342,8 @@ for the options."
                do (let ((remaining (%remaining-ns deadline)))
                     (when (zerop remaining)
                       (return nil))
-                    (%check-stopping)
+                    (let ((me (or *current-worker* (%thread-worker-if-any))))
+                      (when me (%check-signals me)))
                     ;; In pieces, so that interrupts get in.
                     (setf generation
                           (mp:without-interrupts

@@ -39,11 +39,21 @@ thread that is not a worker, and by messages that carry a worker's id."
   ;; Default mode of this worker's sends.
   (mode :copy :type (member :copy :share))
   (slot -1 :type fixnum)
-  ;; Spawn options kept for the fault-tolerance layer.
   (core nil)
-  (parent nil)
-  (link nil)
-  (monitor nil)
+  ;; Fault tolerance (signals.lisp).  LINKS, MONITORS, ENDED and
+  ;; TRAP-EXITS change only under the worker's stripe lock
+  ;; (WITH-LINKS-LOCK).
+  (links nil :type list)                ; linked workers
+  (monitors nil :type list)             ; (ref . watcher) watching this one
+  (watching nil :type list)             ; (ref . target) this one watches
+  (ended nil)                           ; true once links and monitors fired
+  (trap-exits nil)
+  ;; A fatal exit signal not acted on yet: NIL or (reason . from).
+  (pending-exit nil)
+  ;; The thread running a slice of this worker now, for KILL's interrupt.
+  (running nil)
+  ;; The name REGISTER gave it, if any.
+  (registered-name nil)
   ;; For the worker of an attached thread: that thread.
   (thread nil))
 
@@ -189,6 +199,16 @@ thread was seen asleep on a free one while schedulers ended workers."
      (workers.ffi::%registry-lock)
      (unwind-protect (progn ,@body)
        (workers.ffi::%registry-unlock))))
+
+(defmacro with-links-lock ((worker) &body body)
+  "Runs BODY holding WORKER's stripe lock, with interrupts deferred: the
+lock of its links and monitors (signals.lisp)."
+  (let ((id (gensym "ID")))
+    `(let ((,id (worker-id ,worker)))
+       (mp:without-interrupts
+         (workers.ffi::%stripe-lock ,id)
+         (unwind-protect (progn ,@body)
+           (workers.ffi::%stripe-unlock ,id))))))
 
 (defvar *slots* (make-array 1024 :initial-element nil)
   "Live spawned workers by slot.  A free slot holds the index of the next

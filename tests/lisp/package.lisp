@@ -40,13 +40,17 @@ events come, or the test is wrong.")
 
 (defmacro define-concurrency-test (name docstring &body body)
   "Defines NAME/1, NAME/2 and NAME/4: BODY run with 1, 2 and 4 schedulers
-(the runtime is restarted as needed), each in the suite of its count."
+(the runtime is restarted as needed), each in the suite of its count.  The
+test thread's mailbox is emptied first, so that a test that failed half-way
+leaves nothing for the next."
   `(progn
      ,@(loop for count in *scheduler-counts*
              collect `(test (,(intern (format nil "~A/~D" name count))
                              :suite ,(scheduler-suite count))
                         ,docstring
-                        (call-with-schedulers ,count (lambda () ,@body))))))
+                        (call-with-schedulers ,count (lambda ()
+                                                       (drain-messages)
+                                                       ,@body))))))
 
 (defun wait-until (predicate &key (timeout *long*))
   "Polls PREDICATE until it returns true (that value) or TIMEOUT seconds

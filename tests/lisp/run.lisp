@@ -25,7 +25,7 @@
 
 (defparameter *test-files*
   '("package" "pattern-tests" "worker-tests" "message-tests" "server-tests"
-    "runtime-tests"))
+    "runtime-tests" "fault-tests" "supervisor-tests"))
 
 (dolist (name *test-files*)
   (load (merge-pathnames (format nil "tests/lisp/~A.lisp" name) *root*)))

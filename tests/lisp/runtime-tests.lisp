@@ -91,9 +91,10 @@ with its mailbox, for the stopping thread and for any other."
         (is (typep (worker-failed-condition c) 'workers-error)))))
   (is (running-p)))
 
-(defun run-child (source &key (timeout 120))
+(defun run-child (source &key (timeout 120) output)
   "Runs SOURCE (Lisp text) in a fresh ECL that loaded workers.fas, with a
-time limit.  Returns the child's exit status (124: it did not exit in time)."
+time limit.  Returns the child's exit status (124: it did not exit in time).
+OUTPUT, a pathname, receives the child's standard output."
   (let ((script (format nil "/tmp/workers-child-~D-~D.lisp"
                         (get-universal-time) (random 1000000000 (make-random-state t)))))
     (with-open-file (out script :direction :output :if-exists :supersede)
@@ -102,7 +103,9 @@ time limit.  Returns the child's exit status (124: it did not exit in time)."
          (nth-value 1 (ext:run-program "timeout"
                                        (list "-k" "5" (princ-to-string timeout)
                                              "ecl" "--norc" "--shell" script)
-                                       :input nil :output nil :error nil :wait t))
+                                       :input nil :output output
+                                       :if-output-exists :supersede
+                                       :error nil :wait t))
       (delete-file script))))
 
 (test runtime--ecl-exits-with-workers-alive
@@ -120,3 +123,30 @@ by EXT:QUIT."
     (is (eql 0 (run-child (format nil "~A~%(workers:stop) (ext:quit 0)" setup))))
     (is (eql 0 (run-child "(workers:self)")))
     (is (eql 0 (run-child "(workers:start :schedulers 4)")))))
+
+(defun example-output (name)
+  "Runs examples/NAME.lisp in a child ECL, as `make run` would after `make
+install`; returns its exit status and its standard output."
+  (let ((example (merge-pathnames (format nil "../examples/~A.lisp" name) *fas*))
+        (output (format nil "/tmp/workers-example-~D.out"
+                        (random 1000000000 (make-random-state t)))))
+    (unwind-protect
+         (values (run-child (format nil "(pushnew \"WORKERS\" *modules* :test #'string=)~%~
+                                         (load ~S)" (namestring example))
+                            :output output)
+                 (with-open-file (in output)
+                   (let ((text (make-string (file-length in))))
+                     (subseq text 0 (read-sequence text in)))))
+      (ignore-errors (delete-file output)))))
+
+(test runtime--every-example-runs-to-its-end
+  "Each example exits 0; the supervisor example shows two restarts, then
+the supervisor giving up."
+  (dolist (name '("hello" "ping-pong" "ring" "parallel-map" "matrix" "echo-server"))
+    (is (eql 0 (example-output name)) "examples/~A.lisp failed" name))
+  (multiple-value-bind (status output) (example-output "supervisor")
+    (is (eql 0 status))
+    (is (= 2 (loop for start = 0 then (1+ at)
+                   for at = (search "restarted kv" output :start2 start)
+                   while at count t)))
+    (is (search ":REACHED-MAX-RESTART-INTENSITY" output))))

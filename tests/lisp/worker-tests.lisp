@@ -50,13 +50,16 @@ and their inits run in the worker."
   (is (equal '(nil) (multiple-value-list (join (with-worker ()) :timeout *long*)))))
 
 (define-concurrency-test with-worker--options-are-recorded
-  ":NAME, :MODE, :LINK and :MONITOR are kept; :CORE pins the worker."
-  (let ((w (with-worker (:name "opts" :core 1 :mode :share :link t :monitor t
-                         :arena-size (* 1024 1024))
-             (workers.ffi::%current-sched))))
+  ":NAME and :MODE are kept; :CORE pins the worker; :LINK and :MONITOR
+tie it to the caller (a normal end does not propagate; the DOWN comes)."
+  (multiple-value-bind (w ref)
+      (with-worker (:name "opts" :core 1 :mode :share :link t :monitor t
+                    :arena-size (* 1024 1024))
+        (workers.ffi::%current-sched))
     (is (equal "opts" (worker-name w)))
     (is (eq :share (workers::worker-mode w)))
-    (is (= (mod 1 (scheduler-count)) (join w :timeout *long*)))))
+    (is (= (mod 1 (scheduler-count)) (join w :timeout *long*)))
+    (is (equal (list :down ref w :normal) (next-message)))))
 
 (define-concurrency-test spawn--applies-the-function-to-the-arguments
   "SPAWN runs (apply function args) as one slice; SPAWN* takes the options

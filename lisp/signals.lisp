@@ -1,0 +1,349 @@
+;;;; signals.lisp - exit reasons, exit signals, KILL, links, monitors, names.
+;;;;
+;;;; Erlang's rules, as a Lisp programmer who knows Erlang expects them:
+;;;;
+;;;;  - A worker ends :NORMAL (its last form returned), with the condition
+;;;;    that escaped a form, :KILLED, :SHUTDOWN (STOP, or a supervisor), or
+;;;;    any object given to (EXIT REASON).
+;;;;  - An exit signal from FROM with REASON reaching worker W: with reason
+;;;;    :KILL (KILL) W ends :KILLED, always; else if W traps exits it gets
+;;;;    the message (:EXIT FROM REASON); else a :NORMAL signal is ignored
+;;;;    (unless W sent it to itself) and any other ends W with REASON.
+;;;;  - Links are pairs: when either worker ends, the other gets an exit
+;;;;    signal with the same reason (:KILLED travels as a plain reason).
+;;;;    Monitors are one way: the watcher gets (:DOWN REF WORKER REASON),
+;;;;    exactly once, unless it demonitors first.
+;;;;
+;;;; How, and the invariants kept:
+;;;;
+;;;;  - A worker's LINKS, MONITORS, WATCHING, ENDED and TRAP-EXITS change
+;;;;    only under its stripe lock (WITH-LINKS-LOCK, a C mutex picked by
+;;;;    id); nobody holds two stripe locks at once.  At its end a worker
+;;;;    sets ENDED and takes its lists in one critical section, so a link
+;;;;    or monitor is either taken by the end (and fires then) or refused
+;;;;    (and fires at once with reason :NOPROC): never both, never neither.
+;;;;  - A DOWN message is sent under the watcher's lock, and only by whoever
+;;;;    removes the monitor from the watcher's WATCHING list: the dying
+;;;;    worker, or MONITOR itself for a worker already dead.  DEMONITOR
+;;;;    removes it first or finds the DOWN already in the mailbox; so a DOWN
+;;;;    comes exactly once, and never after (DEMONITOR REF :FLUSH T).
+;;;;  - A fatal signal is recorded as the target's PENDING-EXIT (the first
+;;;;    one wins), then the target is woken by a wake marker in its mailbox
+;;;;    and, if it is running a slice, interrupted.  The target acts on it
+;;;;    at the start of its next slice, before parking, whenever a wait in
+;;;;    a slice wakes up (nested RECEIVE, JOIN, CALL), and in the interrupt.
+;;;;
+;;;; KILL inside a form.  A worker stuck in a long loop inside one form is
+;;;; stopped with MP:INTERRUPT-PROCESS on the thread that runs it: the
+;;;; interrupt throws out of the slice if that thread still runs a slice of
+;;;; the same worker (*KILLABLE*), and does nothing otherwise.  The library's
+;;;; own C calls run with interrupts deferred (MP:WITHOUT-INTERRUPTS), so
+;;;; the throw never leaves the core or a lock half-done.  ECL runs the
+;;;; interrupt inside its signal handler, and the throw leaves the thread's
+;;;; signals blocked, the collector's included: the slice runner restores
+;;;; the thread's signal mask after every abnormal end (ffi.lisp).
+
+(in-package #:workers)
+
+;;; Finding workers.
+
+(deftype worker-name-designator ()
+  "What REGISTER accepts as a name."
+  '(or (and symbol (not null)) string))
+
+(defun %resolve (designator)
+  "The worker object for DESIGNATOR: a worker, an id, or a registered name.
+Signals NO-SUCH-WORKER for a name nobody holds."
+  (etypecase designator
+    (worker (if (worker-%state designator)
+                designator
+                (%worker-from-id (worker-id designator))))
+    ((integer 1 #.(1- (expt 2 64))) (%worker-from-id designator))
+    (worker-name-designator
+     (or (whereis designator)
+         (error 'no-such-worker :designator designator)))))
+
+(defun %gone-p (worker)
+  "True if WORKER's links and monitors have fired, or it is known to be
+dead.  Called under its stripe lock."
+  (or (worker-ended worker)
+      (if (worker-%state worker)
+          (eq (worker-%state worker) :dead)
+          (not (workers.ffi::%alive-p (worker-id worker))))))
+
+(defun %send-system (worker message)
+  "Sends MESSAGE to WORKER by reference (reasons may be conditions, which
+cannot be copied).  True if WORKER was alive."
+  (zerop (mp:without-interrupts
+           (workers.ffi::%send-share (worker-id worker) message))))
+
+;;; Exit signals.
+
+(defun %interrupt-check (target)
+  "KILL's interrupt, run on the thread that was running TARGET."
+  (when (eq *killable* target)
+    (let ((pending (worker-pending-exit target)))
+      (when pending
+        (throw '%abort-slice (car pending))))))
+
+(defun %interrupt-if-running (target)
+  (workers.ffi::%fence)                 ; PENDING-EXIT stored, then RUNNING read
+  (let ((thread (worker-running target)))
+    (when (and thread (not *stopping*) (not (eq thread mp:*current-process*)))
+      (ignore-errors
+       (mp:interrupt-process thread (lambda () (%interrupt-check target)))))))
+
+(defun %exit-signal (target from reason &optional kill)
+  "Delivers an exit signal from FROM with REASON to TARGET (KILL true: an
+untrappable one, TARGET ends :KILLED)."
+  (let ((action nil))
+    (with-links-lock (target)
+      (unless (%gone-p target)
+        (setf action (cond (kill (setf reason :killed) :fatal)
+                           ((worker-trap-exits target) :message)
+                           ((and (eq reason :normal) (not (eq from target))) nil)
+                           (t :fatal)))
+        (when (eq action :fatal)
+          (if (worker-pending-exit target)
+              (setf action nil)         ; already on its way out
+              (setf (worker-pending-exit target) (cons reason from))))))
+    (case action
+      (:message (%send-system target (list :exit from reason)))
+      (:fatal (%send-system target *wake-marker*)
+       (%interrupt-if-running target)))
+    nil))
+
+(defun %check-signals (worker)
+  "At a wait point of WORKER (the caller's own worker): acts on STOP and
+on a pending fatal exit signal.  In a slice it leaves the slice; in a
+thread it signals EXIT-SIGNAL, once per signal."
+  (when (and *current-worker* *stopping*)
+    (throw '%abort-slice :shutdown))
+  (let ((pending (worker-pending-exit worker)))
+    (when pending
+      (if *current-worker*
+          (throw '%abort-slice (car pending))
+          (progn
+            (with-links-lock (worker) (setf (worker-pending-exit worker) nil))
+            (error 'exit-signal :worker worker
+                                :reason (car pending) :from (cdr pending)))))))
+
+(defun exit (reason-or-worker &optional (reason nil reason-p))
+  "(EXIT REASON) ends the calling worker with REASON, at once: the rest of
+its forms do not run, UNWIND-PROTECT cleanups do.  (EXIT WORKER REASON)
+sends WORKER an exit signal: with REASON :KILL it ends :KILLED whatever it
+does (see KILL); if it traps exits it receives (:EXIT FROM REASON); else a
+:NORMAL reason is ignored and any other ends it with REASON.  WORKER may be
+a worker, an id or a registered name.  Returns T."
+  (if reason-p
+      (let ((target (%resolve reason-or-worker))
+            (me (self)))
+        (%exit-signal target me reason (eq reason :kill))
+        (when (eq target me)
+          (%check-signals me))
+        t)
+      (progn
+        (unless *current-worker*
+          (%usage-error "(EXIT ~S) ends the calling worker, and this thread ~
+                         runs none; use (EXIT WORKER REASON) to signal another."
+                        reason-or-worker))
+        (throw '%abort-slice reason-or-worker))))
+
+(defun kill (worker)
+  "Ends WORKER with reason :KILLED, even if it traps exits or is stuck in a
+long loop inside one form (it is interrupted, see MP:INTERRUPT-PROCESS).
+The worker of a thread (see SELF) is not killed: the thread gets an
+EXIT-SIGNAL error at its next wait instead.  Returns T."
+  (exit worker :kill))
+
+(defun trap-exits (on)
+  "Makes the calling worker trap exits (ON true) or not: a trapped exit
+signal arrives as the message (:EXIT FROM REASON) instead of ending the
+worker.  KILL is never trapped.  Returns the previous setting."
+  (let ((me (self)))
+    (with-links-lock (me)
+      (prog1 (worker-trap-exits me)
+        (setf (worker-trap-exits me) (and on t))))))
+
+;;; Links.
+
+(defun link (worker)
+  "Links the calling worker and WORKER (a worker, an id or a registered
+name): when either ends, the other gets an exit signal with its reason (see
+EXIT).  Linking to a worker that has ended delivers the signal at once,
+with reason :NOPROC.  Linking twice is linking once.  Returns T."
+  (let ((me (self))
+        (other (%resolve worker))
+        (dead nil))
+    (unless (eq me other)
+      (with-links-lock (other)
+        (if (%gone-p other)
+            (setf dead t)
+            (pushnew me (worker-links other))))
+      (if dead
+          (progn (%exit-signal me other :noproc)
+                 (%check-signals me))
+          (with-links-lock (me)
+            (pushnew other (worker-links me)))))
+    t))
+
+(defun unlink (worker)
+  "Removes the link between the calling worker and WORKER, if any.  An exit
+signal the link sent already may still arrive.  Returns T."
+  (let ((me (self))
+        (other (%resolve worker)))
+    (with-links-lock (me)
+      (setf (worker-links me) (delete other (worker-links me))))
+    (with-links-lock (other)
+      (setf (worker-links other) (delete me (worker-links other))))
+    t))
+
+;;; Monitors.
+
+(defun monitor (worker)
+  "Starts watching WORKER (a worker, an id or a registered name) and returns
+a reference, a positive integer unique in this image.  When WORKER ends,
+the caller receives (:DOWN REF WORKER REASON), exactly once; at once, with
+reason :NOPROC, if it has ended already (or the name is not registered).
+Each call makes a new, independent monitor."
+  (let* ((me (self))
+         (ref (workers.ffi::%next-ref))
+         (target (handler-case (%resolve worker)
+                   (no-such-worker () nil)))
+         (entry (cons ref target))
+         (dead (null target)))
+    (unless dead
+      (with-links-lock (me)
+        (push entry (worker-watching me)))
+      (with-links-lock (target)
+        (if (%gone-p target)
+            (setf dead t)
+            (push (cons ref me) (worker-monitors target)))))
+    (when dead
+      (with-links-lock (me)
+        (setf (worker-watching me) (delete entry (worker-watching me)))
+        (%send-system me (list :down ref (or target worker) :noproc))))
+    ref))
+
+(defun %drop-monitor (target ref)
+  "Removes monitor REF from TARGET's watchers; true if it was there."
+  (with-links-lock (target)
+    (let ((entry (assoc ref (worker-monitors target))))
+      (when entry
+        (setf (worker-monitors target) (delete entry (worker-monitors target)))
+        t))))
+
+(defun %flush-messages (worker predicate)
+  "Removes from WORKER's mailbox (the caller's own) every message PREDICATE
+accepts."
+  (%drain worker)
+  (loop while (%inbox-take worker (lambda (message)
+                                    (and (funcall predicate message) t)))))
+
+(defun demonitor (ref &key flush)
+  "Stops the monitor REF of the calling worker.  Returns T if it was still
+active, NIL if it had fired already (its :DOWN message sent) or never
+existed.  With FLUSH true, a :DOWN message of REF already in the mailbox is
+removed too, so that none is ever received after this call."
+  (let* ((me (self))
+         (entry nil))
+    (with-links-lock (me)
+      (setf entry (assoc ref (worker-watching me)))
+      (when entry
+        (setf (worker-watching me) (delete entry (worker-watching me)))))
+    (when entry
+      (%drop-monitor (cdr entry) ref))
+    (when flush
+      (%flush-messages me (lambda (message)
+                            (and (consp message) (eq (car message) :down)
+                                 (consp (cdr message)) (eql (cadr message) ref)))))
+    (and entry t)))
+
+;;; Names.
+
+(defvar *names* (make-hash-table :test 'equal)
+  "Registered name -> worker, under WITH-REGISTRY-LOCK.")
+
+(defun register (name worker)
+  "Registers WORKER (a worker or an id) under NAME, a non-NIL symbol or a
+string: SEND, CALL, LINK, MONITOR and EXIT then accept NAME for it.  The
+name is released when the worker ends, or by UNREGISTER.  Signals
+NAME-TAKEN if NAME is held, NO-SUCH-WORKER if WORKER has ended, and
+USAGE-ERROR if WORKER is registered under another name.  Returns T."
+  (check-type name worker-name-designator)
+  (let ((worker (%resolve worker)))
+    (with-registry-lock
+      (let ((holder (gethash name *names*)))
+        (cond (holder
+               (error 'name-taken :name name :worker holder))
+              ((or (eq (worker-%state worker) :dead)
+                   (not (workers.ffi::%alive-p (worker-id worker))))
+               (error 'no-such-worker :designator worker))
+              ((worker-registered-name worker)
+               (%usage-error "~A is registered as ~S already."
+                             worker (worker-registered-name worker)))
+              (t (setf (gethash name *names*) worker
+                       (worker-registered-name worker) name)))))
+    t))
+
+(defun unregister (name)
+  "Releases NAME.  Returns T if it was registered, NIL if not."
+  (check-type name worker-name-designator)
+  (with-registry-lock
+    (let ((worker (gethash name *names*)))
+      (when worker
+        (remhash name *names*)
+        (setf (worker-registered-name worker) nil)
+        t))))
+
+(defun whereis (name)
+  "The worker registered under NAME, or NIL."
+  (with-registry-lock (values (gethash name *names*))))
+
+(defun registered-names ()
+  "The names registered now, in no particular order."
+  (with-registry-lock
+    (loop for name being the hash-keys of *names* collect name)))
+
+(defun %release-name (worker)
+  (when (worker-registered-name worker)
+    (with-registry-lock
+      (let ((name (worker-registered-name worker)))
+        (when (and name (eq (gethash name *names*) worker))
+          (remhash name *names*))
+        (setf (worker-registered-name worker) nil)))))
+
+;;; The end of a worker.
+
+(defun %fire-links-and-monitors (worker)
+  "Called once WORKER is dead (its state :DEAD, JOIN woken): cancels the
+monitors it held, sends the exit signals of its links, then the DOWN
+messages of the monitors on it."
+  (let ((reason (worker-reason worker))
+        links monitors watching)
+    (with-links-lock (worker)
+      (setf (worker-ended worker) t
+            links (worker-links worker)
+            monitors (worker-monitors worker)
+            watching (worker-watching worker)
+            (worker-links worker) nil
+            (worker-monitors worker) nil
+            (worker-watching worker) nil
+            (worker-pending-exit worker) nil))
+    (%release-name worker)              ; done already, unless STOP buried it
+    (loop for (ref . target) in watching
+          when target do (%drop-monitor target ref))
+    ;; Links first: whoever sees a DOWN then knows that the linked
+    ;; workers (a supervisor) have their signals already.
+    (dolist (other links)
+      (with-links-lock (other)
+        (setf (worker-links other) (delete worker (worker-links other))))
+      (%exit-signal other worker reason))
+    ;; Oldest monitor first.
+    (loop for (ref . watcher) in (reverse monitors)
+          do (with-links-lock (watcher)
+               (let ((entry (assoc ref (worker-watching watcher))))
+                 (when entry
+                   (setf (worker-watching watcher)
+                         (delete entry (worker-watching watcher)))
+                   (%send-system watcher (list :down ref worker reason))))))))
