@@ -46,6 +46,8 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                (:file "message-tests")
                (:file "server-tests")
                (:file "runtime-tests")
+               (:file "fault-tests")
+               (:file "supervisor-tests")
                (:file "codec-tests")
                (:file "report"))
   :perform (test-op (o c)
