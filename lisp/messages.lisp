@@ -120,9 +120,11 @@ a message holding something the codec cannot copy (functions, streams,
     (t (error 'malformed-message :reason object))))
 
 (defun %drain (worker)
-  "Moves every message of the C mailbox into WORKER's Lisp mailbox."
-  (loop while (multiple-value-call #'%take-message worker
-                (mp:without-interrupts (workers.ffi::%recv)))))
+  "Moves every message of the C mailbox into WORKER's Lisp mailbox.
+Interrupts (KILL) wait until it is done: a message taken out of the C
+mailbox is always filed."
+  (mp:without-interrupts
+    (loop while (multiple-value-call #'%take-message worker (workers.ffi::%recv)))))
 
 (defun %deadline (seconds)
   "The monotonic time, in ns, SECONDS from now; :NEVER for NIL."
