@@ -434,46 +434,43 @@ CALL-FAILED when the server ends or has ended; leaves no DOWN behind."
     (read in)
     (* 4 (read in))))
 
-(test (storm--10000-workers-crash-at-once :suite schedulers-2)
-  "10,000 workers in trees of links, each monitored, crash at once, five
+(define-concurrency-test storm--10000-workers-crash-at-once
+  "10,000 workers in trees of links, each monitored, crash at once, four
 rounds: every monitor fires exactly once, the schedulers keep running,
 every worker's memory comes back, and the process does not grow."
-  (call-with-schedulers
-   2
-   (lambda ()
-     (without-error-log
-       (let ((baseline (workers.ffi::%live-workers))
-             (rss '()))
-         (dotimes (round 5)
-           (let* ((me (self))
-                  ;; 10 trees of 1 + 30 + 30*30 linked nodes (9,310), and
-                  ;; 690 loose ones, spawned by a worker that traps the
-                  ;; exits of the roots.
-                  (spawner (with-worker (:let ((me me)) :trap-exits t)
-                             (loop repeat 10 do (make-tree-node 2 30 me))
-                             (loop repeat 690 do (send me (list :node (parked-worker))))
-                             (receive (:never nil))))
-                  (nodes (loop repeat 10000
-                               collect (receive ((:node w) w)
-                                                (:after *long* (return)))))
-                  (refs (mapcar #'monitor nodes))
-                  (seen (make-hash-table)))
-             (is (= 10000 (length (remove nil nodes))))
-             (dolist (w nodes) (send w :crash))
-             (loop repeat 10000
-                   do (receive ((:down ref _ _) (incf (gethash ref seen 0)))
-                               (:after *long* (return))))
-             (is (= 10000 (hash-table-count seen)))
-             (is (every (lambda (ref) (eql 1 (gethash ref seen))) refs))
-             (let ((ref (monitor spawner)))
-               (kill spawner)
-               (is (eq :killed (await-down ref))))
-             (is (wait-until (lambda () (= baseline (workers.ffi::%live-workers)))))
-             (is (= 7 (join (with-worker () (+ 3 4)) :timeout *long*)))
-             (si:gc t)
-             (push (rss-kib) rss)))
-         (setf rss (reverse rss))
-         ;; Round 1 grows the heap and the worker tables; later rounds reuse
-         ;; them.
-         (is (<= (car (last rss)) (+ (* 1.1 (second rss)) 8192))
-             "RSS grew across rounds: ~{~D~^, ~} KiB" rss))))))
+  (without-error-log
+    (let ((baseline (workers.ffi::%live-workers))
+          (rss '()))
+      (dotimes (round 4)
+        (let* ((me (self))
+               ;; 10 trees of 1 + 30 + 30*30 linked nodes (9,310), and
+               ;; 690 loose ones, spawned by a worker that traps the
+               ;; exits of the roots.
+               (spawner (with-worker (:let ((me me)) :trap-exits t)
+                          (loop repeat 10 do (make-tree-node 2 30 me))
+                          (loop repeat 690 do (send me (list :node (parked-worker))))
+                          (receive (:never nil))))
+               (nodes (loop repeat 10000
+                            collect (receive ((:node w) w)
+                                             (:after *long* (return)))))
+               (refs (mapcar #'monitor nodes))
+               (seen (make-hash-table)))
+          (is (= 10000 (length (remove nil nodes))))
+          (dolist (w nodes) (send w :crash))
+          (loop repeat 10000
+                do (receive ((:down ref _ _) (incf (gethash ref seen 0)))
+                            (:after *long* (return))))
+          (is (= 10000 (hash-table-count seen)))
+          (is (every (lambda (ref) (eql 1 (gethash ref seen))) refs))
+          (let ((ref (monitor spawner)))
+            (kill spawner)
+            (is (eq :killed (await-down ref))))
+          (is (wait-until (lambda () (= baseline (workers.ffi::%live-workers)))))
+          (is (= 7 (join (with-worker () (+ 3 4)) :timeout *long*)))
+          (si:gc t)
+          (push (rss-kib) rss)))
+      (setf rss (reverse rss))
+      ;; Round 1 grows the heap and the worker tables; later rounds reuse
+      ;; them.
+      (is (<= (car (last rss)) (+ (* 1.1 (second rss)) 8192))
+          "RSS grew across rounds: ~{~D~^, ~} KiB" rss))))
