@@ -48,6 +48,7 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                (:file "runtime-tests")
                (:file "fault-tests")
                (:file "supervisor-tests")
+               (:file "bad-input-tests")
                (:file "codec-tests")
                (:file "report"))
   :perform (test-op (o c)

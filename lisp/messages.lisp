@@ -70,7 +70,7 @@ needed."
 (defun %target-id (worker)
   (etypecase worker
     (worker (worker-id worker))
-    ((unsigned-byte 64) worker)
+    ((integer 1 #.(1- (expt 2 64))) worker)
     (worker-name-designator
      (let ((holder (whereis worker)))
        (if holder
@@ -126,12 +126,19 @@ mailbox is always filed."
   (mp:without-interrupts
     (loop while (multiple-value-call #'%take-message worker (workers.ffi::%recv)))))
 
+(defconstant +forever-seconds+ (* 100 365 24 3600)
+  "Timeouts of a century or more wait forever: the core counts in signed
+64-bit nanoseconds.")
+
 (defun %deadline (seconds)
-  "The monotonic time, in ns, SECONDS from now; :NEVER for NIL."
+  "The monotonic time, in ns, SECONDS from now; :NEVER for NIL (or for a
+century or more).  Signals a TYPE-ERROR for anything but NIL or a
+non-negative real."
   (cond ((null seconds) :never)
-        ((and (realp seconds) (>= seconds 0))
-         (+ (workers.ffi::%now-ns) (floor (* (rational seconds) 1000000000))))
-        (t (error 'type-error :datum seconds :expected-type '(or null (real 0))))))
+        ((not (and (realp seconds) (>= seconds 0)))
+         (error 'type-error :datum seconds :expected-type '(or null (real 0))))
+        ((>= seconds +forever-seconds+) :never)
+        (t (+ (workers.ffi::%now-ns) (floor (* (rational seconds) 1000000000))))))
 
 (defun %remaining-ns (deadline)
   (if (eq deadline :never)

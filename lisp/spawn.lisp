@@ -302,6 +302,8 @@ reason.  Starts the runtime if needed."
                              append (list key var)))))))))
 
 (defun %function-slice (function args)
+  (check-type function (or function (and symbol (not null))))
+  (check-type args list)
   (cond ((and (functionp function) (null args)) function)
         (args (lambda () (apply function args)))
         (t (lambda () (funcall function)))))
@@ -336,7 +338,7 @@ MONITOR).  Returns the worker and the monitor's reference."
 (defun %wait-for-end (worker timeout)
   "True once WORKER is dead, NIL if TIMEOUT seconds pass first."
   (let ((deadline (%deadline timeout))
-        (generation (workers.ffi::%join-enter)))
+        (generation (mp:without-interrupts (workers.ffi::%join-enter))))
     (unwind-protect
          (loop until (eq (worker-%state worker) :dead)
                do (let ((remaining (%remaining-ns deadline)))
@@ -364,6 +366,8 @@ wait forever); when it passes first, signals JOIN-TIMEOUT.
 In a worker, the other workers of its scheduler keep running meanwhile.
 **NOTE** Only workers made in this image can be joined; a worker joining
 itself is an error."
+  (check-type worker worker)
+  (check-type timeout (or null (real 0)))
   (when (or (eq worker *current-worker*)
             (and (null *current-worker*)
                  (eq worker (%thread-worker-if-any))))
@@ -372,9 +376,15 @@ itself is an error."
     (%usage-error "Cannot join ~A: it was not made in this image." worker))
   (unless (eq (worker-%state worker) :dead)
     (let ((ended (if *current-worker*
-                     (progn (workers.ffi::%block-begin)
-                            (unwind-protect (%wait-for-end worker timeout)
-                              (workers.ffi::%block-end)))
+                     ;; KILL's interrupt must not cut the core's hand-over
+                     ;; in two (it holds the core's locks): only the wait
+                     ;; itself is interruptible.
+                     (mp:without-interrupts
+                       (workers.ffi::%block-begin)
+                       (unwind-protect
+                            (mp:with-local-interrupts
+                              (%wait-for-end worker timeout))
+                         (workers.ffi::%block-end)))
                      (%wait-for-end worker timeout))))
       (unless ended
         (error 'join-timeout :worker worker :seconds timeout))))

@@ -25,7 +25,8 @@
 
 (defparameter *test-files*
   '("package" "pattern-tests" "worker-tests" "message-tests" "server-tests"
-    "runtime-tests" "fault-tests" "supervisor-tests"))
+    "runtime-tests" "fault-tests" "supervisor-tests"
+    "bad-input-tests"))
 
 (dolist (name *test-files*)
   (load (merge-pathnames (format nil "tests/lisp/~A.lisp" name) *root*)))

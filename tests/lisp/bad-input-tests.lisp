@@ -1,0 +1,115 @@
+;;;; bad-input-tests.lisp - exported functions given wrong types, dead
+;;;; workers, bad and huge timeouts, hostile structures: each answers with a
+;;;; condition or its documented result, never a crash, a hang or the
+;;;; debugger on a scheduler thread.
+
+(in-package #:workers-tests)
+
+(defparameter *not-workers* (list nil -1 0 3.5 #\a '(1 2) (make-hash-table))
+  "Things that designate no worker (names are symbols and strings).")
+
+(define-concurrency-test bad-input--worker-designators-of-the-wrong-type
+  "Every function that takes a worker refuses a non-worker with an ERROR
+in the caller."
+  (dolist (bad *not-workers*)
+    (signals error (send bad :x))
+    (signals error (link bad))
+    (signals error (unlink bad))
+    (signals error (monitor bad))
+    (signals error (exit bad :reason))
+    (signals error (kill bad))
+    (signals error (join bad))
+    (signals error (register 'bad-input-name bad))
+    (signals error (call bad :x :timeout 1)))
+  (is (null (whereis 'bad-input-name))))
+
+(define-concurrency-test bad-input--dead-workers-give-documented-results
+  "A worker that has ended: SEND answers NIL, EXIT and KILL do nothing,
+MONITOR gives :NOPROC, CALL signals CALL-FAILED, REGISTER NO-SUCH-WORKER,
+JOIN its result."
+  (let ((dead (spawn (lambda () :result))))
+    (is (eq :result (join dead :timeout *long*)))
+    (is (null (send dead :x)))
+    (is (null (send dead :x :mode :share)))
+    (is (eq t (exit dead :whatever)))
+    (is (eq t (kill dead)))
+    (is (eq :noproc (await-down (monitor dead))))
+    (signals call-failed (call dead :x))
+    (signals no-such-worker (register 'bad-input-dead dead))
+    (is (eq :result (join dead :timeout 0)))
+    (let ((ended (with-worker (:trap-exits t :let ((dead dead)))
+                   (link dead)
+                   (receive ((:exit _ reason) reason) (:after *long* :timeout)))))
+      (is (eq :noproc (join ended :timeout *long*))))))
+
+(define-concurrency-test bad-input--timeouts
+  "Negative or non-numeric timeouts are TYPE-ERRORs in the caller; zero
+polls; a huge one (a century or more) waits like NIL."
+  (let ((w (parked-worker)))
+    (dolist (bad '(-1 -0.5 :forever "10"))
+      (signals type-error (join w :timeout bad))
+      (signals type-error (call w :x :timeout bad))
+      (signals type-error (receive (_ nil) (:after bad nil))))
+    (signals join-timeout (join w :timeout 0))
+    (is (eq :none (receive (_ :message) (:after 0 :none))))
+    (send w :stop)
+    (is (eq :stopped (join w :timeout 1d300))))
+  (let* ((me (self))
+         (patient (with-worker (:let ((me me)))
+                    (send me :waiting)
+                    (receive (:go :went) (:after 1d300 :gave-up))
+                    (progn (send me :nested)
+                           (receive (:go :went) (:after most-positive-fixnum :gave-up))))))
+    (is (eq :waiting (next-message)))
+    (send patient :go)
+    (is (eq :nested (next-message)))
+    (send patient :go)
+    (is (eq :went (join patient :timeout *long*)))))
+
+(define-concurrency-test bad-input--spawn-arguments
+  "SPAWN and SPAWN* check their function and options in the caller."
+  (signals type-error (spawn 42))
+  (signals type-error (spawn nil))
+  (signals type-error (spawn* #'+ :args 3))
+  (signals type-error (spawn* #'+ :core -1))
+  (signals error (spawn* #'+ :mode :sideways))
+  (signals type-error (spawn* #'+ :arena-size -5))
+  (is (= 6 (join (spawn '+ 1 2 3) :timeout *long*))))
+
+(define-concurrency-test bad-input--hostile-structures-in-messages
+  "Circular lists, a million-element list and a 100,000-deep nesting travel
+in copy mode, to another worker and to oneself; an unserializable object
+deep inside refuses the whole message, saying where it is."
+  (let* ((me (self))
+         (echo (with-worker (:let ((me me)))
+                 (receive-loop (:stop (return))
+                               (message (send me message)))))
+         (circular (let ((l (list 1 2 3))) (setf (cdr (last l)) l) l))
+         (long (make-list 1000000 :initial-element 7))
+         (deep (let ((x :bottom)) (dotimes (i 100000 x) (setf x (list x))))))
+    (dolist (message (list circular long deep))
+      (is (send echo message))
+      (let ((back (next-message)))
+        (is (not (eq back message)))
+        (cond ((eq message circular) (is (eq (cdddr back) back)))
+              ((eq message long) (is (= 1000000 (length back))))
+              (t (is (eq :bottom (loop for x = back then (car x)
+                                       while (consp x) finally (return x))))))))
+    (let ((c (handler-case (send echo (list 1 (vector 2 (list #'car))))
+               (unserializable-object (c) c))))
+      (is (typep c 'unserializable-object))
+      (is (equal '((:nth 1) (:aref 1) (:nth 0)) (unserializable-object-path c))))
+    (send echo :stop)
+    (join echo :timeout *long*)
+    (is (eq :empty (receive (_ :unexpected) (:after 0.1 :empty))))))
+
+(define-concurrency-test bad-input--sending-to-oneself
+  "A worker, and the test thread, can send to themselves in either mode."
+  (is (equal '(:copied :shared)
+             (join (with-worker ()
+                     (send (self) :copied)
+                     (send (self) :shared :mode :share)
+                     (list (receive (m m)) (receive (m m))))
+                   :timeout *long*)))
+  (send (self) '(:to-myself))
+  (is (equal '(:to-myself) (next-message))))
