@@ -19,7 +19,7 @@ CORE_OBJ := $(patsubst c-core/src/%.c,$(BUILD)/core/%.o,$(CORE_SRC))
 CORE_LIB := $(BUILD)/libworkers.a
 
 .PHONY: all core deps run test test-core test-lisp sanitize bench-core \
-        install fas clean help
+        install fas clean help fuzz
 
 all: core fas
 
@@ -30,6 +30,7 @@ help:
 	@echo "make sanitize   the core tests under ASan+UBSan and under TSan"
 	@echo "make bench-core the core's benchmarks"
 	@echo "make install    put workers.fas in ECL's system directory"
+	@echo "make fuzz       libFuzzer on the message decoder for FUZZ_SECONDS (60); fuzz-regress: its corpus once"
 
 deps:
 	@sh tools/deps.sh
@@ -53,10 +54,15 @@ clean:
 -include lisp/lisp.mk
 # The benchmarks against the peers: bench, bench-peers.
 -include bench/bench.mk
+# The message decoder as a libFuzzer target: fuzz, fuzz-regress.
+-include tests/fuzz/fuzz.mk
 
 test: deps
 	@rm -f $(BUILD)/summary.txt; mkdir -p $(BUILD)
 	@$(MAKE) --no-print-directory test-core SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 $(MAKE) --no-print-directory sanitize SUMMARY=$(abspath $(BUILD)/summary.txt); \
+	 $(MAKE) --no-print-directory fuzz-regress SUMMARY=$(abspath $(BUILD)/summary.txt) \
+	   || grep -q '^fuzz:' $(BUILD)/summary.txt \
+	   || echo "fuzz: 0 passed, 1 failed" >> $(BUILD)/summary.txt; \
 	 $(MAKE) --no-print-directory test-lisp SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 sh tools/summarize.sh $(BUILD)/summary.txt

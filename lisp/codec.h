@@ -60,8 +60,11 @@ enum {
  * e.g. ((:nth 2) (:slot payload) (:hash-value "k") (:aref 0)).  *path is NIL
  * when obj itself is refused.  Refused: functions, streams, packages,
  * pathnames, random states, CLOS instances and conditions, weak hash tables
- * and tables with a user-defined test, threads, locks, foreign data, and a
- * worker whose ID slot is missing or not an (unsigned-byte 64).
+ * and tables with a user-defined test, threads, locks, foreign data, a
+ * worker whose ID slot is missing or not an (unsigned-byte 64), and a key
+ * of an EQUAL or EQUALP table that is circular, too large or too deep to
+ * compare, or (EQUALP) holds a hash table (CODEC.md, "EQUAL and EQUALP
+ * keys"): the decoder would reject it.
  *
  * Other failures return a negative WKL_CODEC_E* code; *bad and *path are
  * left alone.  *out and *len are set only on success.
@@ -87,10 +90,10 @@ int wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len,
  * ID (an integer); whatever it signals propagates.  Decoding mallocs nothing,
  * so such a non-local exit leaks nothing.  buf is only read, and must stay
  * valid for the call.  Keys of EQUAL and EQUALP tables are inserted after the
- * whole message is built (their hash depends on their contents).
- *
- * **NOTE** A hostile message can still make the EQUAL/EQUALP insertion slow:
- * ECL's EQUAL does not stop on two distinct circular keys that look alike.
+ * whole message is built (their hash depends on their contents), each once
+ * checked to be acyclic and small enough that ECL's EQUAL or EQUALP on it is
+ * bounded in time and stack (the rule is in CODEC.md); a key that fails makes
+ * the message malformed.
  */
 int wkl_codec_decode(const uint8_t *buf, size_t len, cl_object *result,
 		     const char **err_msg);

@@ -537,6 +537,108 @@ and arrives as WORKERS::%WORKER-FROM-ID's answer, once per message."
       (is (eql (1- (expt 2 64)) (workers::worker-id (second y))))
       (is (eq (first y) (third y))))))
 
+;;; ------------------------------------------------- EQUAL and EQUALP keys
+
+(defun key-table-message (test key-a key-b)
+  "An EQUAL (TEST 2) or EQUALP (3) table holding KEY-A and KEY-B, byte lists
+written as numbers 1 and up follow (the table is number 0), values NIL."
+  (message #x14 test 2 key-a 0 key-b 0))
+
+(defun self-car-key (n)
+  "Cons number N whose CAR is itself: #1=(#1#)."
+  (list #x11 1 #x10 n 0))
+
+(defun self-cdr-key (n)
+  "Cons number N whose CDR is itself: #1=(0 . #1#)."
+  (list #x11 1 2 0 #x10 n))
+
+(defun self-vector-key (n)
+  "Simple vector number N holding itself: #1=#(#1#)."
+  (list #x12 0 0 1 #x10 n))
+
+(defun dag-key (n depth)
+  "DEPTH conses numbered N and up, each with the next as both CAR and CDR:
+a few bytes whose tree, as EQUAL walks it, has 2^DEPTH leaves."
+  (append (loop repeat depth append (list #x11 1))
+          (list 0 0)
+          (loop for k from (+ n depth -1) above n append (list #x10 k))))
+
+(defun malformed-reason (bytes)
+  "The reason BYTES are malformed, or :DECODED."
+  (handler-case (progn (workers::%decode bytes) :decoded)
+    (workers:malformed-message (c) (workers::malformed-message-reason c))))
+
+(test hostile--circular-or-huge-keys--malformed-quickly
+  "Two alike keys of an EQUAL or EQUALP table that are circular (through a
+CAR, a CDR or a vector) or are DAGs with exponentially many paths would make
+ECL's EQUAL(P) overflow the stack, loop or take forever on insertion: the
+decoder refuses them first, at once (tests/fuzz/regressions/equal*-keys-*)."
+  (dolist (bytes (list (key-table-message 2 (self-car-key 1) (self-car-key 2))
+                       (key-table-message 2 (self-cdr-key 1) (self-cdr-key 2))
+                       (key-table-message 3 (self-vector-key 1) (self-vector-key 2))
+                       (key-table-message 3 (self-car-key 1) (self-car-key 2))
+                       (key-table-message 2 (dag-key 1 40) (dag-key 41 40))
+                       (key-table-message 2 (dag-key 1 19) (dag-key 20 19))))
+    (let ((start (get-internal-real-time))
+          (reason (malformed-reason bytes)))
+      (is (search "circular or too large" reason))
+      (is (< (- (get-internal-real-time) start)
+             (* 2 internal-time-units-per-second)))))
+  ;; The same keys in EQ and EQL tables are fine: those tests look at
+  ;; nothing inside a key.
+  (dolist (test '(0 1))
+    (is (hash-table-p (workers::%decode
+                       (key-table-message test (self-car-key 1) (self-car-key 2)))))))
+
+(test hash-tables--shared-acyclic-keys--round-trip
+  "EQUAL and EQUALP tables whose keys are lists, strings, bit vectors,
+vectors, arrays and structures, some sharing parts, round-trip and look up."
+  (let* ((shared (list "s" 1))
+         (dag (let ((x (list 1))) (dotimes (i 10 x) (setf x (cons x x)))))
+         (equal-table (make-hash-table :test 'equal))
+         (equalp-table (make-hash-table :test 'equalp))
+         (equal-keys (list (list shared shared) "str" #*1011 (list 1 (list 2 (list 3)))
+                           dag (deep-list 200) (make-list 100000 :initial-element 7)))
+         (equalp-keys (list (vector shared shared) "MiXeD" (list (vector 1 2) #(3))
+                            (make-array '(2 2) :initial-contents '((1 2) (3 4)))
+                            (make-point 1 (vector shared)) dag)))
+    (loop for k in equal-keys for i from 0 do (setf (gethash k equal-table) i))
+    (loop for k in equalp-keys for i from 0 do (setf (gethash k equalp-table) i))
+    (let ((g (round-trip equal-table)))
+      (is (= (length equal-keys) (hash-table-count g)))
+      (loop for k in equal-keys for i from 0
+            do (is (eql i (gethash k g)))))
+    (let ((g (round-trip equalp-table)))
+      (is (= (length equalp-keys) (hash-table-count g)))
+      (is (eql 1 (gethash "mixed" g)))
+      (is (eql 4 (gethash (make-point 1 (vector (list "S" 1))) g)))
+      (loop for k in equalp-keys for i from 0
+            do (is (eql i (gethash k g)))))))
+
+(test refusal--circular-or-huge-key--reports-hash-key
+  "The encoder refuses the keys the decoder would refuse, as the key, at
+(:HASH-KEY); EQ and EQL tables take them."
+  (let ((car-cycle (let ((x (list nil))) (setf (car x) x)))
+        (cdr-cycle (let ((x (list 0))) (setf (cdr x) x)))
+        (vector-cycle (let ((v (vector nil))) (setf (aref v 0) v)))
+        (dag (let ((x (list 1))) (dotimes (i 30 x) (setf x (cons x x)))))
+        (deep (deep-list 300)))
+    (flet ((refused-key (test key)
+             (let ((h (make-hash-table :test test)))
+               (setf (gethash key h) 1)
+               (refusal (list h)))))
+      (dolist (key (list car-cycle cdr-cycle dag deep))
+        (is (equal (list key '((:nth 0) (:hash-key))) (refused-key 'equal key)))
+        (is (equal (list key '((:nth 0) (:hash-key))) (refused-key 'equalp key)))
+        (is (null (refused-key 'eq key))))
+      (is (equal (list vector-cycle '((:nth 0) (:hash-key)))
+                 (refused-key 'equalp vector-cycle)))
+      (is (null (refused-key 'equal vector-cycle)))
+      ;; EQUALP on two hash tables looks up every key of one in the other.
+      (let ((key (list (make-hash-table))))
+        (is (eq key (first (refused-key 'equalp key))))
+        (is (null (refused-key 'equal key)))))))
+
 ;;; --------------------------------------------------------------- refusals
 
 (test refusal--function-deep-in-a-list--reports-path
@@ -649,6 +751,7 @@ types, and other crafted input are malformed, without big allocations."
                    (message #x13 6 1 2 1 1 0)                   ; fill pointer
                    (message #x13 6 0 1 1 0)                     ; rank 1
                    (message #x13 6 0 65)                        ; rank 65
+                   (message #x13 0 0 64 (make-list 64 :initial-element 0)) ; rank 64
                    (message 3 (varint (expt 2 60)))             ; bignum words
                    (message 3 0)                                ; empty bignum
                    (message #x14 0 huge)                        ; hash 2^60

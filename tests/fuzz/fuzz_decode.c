@@ -1,0 +1,172 @@
+/*
+ * fuzz_decode.c - the message decoder (lisp/codec.c) as a libFuzzer target.
+ *
+ * Each input is a message from a hostile peer.  codec.h promises that
+ * wkl_codec_decode either decodes it or returns WKL_CODEC_EMALFORMED with a
+ * sentence saying why: it never crashes, never signals (the one Lisp
+ * function it calls, WORKERS::%WORKER-FROM-ID, does not signal for an
+ * integer), never leaks.  ASan and UBSan catch the faults; this file checks
+ * the rest, and abort()s (a crash for libFuzzer) when one fails:
+ *
+ *   - the result is WKL_CODEC_OK with *result set, or WKL_CODEC_EMALFORMED
+ *     with a non-empty message, and nothing else;
+ *   - no Lisp condition leaves the decoder;
+ *   - what decoded encodes again and those bytes decode again.  The one
+ *     refusal allowed: a WORKERS::WORKER built by a STRUCT tag, whose ID
+ *     slot holds whatever the message put there (the encoder refuses such
+ *     a worker, as codec.h says).
+ *
+ * The Lisp side.  The decoder builds ECL objects, so ECL is booted once,
+ * in LLVMFuzzerInitialize, and then tests/fuzz/image.lisp is loaded (path
+ * compiled in as WKF_IMAGE): the structure types the seed corpus names and
+ * a stand-in for the WORKERS package (worker-stub.lisp).  Loading the real
+ * build/workers.fas instead would bring a second, uninstrumented copy of
+ * codec.c and the whole runtime into a process that has no use for them.
+ *
+ * Signals.  ECL would turn SIGSEGV and SIGBUS into Lisp conditions; they
+ * are left to ASan, which reports them, and SIGINT to libFuzzer, which
+ * prints its statistics.  Floating-point traps stay as ECL sets them, as in
+ * a real image: a trap in the decoder signals a Lisp condition, which the
+ * handler below turns into a crash.
+ *
+ * Leaks.  libFuzzer runs LeakSanitizer after any input that mallocs more
+ * than it frees, and LSan runs again at exit.  Lisp objects live in the
+ * Boehm heap, which LSan neither tracks nor scans, and what ECL and the GC
+ * malloc stays reachable from memory LSan does scan: a run reports nothing
+ * (checked by planting a malloc in the decoder, which both checks caught).
+ * So leak detection stays on, with no suppressions: any report is real.
+ */
+#include "codec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifndef WKF_IMAGE
+#error "WKF_IMAGE: the path of tests/fuzz/image.lisp (fuzz.mk defines it)"
+#endif
+
+/* Set once by LLVMFuzzerInitialize; symbols and classes are never
+ * collected, so they need no GC root. */
+static cl_object serious_condition; /* CL:SERIOUS-CONDITION */
+static cl_object worker_class;      /* the class WORKERS::WORKER */
+
+/* Set from the environment variable WKF_EXPECT_OK: every input must decode
+ * (fuzz-regress runs the seed corpus so, to catch seeds gone stale). */
+static int expect_ok;
+
+/* Boehm scans the real stack for roots: ASan's fake stack frames (for
+ * use-after-return) would hide Lisp objects from it. */
+const char *
+__asan_default_options(void)
+{
+	return "detect_stack_use_after_return=0";
+}
+
+static void __attribute__((noreturn))
+die(const char *what, const char *detail)
+{
+	fprintf(stderr, "fuzz_decode: %s%s%s\n", what, detail ? ": " : "",
+		detail ? detail : "");
+	abort();
+}
+
+/* Prints condition c, which escaped from `where`, and crashes. */
+static void __attribute__((noreturn))
+die_condition(const char *where, cl_object c)
+{
+	cl_object err = ecl_symbol_value(ecl_make_symbol("*ERROR-OUTPUT*", "CL"));
+	cl_format(4, err, ecl_make_simple_base_string(
+			  "~&fuzz_decode: a Lisp condition left ~A: ~A~%", -1),
+		  ecl_make_simple_base_string((char *)where, -1), c);
+	cl_finish_output(1, err);
+	abort();
+}
+
+/* wkl_codec_decode inside a handler for every serious condition. */
+static int
+decode(const uint8_t *data, size_t size, cl_object *out, const char **msg)
+{
+	cl_env_ptr env = ecl_process_env();
+	int rc = WKL_CODEC_OK;
+	ECL_HANDLER_CASE_BEGIN(env, ecl_list1(serious_condition)) {
+		rc = wkl_codec_decode(data, size, out, msg);
+	} ECL_HANDLER_CASE(1, c) {
+		die_condition("wkl_codec_decode", c);
+	} ECL_HANDLER_CASE_END;
+	return rc;
+}
+
+static int
+is_worker(cl_object x)
+{
+	return ECL_INSTANCEP(x) && ECL_CLASS_OF(x) == worker_class;
+}
+
+/* Encodes x and decodes the bytes again; crashes if either fails. */
+static void
+round_trip(cl_object x)
+{
+	uint8_t *bytes;
+	size_t len;
+	cl_object bad = ECL_NIL, path = ECL_NIL, again = OBJNULL;
+	const char *msg = NULL;
+	int rc = wkl_codec_encode(x, &bytes, &len, &bad, &path);
+	if (rc == WKL_CODEC_UNSERIALIZABLE && is_worker(bad))
+		return;
+	if (rc != WKL_CODEC_OK)
+		die("a decoded message does not encode again",
+		    rc == WKL_CODEC_UNSERIALIZABLE ? "refused" : "error");
+	rc = decode(bytes, len, &again, &msg);
+	free(bytes);
+	if (rc != WKL_CODEC_OK)
+		die("a re-encoded message does not decode", msg);
+	if (again == OBJNULL)
+		die("decoding a re-encoded message left the result unset", NULL);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	cl_object out = OBJNULL;
+	const char *msg = NULL;
+	int rc = decode(data, size, &out, &msg);
+	switch (rc) {
+	case WKL_CODEC_OK:
+		if (out == OBJNULL)
+			die("decode succeeded but left the result unset", NULL);
+		round_trip(out);
+		break;
+	case WKL_CODEC_EMALFORMED:
+		if (!msg || !*msg)
+			die("decode refused a message without saying why", NULL);
+		if (expect_ok)
+			die("a seed does not decode (make fuzz-corpus?)", msg);
+		break;
+	default:
+		die("decode returned a code it never should", NULL);
+	}
+	return 0;
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	static char *ecl_argv[] = {"fuzz_decode", NULL};
+	expect_ok = getenv("WKF_EXPECT_OK") != NULL;
+	ecl_set_option(ECL_OPT_TRAP_SIGSEGV, 0);
+	ecl_set_option(ECL_OPT_TRAP_SIGBUS, 0);
+	ecl_set_option(ECL_OPT_TRAP_SIGINT, 0);
+	ecl_set_option(ECL_OPT_SIGNAL_HANDLING_THREAD, 0);
+	cl_boot(1, ecl_argv);
+	serious_condition = ecl_make_symbol("SERIOUS-CONDITION", "CL");
+	cl_object failed = ecl_make_keyword("FAILED");
+	cl_object load = cl_list(4, ecl_make_symbol("LOAD", "CL"),
+				 ecl_make_simple_base_string(WKF_IMAGE, -1),
+				 ecl_make_keyword("VERBOSE"), ECL_NIL);
+	if (si_safe_eval(3, load, ECL_NIL, failed) == failed)
+		die("could not load " WKF_IMAGE, NULL);
+	worker_class = cl_find_class(2, ecl_make_symbol("WORKER", "WORKERS"), ECL_NIL);
+	if (!ECL_INSTANCEP(worker_class))
+		die("the image defines no class WORKERS::WORKER", NULL);
+	return 0;
+}
