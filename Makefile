@@ -19,7 +19,7 @@ CORE_OBJ := $(patsubst c-core/src/%.c,$(BUILD)/core/%.o,$(CORE_SRC))
 CORE_LIB := $(BUILD)/libworkers.a
 
 .PHONY: all core deps run test test-core test-lisp sanitize bench-core \
-        install fas clean help fuzz
+        install fas clean help fuzz soak soak-short
 
 all: core fas
 
@@ -28,9 +28,11 @@ help:
 	@echo "make test       every test (C core, its sanitizer runs, Lisp); ends with N passed, N failed"
 	@echo "make test-core  the C core's tests"
 	@echo "make sanitize   the core tests under ASan+UBSan and under TSan"
+	@echo "make test-faults the core under injected allocation failures (SAN=asan|tsan: under a sanitizer)"
 	@echo "make bench-core the core's benchmarks"
 	@echo "make install    put workers.fas in ECL's system directory"
 	@echo "make fuzz       libFuzzer on the message decoder for FUZZ_SECONDS (60); fuzz-regress: its corpus once"
+	@echo "make soak       10,000 workers, 50M messages, kills and GCs (minutes); soak-short: the CI version (~1 min)"
 
 deps:
 	@sh tools/deps.sh
@@ -56,11 +58,15 @@ clean:
 -include bench/bench.mk
 # The message decoder as a libFuzzer target: fuzz, fuzz-regress.
 -include tests/fuzz/fuzz.mk
+# The soak test: soak, soak-short.
+-include tests/soak/soak.mk
 
 test: deps
 	@rm -f $(BUILD)/summary.txt; mkdir -p $(BUILD)
 	@$(MAKE) --no-print-directory test-core SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 $(MAKE) --no-print-directory sanitize SUMMARY=$(abspath $(BUILD)/summary.txt); \
+	 $(MAKE) --no-print-directory test-faults SUMMARY=$(abspath $(BUILD)/summary.txt); \
+	 $(MAKE) --no-print-directory test-faults SAN=asan SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 $(MAKE) --no-print-directory fuzz-regress SUMMARY=$(abspath $(BUILD)/summary.txt) \
 	   || grep -q '^fuzz:' $(BUILD)/summary.txt \
 	   || echo "fuzz: 0 passed, 1 failed" >> $(BUILD)/summary.txt; \

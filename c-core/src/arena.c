@@ -17,6 +17,7 @@
  *   own, unmapped at exit.
  */
 #include "internal.h"
+#include "fault.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -72,7 +73,7 @@ static char *slab(size_t i)
 
 	if (s)
 		return s;
-	char *fresh = reserve(SLAB_SIZE);
+	char *fresh = wkint_fault(WK_FAULT_SLAB) ? NULL : reserve(SLAB_SIZE);
 
 	if (!fresh)
 		return NULL;
@@ -120,6 +121,8 @@ static int open_arena(struct wkint_worker *w)
 {
 	int err = 0;
 
+	if (wkint_fault(WK_FAULT_ARENA))
+		return -WK_ENOMEM;
 	if (w->arena_want > slot_size) {
 		err = take_private(w);
 	} else if ((w->arena_slot && w->arena_slot_size == slot_size) ||

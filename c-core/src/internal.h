@@ -5,7 +5,8 @@
  * (worker arenas carved from reserved slabs), worker.c (ids, spawn, exit),
  * mailbox.c (send, receive, park/wake), timer.c (per-scheduler timer heap),
  * sched.c (run queues, the scheduler loop, stealing, sleeping, handoff of a
- * blocked scheduler), runtime.c (start, stop, stats).
+ * blocked scheduler), runtime.c (start, stop, stats), fault.c (failing
+ * chosen allocations on purpose, in a -DWK_FAULT_INJECTION build only).
  *
  * Names: wkint_<subsystem>_* for what crosses files; static helpers are bare.
  */

@@ -23,6 +23,7 @@
  * parking published; its seq makes a stale timer's CAS fail.
  */
 #include "internal.h"
+#include "fault.h"
 #include "futex.h"
 
 #include <stdlib.h>
@@ -48,7 +49,7 @@ static struct wk_msg *msg_new(size_t payload)
 	struct wk_msg *m;
 	int pool = WKINT_POOL_MSG64;
 
-	if (total < payload)
+	if (total < payload || wkint_fault(WK_FAULT_MSG))
 		return NULL;
 	while (pool < WKINT_NPOOLS && total > wkint_pool_obj_size(pool))
 		pool++;

@@ -19,6 +19,7 @@
  * - A thread's cache is flushed to the stack when the thread exits.
  */
 #include "internal.h"
+#include "fault.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -142,7 +143,9 @@ static void remember(struct block *b)
 /* A fresh chain of BATCH objects from the C heap. */
 static struct chain *grow(struct pool *p)
 {
-	char *mem = aligned_alloc(WK_CACHELINE, WK_CACHELINE + p->size * BATCH);
+	char *mem = wkint_fault(WK_FAULT_POOL)
+		    ? NULL
+		    : aligned_alloc(WK_CACHELINE, WK_CACHELINE + p->size * BATCH);
 
 	if (!mem)
 		return NULL;

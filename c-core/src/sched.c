@@ -47,6 +47,7 @@
  * spins wakes one of them to steal.  An idle runtime makes no system calls.
  */
 #include "internal.h"
+#include "fault.h"
 #include "futex.h"
 
 #include <sched.h>
@@ -542,7 +543,9 @@ static void *thread_main(void *arg)
 /* Starts a thread that will own s; the caller holds threads_lock. */
 static struct wkint_thread *new_thread(struct wkint_sched *s, int first)
 {
-	struct wkint_thread *t = calloc(1, sizeof(*t));
+	struct wkint_thread *t = wkint_fault(WK_FAULT_THREAD)
+					 ? NULL
+					 : calloc(1, sizeof(*t));
 
 	if (!t)
 		return NULL;

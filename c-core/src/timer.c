@@ -10,6 +10,7 @@
  * twice its live timers.
  */
 #include "internal.h"
+#include "fault.h"
 
 #include <stdlib.h>
 
@@ -72,7 +73,9 @@ static int make_room(struct wkint_timer_heap *h)
 	if (h->n < h->cap / 2)
 		return 0;
 	size_t cap = h->cap ? 2 * h->cap : 64;
-	struct wkint_timer *v = realloc(h->v, cap * sizeof(*v));
+	struct wkint_timer *v = wkint_fault(WK_FAULT_TIMER)
+					? NULL
+					: realloc(h->v, cap * sizeof(*v));
 
 	if (!v)
 		return -WK_ENOMEM;

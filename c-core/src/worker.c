@@ -19,6 +19,7 @@
  * harmless: struct memory is type-stable (never unmapped).
  */
 #include "internal.h"
+#include "fault.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +70,11 @@ static struct wkint_worker *add_chunk(void)
 
 struct wkint_worker *wkint_worker_new(void)
 {
-	struct wkint_worker *w = wkint_pool_alloc(WKINT_POOL_WORKER);
+	struct wkint_worker *w;
 
+	if (wkint_fault(WK_FAULT_SPAWN))
+		return NULL;
+	w = wkint_pool_alloc(WKINT_POOL_WORKER);
 	if (!w && !(w = add_chunk()))
 		return NULL;
 	w->id = (w->gen << INDEX_BITS) | w->index;

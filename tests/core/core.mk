@@ -5,12 +5,21 @@
 #
 #   make test-core     build/tests/core_tests with 1, 2 and 4 schedulers
 #   make sanitize      the same tests and the core under ASan+UBSan, then TSan
+#   make test-faults   build/faults/core_tests: the fault-injection tests
+#                      (tests/core/faults/) against a core built with
+#                      -DWK_FAULT_INJECTION, with 1, 2 and 4 schedulers;
+#                      SAN=asan runs them under ASan+UBSan, SAN=tsan under
+#                      TSan (label faults-asan, faults-tsan)
 #   make bench-core    build/bench/bench_core (BENCH_ARGS="-s N" to choose)
 #
 # Run one test by name: build/tests/core_tests -s 2 mailbox__ping_pong
+# (the fault tests: build/faults/core_tests -s 2 fault__msg__)
 
 CORE_TEST_SRC := $(wildcard tests/core/*.c)
-CORE_TEST_HDR := $(wildcard tests/core/*.h)
+CORE_TEST_HDR := $(wildcard tests/core/*.h tests/core/faults/*.h)
+# The fault tests share the runner and its helpers, not the other tests.
+FAULT_TEST_SRC := tests/core/runner.c tests/core/helpers.c \
+                  $(wildcard tests/core/faults/*.c)
 CORE_TEST_SCHEDS ?= 1,2,4
 
 # The sanitizers run the same tests on counts divided by WK_TEST_SCALE.
@@ -23,9 +32,10 @@ CORE_ASAN_ENV := WK_TEST_SCALE=20 WK_TEST_TIMEOUT=180 \
 CORE_TSAN_ENV := WK_TEST_SCALE=50 WK_TEST_TIMEOUT=240 \
                  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
-# $(call core_test_build,DIR,FLAGS,CORE): the test runner built with FLAGS
-# into $(BUILD)/DIR/, linked with CORE (the library, or the core's sources
-# compiled the same way, which the sanitizers need to see inside).
+# $(call core_test_build,DIR,FLAGS,CORE,TESTS): the test runner with the
+# TESTS sources built with FLAGS into $(BUILD)/DIR/, linked with CORE (the
+# library, or the core's sources compiled the same way, which the
+# sanitizers need to see inside and the fault build needs its hooks in).
 define core_test_build
 $(BUILD)/$1/tests/core/%.o: tests/core/%.c $(CORE_HDR) $(CORE_TEST_HDR)
 	@mkdir -p $$(dir $$@)
@@ -35,20 +45,30 @@ $(BUILD)/$1/c-core/src/%.o: c-core/src/%.c $(CORE_HDR)
 	@mkdir -p $$(dir $$@)
 	$(CC) $(CFLAGS_COMMON) $2 -c $$< -o $$@
 
-$(BUILD)/$1/core_tests: $(patsubst %.c,$(BUILD)/$1/%.o,$(CORE_TEST_SRC)) $3
+$(BUILD)/$1/core_tests: $(patsubst %.c,$(BUILD)/$1/%.o,$4) $3
 	$(CC) $2 $$^ -o $$@ $(LDLIBS_CORE)
 endef
 
-$(eval $(call core_test_build,tests,$(CFLAGS),$(CORE_LIB)))
+$(eval $(call core_test_build,tests,$(CFLAGS),$(CORE_LIB),$(CORE_TEST_SRC)))
 $(eval $(call core_test_build,asan,$(CORE_ASAN_FLAGS),\
-	$(patsubst %.c,$(BUILD)/asan/%.o,$(CORE_SRC))))
+	$(patsubst %.c,$(BUILD)/asan/%.o,$(CORE_SRC)),$(CORE_TEST_SRC)))
 $(eval $(call core_test_build,tsan,$(CORE_TSAN_FLAGS),\
-	$(patsubst %.c,$(BUILD)/tsan/%.o,$(CORE_SRC))))
+	$(patsubst %.c,$(BUILD)/tsan/%.o,$(CORE_SRC)),$(CORE_TEST_SRC)))
+
+# The fault builds: plain, and under each sanitizer (make test-faults SAN=).
+FAULT_FLAGS := -DWK_FAULT_INJECTION
+$(eval $(call core_test_build,faults,$(CFLAGS) $(FAULT_FLAGS),\
+	$(patsubst %.c,$(BUILD)/faults/%.o,$(CORE_SRC)),$(FAULT_TEST_SRC)))
+$(eval $(call core_test_build,faults-asan,$(CORE_ASAN_FLAGS) $(FAULT_FLAGS),\
+	$(patsubst %.c,$(BUILD)/faults-asan/%.o,$(CORE_SRC)),$(FAULT_TEST_SRC)))
+$(eval $(call core_test_build,faults-tsan,$(CORE_TSAN_FLAGS) $(FAULT_FLAGS),\
+	$(patsubst %.c,$(BUILD)/faults-tsan/%.o,$(CORE_SRC)),$(FAULT_TEST_SRC)))
 
 # TSan cannot see liburcu's inline-assembly atomics, so its build compiles
 # the core's queue uninstrumented and the queue annotates its happens-before
 # edges itself (c-core/src/internal.h, WK_TSAN_ANNOTATE).
-$(BUILD)/tsan/c-core/src/queue.o: c-core/src/queue.c $(CORE_HDR)
+$(BUILD)/tsan/c-core/src/queue.o $(BUILD)/faults-tsan/c-core/src/queue.o: \
+		c-core/src/queue.c $(CORE_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -O1 -g -DWK_TSAN_ANNOTATE -c $< -o $@
 
@@ -75,6 +95,18 @@ sanitize:
 	$(call core_suite,asan,asan,$(CORE_ASAN_ENV)) || rc=1; \
 	$(call core_suite,tsan,tsan,$(CORE_TSAN_ENV)) || rc=1; \
 	exit $$rc
+
+# SAN= (none), asan or tsan: which build of the fault tests runs.
+SAN ?=
+FAULT_SUITE := faults$(if $(SAN),-$(SAN))
+FAULT_ENV_asan := $(CORE_ASAN_ENV)
+FAULT_ENV_tsan := $(CORE_TSAN_ENV)
+
+.PHONY: test-faults
+test-faults:
+	@$(if $(filter-out asan tsan,$(SAN)),\
+		echo "SAN must be asan or tsan" >&2; exit 2;) \
+	$(call core_suite,$(FAULT_SUITE),$(FAULT_SUITE),$(FAULT_ENV_$(SAN)))
 
 CORE_BENCH_BIN := $(BUILD)/bench/bench_core
 
