@@ -71,4 +71,5 @@ test: deps
 	   || grep -q '^fuzz:' $(BUILD)/summary.txt \
 	   || echo "fuzz: 0 passed, 1 failed" >> $(BUILD)/summary.txt; \
 	 $(MAKE) --no-print-directory test-lisp SUMMARY=$(abspath $(BUILD)/summary.txt); \
+	 $(MAKE) --no-print-directory test-lisp-faults SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 sh tools/summarize.sh $(BUILD)/summary.txt

@@ -19,15 +19,21 @@
 (defun root-path (name)
   (namestring (merge-pathnames name *root*)))
 
-(setf c::*user-cc-flags*
-      (format nil "-I~A -I~A -O2 -g"
-              (root-path "c-core/include/") (root-path "lisp/")))
+;;; A second build (`make fas-faults`) sets these: its own directory, a
+;;; core built with fault injection, and -DWK_FAULT_INJECTION.
+(defparameter *build* (or (ext:getenv "WORKERS_BUILD") "build/"))
+(defparameter *core-lib* (or (ext:getenv "WORKERS_CORE_LIB") "build/libworkers.a"))
 
-(ensure-directories-exist (root-path "build/lisp/"))
+(setf c::*user-cc-flags*
+      (format nil "-I~A -I~A -O2 -g ~A"
+              (root-path "c-core/include/") (root-path "lisp/")
+              (or (ext:getenv "WORKERS_CFLAGS") "")))
+
+(ensure-directories-exist (root-path (format nil "~Alisp/" *build*)))
 
 (defun compile-one (name)
   (let ((source (root-path (format nil "lisp/~A.lisp" name)))
-        (object (root-path (format nil "build/lisp/~A.o" name))))
+        (object (root-path (format nil "~Alisp/~A.o" *build* name))))
     (multiple-value-bind (output warnings-p failure-p)
         (compile-file source :output-file object :system-p t)
       (declare (ignore warnings-p))
@@ -47,13 +53,13 @@
 
 (handler-case
     (let ((objects (mapcar #'compile-one *files*)))
-      (c:build-fasl (root-path "build/workers.fas")
+      (c:build-fasl (root-path (format nil "~Aworkers.fas" *build*))
                     :lisp-files objects
                     :ld-flags (append (list (root-path "build/lisp/codec.o")
-                                            (root-path "build/libworkers.a"))
+                                            (root-path *core-lib*))
                                       (split-flags (or (ext:getenv "WORKERS_LDLIBS")
                                                        "-pthread"))))
-      (format t "~&build.lisp: built build/workers.fas~%"))
+      (format t "~&build.lisp: built ~Aworkers.fas~%" *build*))
   (error (e)
     (format *error-output* "~&build.lisp: ~A~%" e)
     (ext:quit 1)))

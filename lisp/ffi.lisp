@@ -522,3 +522,40 @@ ID.  The caller defers interrupts."
 
 (defun %restore-sigmask ()
   (ffi:c-inline () () :void "wkl_restore_sigmask()" :one-liner t))
+
+;;; Fault injection (c-core/include/workers_fault.h): only a core built
+;;; with -DWK_FAULT_INJECTION has it (`make fas-faults`); elsewhere these
+;;; answer -WK_ESTATE and do nothing.
+
+(ffi:clines "
+#include \"workers_fault.h\"
+
+static int wkl_fault_arm(int site, uint64_t nth, uint64_t count)
+{
+#ifdef WK_FAULT_INJECTION
+	return wk_fault_arm((wk_fault_site)site, nth, count);
+#else
+	return -WK_ESTATE;
+#endif
+}
+
+static int wkl_fault_reset(void)
+{
+#ifdef WK_FAULT_INJECTION
+	wk_fault_reset();
+	return 0;
+#else
+	return -WK_ESTATE;
+#endif
+}
+")
+
+(defun %fault-arm (site nth count)
+  "Arms fault SITE (its index in wk_fault_site) to fail calls NTH to
+NTH+COUNT-1 from now; 0 or -WK_E*."
+  (ffi:c-inline (site nth count) (:int :object :object) :int
+   "wkl_fault_arm(#0, ecl_to_uint64_t(#1), ecl_to_uint64_t(#2))" :one-liner t))
+
+(defun %fault-reset ()
+  "Disarms every fault site; 0, or -WK_ESTATE without fault injection."
+  (ffi:c-inline () () :int "wkl_fault_reset()" :one-liner t))

@@ -7,6 +7,9 @@
 #   make install    copies it into ECL's system directory: (require :workers)
 #   make test-lisp  the FiveAM suites, in a fresh ECL, on build/workers.fas
 #   make run        install, then the hello example
+#   make test-lisp-faults
+#                   the fault-injection suite, on build/fi/workers.fas: the
+#                   same Lisp on a core built with -DWK_FAULT_INJECTION
 
 ECL      ?= ecl
 FAS      := $(BUILD)/workers.fas
@@ -53,4 +56,38 @@ test-lisp:
 		echo "lisp: the test run ended before its summary (exit status $$rc)"; \
 		cat $(LISP_TEST_LINE); [ $$rc -ne 0 ] || rc=1; }; \
 	$(if $(SUMMARY),cat $(LISP_TEST_LINE) >> "$(SUMMARY)";) \
+	exit $$rc
+
+# The Lisp layer on a core whose allocations fail on command (issue 6).
+FI_BUILD    := $(BUILD)/fi
+FI_CORE_LIB := $(FI_BUILD)/libworkers.a
+FI_FAS      := $(FI_BUILD)/workers.fas
+FI_LINE     := $(BUILD)/test-lisp-faults.line
+
+$(FI_BUILD)/core/%.o: c-core/src/%.c $(CORE_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CORE_CFLAGS) -DWK_FAULT_INJECTION -c $< -o $@
+
+$(FI_CORE_LIB): $(patsubst c-core/src/%.c,$(FI_BUILD)/core/%.o,$(CORE_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FI_FAS): $(FI_CORE_LIB) $(LISP_SRC) $(LISP_C_OBJ)
+	@mkdir -p $(FI_BUILD)/lisp
+	WORKERS_BUILD=$(FI_BUILD)/ WORKERS_CORE_LIB=$(FI_CORE_LIB) \
+	WORKERS_CFLAGS=-DWK_FAULT_INJECTION WORKERS_LDLIBS="$(LDLIBS_CORE)" \
+		$(ECL) --norc --shell lisp/build.lisp
+
+.PHONY: fas-faults test-lisp-faults
+fas-faults: $(FI_FAS)
+
+test-lisp-faults:
+	@rm -f $(FI_LINE); \
+	rc=0; \
+	$(MAKE) --no-print-directory fas-faults || rc=$$?; \
+	if [ $$rc -eq 0 ]; then \
+		timeout -k 10 600 $(ECL) --norc --shell tests/lisp/run-faults.lisp || rc=$$?; \
+	fi; \
+	[ -s $(FI_LINE) ] || { echo "lisp-faults: 0 passed, 1 failed" > $(FI_LINE); [ $$rc -ne 0 ] || rc=1; }; \
+	$(if $(SUMMARY),cat $(FI_LINE) >> "$(SUMMARY)";) \
 	exit $$rc

@@ -1,0 +1,89 @@
+;;;; fault-injection-tests.lisp - the Lisp layer on a core whose allocations
+;;;; fail on command (issue 6).  Runs only on build/fi/workers.fas (`make
+;;;; test-lisp-faults`, run-faults.lisp): the ordinary build has no faults.
+
+(in-package #:workers-tests)
+
+(def-suite fault-injection
+  :description "SEND and SPAWN when the core runs out of memory.")
+
+(defparameter *fault-sites* '(:spawn 0 :arena 1 :slab 2 :msg 3 :pool 4 :timer 5 :thread 6)
+  "wk_fault_site, by name.")
+
+(defun arm-fault (site &key (nth 1) (count 1))
+  "Makes the core's next NTHth allocation at SITE fail, COUNT times."
+  (assert (zerop (workers.ffi::%fault-arm (getf *fault-sites* site) nth count))))
+
+(defmacro with-fault ((site &rest options) &body body)
+  `(progn (arm-fault ,site ,@options)
+          (unwind-protect (progn ,@body)
+            (workers.ffi::%fault-reset))))
+
+(defun enomem-p (condition)
+  (and (typep condition 'core-error) (= -2 (core-error-code condition))))
+
+(defmacro fault-test (name docstring &body body)
+  `(test (,name :suite fault-injection)
+     ,docstring
+     (call-with-schedulers 2 (lambda () (drain-messages) ,@body))))
+
+(fault-test send--a-refused-copy-is-a-condition-and-loses-nothing
+  "A SEND the core cannot store signals CORE-ERROR (out of memory) in the
+sender, in both modes; the messages sent before and after it arrive once,
+in order; the runtime goes on."
+  (let* ((me (self))
+         (sink (with-worker (:let ((me me)))
+                 (receive-loop (:stop (return))
+                               (m (send me m))))))
+    (dolist (mode '(:copy :share))
+      (send sink (list :before mode) :mode mode)
+      (let ((c (with-fault (:msg)
+                 (handler-case (progn (send sink (list :lost mode) :mode mode) nil)
+                   (workers-error (c) c)))))
+        (is (enomem-p c))
+        (is (search "out of memory" (princ-to-string c))))
+      (send sink (list :after mode) :mode mode)
+      (is (equal (list :before mode) (next-message)))
+      (is (equal (list :after mode) (next-message))))
+    (is (eq :empty (receive (_ :unexpected) (:after 0.2 :empty))))
+    (send sink :stop)
+    (join sink :timeout *long*)))
+
+(fault-test send--a-worker-handles-its-refused-send
+  "In a worker, the CORE-ERROR of a refused SEND is an ordinary error: the
+worker handles it and goes on."
+  (let* ((me (self))
+         (w (with-worker (:let ((me me)))
+              (handler-case (with-fault (:msg) (send me :lost))
+                (core-error (c) (send me (list :refused (core-error-code c)))))
+              :done)))
+    (is (equal '(:refused -2) (next-message)))
+    (is (eq :done (join w :timeout *long*)))
+    (is (eq :empty (receive (_ :unexpected) (:after 0.2 :empty))))))
+
+(fault-test spawn--a-refused-spawn-is-a-condition
+  "SPAWN and WITH-WORKER signal CORE-ERROR when the core cannot make the
+worker; no worker is left half-made; the next spawn works."
+  (let ((before (workers.ffi::%live-workers)))
+    (let ((c (with-fault (:spawn)
+               (handler-case (progn (spawn (lambda () :never-runs)) nil)
+                 (workers-error (c) c)))))
+      (is (enomem-p c)))
+    (let ((c (with-fault (:spawn)
+               (handler-case (progn (with-worker () :never-runs) nil)
+                 (workers-error (c) c)))))
+      (is (enomem-p c)))
+    (is (= before (workers.ffi::%live-workers)))
+    (is (eq :ran (join (spawn (lambda () :ran)) :timeout *long*)))))
+
+(fault-test spawn--a-supervisor-survives-a-refused-restart
+  "A supervisor whose restart fails for lack of memory counts it as a
+restart and tries again; once memory is back the child runs."
+  (let* ((sup (start-supervisor :intensity 5 :period 60
+                                :children (list (server-spec 'fi-child))))
+         (old (whereis 'fi-child)))
+    (with-fault (:spawn :count 1)
+      (crash-and-wait old)
+      (is (restarted-p old (cdr (assoc 'fi-child (children-of sup))))))
+    (is (eq :pong (call 'fi-child :ping)))
+    (stop-supervisor sup :timeout *long*)))
