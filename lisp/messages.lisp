@@ -119,12 +119,48 @@ a message holding something the codec cannot copy (functions, streams,
        t)
     (t (error 'malformed-message :reason object))))
 
+;;; Overload.  Mailboxes are unbounded: SEND never blocks and never drops
+;;; (Erlang's choice).  A receiver far slower than its senders therefore
+;;; grows; the high-water warning says so, once per tenfold growth.
+
+(defvar *mailbox-high-water* 100000
+  "When a worker's mailbox, as its RECEIVE sees it, reaches this many
+messages, a MAILBOX-HIGH-WATER warning is signalled in that worker; again
+at ten times as many, and so on.  Once the mailbox is back under half the
+mark, the next crossing warns again.  NIL: never.")
+
+(define-condition mailbox-high-water (warning)
+  ((worker :initarg :worker :reader mailbox-high-water-worker)
+   (count :initarg :count :reader mailbox-high-water-count))
+  (:report (lambda (c stream)
+             (format stream "~A has ~D messages waiting in its mailbox: it ~
+                             receives more slowly than it is sent to (mailboxes ~
+                             are unbounded; see *MAILBOX-HIGH-WATER*)."
+                     (mailbox-high-water-worker c) (mailbox-high-water-count c))))
+  (:documentation "Warns that a worker's mailbox grew past *MAILBOX-HIGH-WATER*
+(or ten, a hundred... times it).  Nothing is dropped."))
+
 (defun %drain (worker)
   "Moves every message of the C mailbox into WORKER's Lisp mailbox.
 Interrupts (KILL) wait until it is done: a message taken out of the C
 mailbox is always filed."
   (mp:without-interrupts
-    (loop while (multiple-value-call #'%take-message worker (workers.ffi::%recv)))))
+    (loop while (multiple-value-call #'%take-message worker (workers.ffi::%recv))))
+  (let ((mark *mailbox-high-water*))
+    (when mark
+      (%check-high-water worker mark))))
+
+(defun %check-high-water (worker mark)
+  (let ((count (worker-inbox-count worker))
+        (warned (worker-warned-at worker)))
+    (cond ((>= count (if (zerop warned) mark (* 10 warned)))
+           (setf (worker-warned-at worker)
+                 (loop for level = mark then (* 10 level)
+                       while (>= count (* 10 level))
+                       finally (return level)))
+           (warn 'mailbox-high-water :worker worker :count count))
+          ((and (plusp warned) (< (* 2 count) mark))
+           (setf (worker-warned-at worker) 0)))))
 
 (defconstant +forever-seconds+ (* 100 365 24 3600)
   "Timeouts of a century or more wait forever: the core counts in signed

@@ -45,7 +45,11 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.")
   ;; Messages.
   (:export #:send
            #:receive
-           #:receive-loop)
+           #:receive-loop
+           #:*mailbox-high-water*
+           #:mailbox-high-water
+           #:mailbox-high-water-worker
+           #:mailbox-high-water-count)
   ;; Fault tolerance: exits, links, monitors, names.
   (:export #:exit
            #:kill

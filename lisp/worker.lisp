@@ -36,6 +36,9 @@ thread that is not a worker, and by messages that carry a worker's id."
   ;; Messages taken out of the C mailbox and not yet received, oldest first.
   (inbox-head nil :type list)
   (inbox-tail nil :type list)
+  (inbox-count 0 :type fixnum)
+  ;; The mailbox size last reported by the high-water warning (0: none).
+  (warned-at 0 :type fixnum)
   ;; Default mode of this worker's sends.
   (mode :copy :type (member :copy :share))
   (slot -1 :type fixnum)
@@ -93,7 +96,8 @@ alive or when it is known only by its id."
     (if (worker-inbox-head worker)
         (setf (cdr (worker-inbox-tail worker)) cell)
         (setf (worker-inbox-head worker) cell))
-    (setf (worker-inbox-tail worker) cell)))
+    (setf (worker-inbox-tail worker) cell)
+    (incf (worker-inbox-count worker))))
 
 (defun %inbox-take (worker matcher)
   "Finds the oldest message MATCHER accepts, removes it and returns what
@@ -108,7 +112,8 @@ MATCHER returned for it (a thunk); NIL if none matches."
                      (setf (cdr prev) next)
                      (setf (worker-inbox-head worker) next))
                  (unless next
-                   (setf (worker-inbox-tail worker) prev)))
+                   (setf (worker-inbox-tail worker) prev))
+                 (decf (worker-inbox-count worker)))
                (return found)))))
 
 ;;; The id table: id -> worker, open addressing with linear probing.  A

@@ -113,3 +113,47 @@ deep inside refuses the whole message, saying where it is."
                    :timeout *long*)))
   (send (self) '(:to-myself))
   (is (equal '(:to-myself) (next-message))))
+
+;;; Overload: a receiver far slower than its senders.
+
+(define-concurrency-test overload--unbounded-mailbox-warns-and-loses-nothing
+  "Mailboxes are unbounded: 5,000 messages queue up behind a receiver busy
+elsewhere; MAILBOX-HIGH-WATER (mark 1,000) is signalled in the receiver
+once, and every message is then received, in order."
+  (let ((old *mailbox-high-water*))
+    (setf *mailbox-high-water* 1000)
+    (unwind-protect
+         (let* ((me (self))
+                (n 5000)
+                (receiver
+                  (with-worker (:let ((me me)))
+                    (handler-bind ((mailbox-high-water
+                                     (lambda (w)
+                                       (send me (list :warned (mailbox-high-water-count w)))
+                                       (muffle-warning w))))
+                      ;; Busy: everything else queues up while it waits.
+                      (receive (:go nil))
+                      (loop for expected below n
+                            always (receive ((:m i) (= i expected))))))))
+           (dotimes (i n) (send receiver (list :m i)))
+           (send receiver :go)
+           (is (eq t (join receiver :timeout *long*)))
+           (let ((warnings (loop for m = (receive ((:warned c) c) (:after 0.2 nil))
+                                 while m collect m)))
+             (is (= 1 (length warnings)))
+             (is (<= 1000 (first warnings) (1+ n)))))
+      (setf *mailbox-high-water* old))))
+
+(test (overload--queued-messages-cost-what-the-readme-says :suite runtime)
+  "200,000 small messages queued to a worker that does not receive cost
+less than the README's 300 bytes each of resident memory."
+  (let* ((n 200000)
+         (sink (with-worker () (receive (:never nil)))))
+    (si:gc t)
+    (let ((before (rss-kib)))
+      (dotimes (i n) (send sink (list :m i)))
+      (si:gc t)
+      (let ((growth-bytes (* 1024 (- (rss-kib) before))))
+        (is (< growth-bytes (* 300 n))
+            "~D queued messages grew RSS by ~D bytes" n growth-bytes)))
+    (kill sink)))
