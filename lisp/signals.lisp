@@ -200,6 +200,22 @@ signal the link sent already may still arrive.  Returns T."
 
 ;;; Monitors.
 
+(defun %watch (watcher ref target)
+  "Records that WATCHER holds monitor REF on TARGET.  Under WATCHER's lock."
+  (setf (gethash ref (or (worker-watching watcher)
+                         (setf (worker-watching watcher) (make-hash-table))))
+        target))
+
+(defun %unwatch (watcher ref)
+  "Forgets WATCHER's monitor REF; its target, or NIL if it held none.
+Under WATCHER's lock."
+  (let ((table (worker-watching watcher)))
+    (when table
+      (let ((target (gethash ref table)))
+        (when target
+          (remhash ref table)
+          target)))))
+
 (defun monitor (worker)
   "Starts watching WORKER (a worker, an id or a registered name) and returns
 a reference, a positive integer unique in this image.  When WORKER ends,
@@ -210,18 +226,17 @@ Each call makes a new, independent monitor."
          (ref (workers.ffi::%next-ref))
          (target (handler-case (%resolve worker)
                    (no-such-worker () nil)))
-         (entry (cons ref target))
          (dead (null target)))
     (unless dead
       (with-links-lock (me)
-        (push entry (worker-watching me)))
+        (%watch me ref target))
       (with-links-lock (target)
         (if (%gone-p target)
             (setf dead t)
             (push (cons ref me) (worker-monitors target)))))
     (when dead
       (with-links-lock (me)
-        (setf (worker-watching me) (delete entry (worker-watching me)))
+        (%unwatch me ref)
         (%send-system me (list :down ref (or target worker) :noproc))))
     ref))
 
@@ -246,18 +261,14 @@ active, NIL if it had fired already (its :DOWN message sent) or never
 existed.  With FLUSH true, a :DOWN message of REF already in the mailbox is
 removed too, so that none is ever received after this call."
   (let* ((me (self))
-         (entry nil))
-    (with-links-lock (me)
-      (setf entry (assoc ref (worker-watching me)))
-      (when entry
-        (setf (worker-watching me) (delete entry (worker-watching me)))))
-    (when entry
-      (%drop-monitor (cdr entry) ref))
+         (target (with-links-lock (me) (%unwatch me ref))))
+    (when target
+      (%drop-monitor target ref))
     (when flush
       (%flush-messages me (lambda (message)
                             (and (consp message) (eq (car message) :down)
                                  (consp (cdr message)) (eql (cadr message) ref)))))
-    (and entry t)))
+    (and target t)))
 
 ;;; Names.
 
@@ -331,8 +342,8 @@ messages of the monitors on it."
             (worker-watching worker) nil
             (worker-pending-exit worker) nil))
     (%release-name worker)              ; done already, unless STOP buried it
-    (loop for (ref . target) in watching
-          when target do (%drop-monitor target ref))
+    (when watching
+      (maphash (lambda (ref target) (%drop-monitor target ref)) watching))
     ;; Links first: whoever sees a DOWN then knows that the linked
     ;; workers (a supervisor) have their signals already.
     (dolist (other links)
@@ -342,8 +353,5 @@ messages of the monitors on it."
     ;; Oldest monitor first.
     (loop for (ref . watcher) in (reverse monitors)
           do (with-links-lock (watcher)
-               (let ((entry (assoc ref (worker-watching watcher))))
-                 (when entry
-                   (setf (worker-watching watcher)
-                         (delete entry (worker-watching watcher)))
-                   (%send-system watcher (list :down ref worker reason))))))))
+               (when (%unwatch watcher ref)
+                 (%send-system watcher (list :down ref worker reason)))))))

@@ -218,7 +218,7 @@ monitor's reference (NIL without MONITOR)."
       (when link
         (with-links-lock (parent) (push worker (worker-links parent))))
       (when monitor
-        (with-links-lock (parent) (push (cons ref worker) (worker-watching parent))))
+        (with-links-lock (parent) (%watch parent ref worker)))
       (multiple-value-bind (rc id)
           (mp:without-interrupts
             (workers.ffi::%spawn data
@@ -228,9 +228,8 @@ monitor's reference (NIL without MONITOR)."
           (%forget worker)
           (when parent
             (with-links-lock (parent)
-              (setf (worker-links parent) (delete worker (worker-links parent))
-                    (worker-watching parent) (delete ref (worker-watching parent)
-                                                     :key #'car))))
+              (setf (worker-links parent) (delete worker (worker-links parent)))
+              (when ref (%unwatch parent ref))))
           (setf (worker-%state worker) :dead
                 (worker-reason worker) :aborted)
           (%core-error rc "Spawning a worker"))

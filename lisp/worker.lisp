@@ -48,7 +48,9 @@ thread that is not a worker, and by messages that carry a worker's id."
   ;; (WITH-LINKS-LOCK).
   (links nil :type list)                ; linked workers
   (monitors nil :type list)             ; (ref . watcher) watching this one
-  (watching nil :type list)             ; (ref . target) this one watches
+  ;; The monitors this one holds, ref -> target: NIL or an EQL hash
+  ;; table (a worker may hold thousands; each of their ends removes one).
+  (watching nil)
   (ended nil)                           ; true once links and monitors fired
   (trap-exits nil)
   ;; A fatal exit signal not acted on yet: NIL or (reason . from).
