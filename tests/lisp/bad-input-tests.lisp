@@ -157,3 +157,28 @@ less than the README's 300 bytes each of resident memory."
         (is (< growth-bytes (* 300 n))
             "~D queued messages grew RSS by ~D bytes" n growth-bytes)))
     (kill sink)))
+
+(define-concurrency-test bad-input--the-other-exports
+  "The rest of the exported functions, given nonsense: a condition or a
+documented NIL, never a hang."
+  (signals type-error (start :schedulers 0))
+  (signals type-error (start :schedulers "two"))
+  (signals type-error (start :arena-size -1))
+  (is (null (demonitor :not-a-reference)))
+  (is (null (demonitor 0 :flush t)))
+  (is (null (whereis 42)))
+  (signals type-error (unregister 42))
+  (signals type-error (register nil (self)))
+  (is (listp (registered-names)))
+  (let ((dead (spawn (lambda () nil))))
+    (join dead :timeout *long*)
+    (is (null (reply dead 1 :answer)))
+    (signals call-failed (which-children dead)))
+  (let ((not-a-supervisor (parked-worker)))
+    (signals call-timeout (which-children not-a-supervisor :timeout 0.2))
+    (signals error (start-child not-a-supervisor '(:id x)))
+    (send not-a-supervisor :stop)
+    (join not-a-supervisor :timeout *long*))
+  (signals type-error (worker-state 42))
+  (signals type-error (worker-exit-reason "w"))
+  (is (eq :empty (receive (_ :unexpected) (:after 0.2 :empty)))))
