@@ -37,13 +37,15 @@ in order; the runtime goes on."
                                (m (send me m))))))
     (dolist (mode '(:copy :share))
       (send sink (list :before mode) :mode mode)
+      ;; Its echo first: the armed fault takes the next message anyone
+      ;; stores, which must be ours.
+      (is (equal (list :before mode) (next-message)))
       (let ((c (with-fault (:msg)
                  (handler-case (progn (send sink (list :lost mode) :mode mode) nil)
                    (workers-error (c) c)))))
         (is (enomem-p c))
         (is (search "out of memory" (princ-to-string c))))
       (send sink (list :after mode) :mode mode)
-      (is (equal (list :before mode) (next-message)))
       (is (equal (list :after mode) (next-message))))
     (is (eq :empty (receive (_ :unexpected) (:after 0.2 :empty))))
     (send sink :stop)
@@ -73,7 +75,7 @@ worker; no worker is left half-made; the next spawn works."
                (handler-case (progn (with-worker () :never-runs) nil)
                  (workers-error (c) c)))))
       (is (enomem-p c)))
-    (is (= before (workers.ffi::%live-workers)))
+    (is (<= (workers.ffi::%live-workers) before))
     (is (eq :ran (join (spawn (lambda () :ran)) :timeout *long*)))))
 
 (fault-test spawn--a-supervisor-survives-a-refused-restart
