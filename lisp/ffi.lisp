@@ -316,9 +316,6 @@ the core's status and the new id."
 (defun %attach ()
   (ffi:c-inline () () :object "ecl_make_uint64_t(wk_attach())" :one-liner t))
 
-(defun %detach ()
-  (ffi:c-inline () () :void "wk_detach()" :one-liner t))
-
 (defun %current-sched ()
   (ffi:c-inline () () :int "wk_current_sched()" :one-liner t))
 
@@ -516,9 +513,6 @@ ID.  The caller defers interrupts."
   (ffi:c-inline () () :object
    "ecl_make_uint64_t(__atomic_add_fetch(&wkl_last_ref, 1, __ATOMIC_RELAXED))"
    :one-liner t))
-
-(defun %save-sigmask ()
-  (ffi:c-inline () () :void "wkl_save_sigmask()" :one-liner t))
 
 (defun %restore-sigmask ()
   (ffi:c-inline () () :void "wkl_restore_sigmask()" :one-liner t))

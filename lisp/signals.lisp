@@ -248,12 +248,15 @@ Each call makes a new, independent monitor."
         (setf (worker-monitors target) (delete entry (worker-monitors target)))
         t))))
 
-(defun %flush-messages (worker predicate)
-  "Removes from WORKER's mailbox (the caller's own) every message PREDICATE
-accepts."
+(defun %flush-messages (worker tag about)
+  "Removes from WORKER's mailbox (the caller's own) every message (TAG
+ABOUT ...), ABOUT compared with EQL: the :DOWN of a reference, the :EXIT
+of a worker."
   (%drain worker)
   (loop while (%inbox-take worker (lambda (message)
-                                    (and (funcall predicate message) t)))))
+                                    (and (consp message) (eq (car message) tag)
+                                         (consp (cdr message))
+                                         (eql (cadr message) about))))))
 
 (defun demonitor (ref &key flush)
   "Stops the monitor REF of the calling worker.  Returns T if it was still
@@ -265,9 +268,7 @@ removed too, so that none is ever received after this call."
     (when target
       (%drop-monitor target ref))
     (when flush
-      (%flush-messages me (lambda (message)
-                            (and (consp message) (eq (car message) :down)
-                                 (consp (cdr message)) (eql (cadr message) ref)))))
+      (%flush-messages me :down ref))
     (and target t)))
 
 ;;; Names.
@@ -341,7 +342,6 @@ messages of the monitors on it."
             (worker-monitors worker) nil
             (worker-watching worker) nil
             (worker-pending-exit worker) nil))
-    (%release-name worker)              ; done already, unless STOP buried it
     (when watching
       (maphash (lambda (ref target) (%drop-monitor target ref)) watching))
     ;; Links first: whoever sees a DOWN then knows that the linked

@@ -155,13 +155,17 @@ given to EXIT, :KILLED or :SHUTDOWN."
 
 ;;; The end of a worker.
 
-(defun %mark-dead (worker reason)
-  "Records that WORKER ended, REASON unless it recorded its own, and wakes
-the threads in JOIN."
+(defun %end-worker (worker reason)
+  "WORKER has ended: frees its slot, id and name, records REASON unless it
+recorded its own, wakes the threads in JOIN, then fires its links and
+monitors.  The one way a worker's end is recorded."
+  (%forget worker)
+  (%release-name worker)                ; before JOIN can return
   (unless (worker-reason worker)
     (setf (worker-reason worker) reason))
   (setf (worker-%state worker) :dead)
-  (workers.ffi::%join-notify))
+  (workers.ffi::%join-notify)
+  (%fire-links-and-monitors worker))
 
 (defun %worker-ended (data id reason)
   "The core's worker-end hook.  DATA is the slot index plus one (0 for an
@@ -173,13 +177,10 @@ attached thread), REASON the core's exit reason."
         (when (worker-p worker)
           (when (zerop (worker-id worker))
             (setf (worker-id worker) id))
-          (%forget worker)
-          (%release-name worker)        ; before JOIN can return
-          (%mark-dead worker (case reason
-                               (0 :normal)     ; +reason-normal+
-                               (1 :shutdown)   ; +reason-shutdown+
-                               (t :aborted)))
-          (%fire-links-and-monitors worker)))
+          (%end-worker worker (case reason
+                                (0 :normal)     ; +reason-normal+
+                                (1 :shutdown)   ; +reason-shutdown+
+                                (t :aborted)))))
     (serious-condition () nil))
   nil)
 
@@ -187,9 +188,7 @@ attached thread), REASON the core's exit reason."
   "After wk_stop: a spawned worker the core did not report as ended is dead.
 (The workers of attached threads live on: the core keeps them.)"
   (dolist (worker (%live-slot-workers))
-    (%forget worker)
-    (%mark-dead worker :shutdown)
-    (%fire-links-and-monitors worker)))
+    (%end-worker worker :shutdown)))
 
 ;;; Spawning.
 
@@ -215,10 +214,10 @@ monitor's reference (NIL without MONITOR)."
                                  :links (and link (list parent))
                                  :monitors (and monitor (list (cons ref parent)))))
            (data (1+ (%register worker))))
-      (when link
-        (with-links-lock (parent) (push worker (worker-links parent))))
-      (when monitor
-        (with-links-lock (parent) (%watch parent ref worker)))
+      (when parent
+        (with-links-lock (parent)
+          (when link (push worker (worker-links parent)))
+          (when monitor (%watch parent ref worker))))
       (multiple-value-bind (rc id)
           (mp:without-interrupts
             (workers.ffi::%spawn data
@@ -337,14 +336,14 @@ MONITOR).  Returns the worker and the monitor's reference."
 (defun %wait-for-end (worker timeout)
   "True once WORKER is dead, NIL if TIMEOUT seconds pass first."
   (let ((deadline (%deadline timeout))
+        (me (or *current-worker* (%thread-worker-if-any)))
         (generation (mp:without-interrupts (workers.ffi::%join-enter))))
     (unwind-protect
          (loop until (eq (worker-%state worker) :dead)
                do (let ((remaining (%remaining-ns deadline)))
                     (when (zerop remaining)
                       (return nil))
-                    (let ((me (or *current-worker* (%thread-worker-if-any))))
-                      (when me (%check-signals me)))
+                    (when me (%check-signals me))
                     ;; In pieces, so that interrupts get in.
                     (setf generation
                           (mp:without-interrupts

@@ -127,10 +127,7 @@ returns.  Returns NIL, or the reason it failed."
     (when worker
       (let ((ref (monitor worker)))
         (unlink worker)
-        (%flush-messages me (lambda (message)
-                              (and (consp message) (eq (car message) :exit)
-                                   (consp (cdr message))
-                                   (eq (cadr message) worker))))
+        (%flush-messages me :exit worker)
         (flet ((wait-down (seconds)
                  (receive
                    ((:down r _ _) :when (eql r ref) t)
