@@ -86,7 +86,8 @@ test-lisp-faults:
 	rc=0; \
 	$(MAKE) --no-print-directory fas-faults || rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
-		timeout -k 10 600 $(ECL) --norc --shell tests/lisp/run-faults.lisp || rc=$$?; \
+		WORKERS_FAULTS=1 timeout -k 10 600 $(ECL) --norc --shell tests/lisp/run.lisp \
+			|| rc=$$?; \
 	fi; \
 	[ -s $(FI_LINE) ] || { echo "lisp-faults: 0 passed, 1 failed" > $(FI_LINE); [ $$rc -ne 0 ] || rc=1; }; \
 	$(if $(SUMMARY),cat $(FI_LINE) >> "$(SUMMARY)";) \

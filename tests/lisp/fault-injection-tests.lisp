@@ -1,6 +1,7 @@
 ;;;; fault-injection-tests.lisp - the Lisp layer on a core whose allocations
 ;;;; fail on command (issue 6).  Runs only on build/fi/workers.fas (`make
-;;;; test-lisp-faults`, run-faults.lisp): the ordinary build has no faults.
+;;;; test-lisp-faults`, WORKERS_FAULTS=1 run.lisp): the ordinary build has
+;;;; no faults.
 
 (in-package #:workers-tests)
 

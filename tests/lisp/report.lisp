@@ -55,16 +55,17 @@
       (finish-output)
       (values passed (- (length tests) passed)))))
 
-(defun run-and-report ()
-  "Runs the suites; returns the summary line, which it prints last."
+(defun run-and-report (&key (label "lisp") suites)
+  "Runs SUITES (default: SUITES-TO-RUN); returns the summary line, LABEL
+first, which it prints last."
   (setf *log-worker-errors* nil)
   (let ((passed 0) (failed 0))
-    (dolist (suite (suites-to-run))
+    (dolist (suite (or suites (suites-to-run)))
       (multiple-value-bind (p f) (run-suite suite)
         (incf passed p)
         (incf failed f)))
     (ignore-errors (stop))
-    (let ((line (format nil "lisp: ~D passed, ~D failed" passed failed)))
+    (let ((line (format nil "~A: ~D passed, ~D failed" label passed failed)))
       (format t "~&~%~A~%" line)
       (finish-output)
       line)))

@@ -11,27 +11,35 @@
 (require :asdf)
 
 (defparameter *root* (truename "./"))
-(defparameter *line-file* (merge-pathnames "build/test-lisp.line" *root*))
+;; WORKERS_FAULTS=1 (`make test-lisp-faults`): the fault-injection suite
+;; instead, on the build whose core fails allocations on command.
+(defparameter *faults* (ext:getenv "WORKERS_FAULTS"))
+(defparameter *label* (if *faults* "lisp-faults" "lisp"))
+(defparameter *fas-file*
+  (merge-pathnames (if *faults* "build/fi/workers.fas" "build/workers.fas") *root*))
+(defparameter *line-file*
+  (merge-pathnames (format nil "build/test-~A.line" *label*) *root*))
 
 (defun write-line-file (line)
   (with-open-file (out *line-file* :direction :output :if-exists :supersede)
     (write-line line out)))
 
 ;; Anything that goes wrong before the summary counts as one failure.
-(write-line-file "lisp: 0 passed, 1 failed")
+(write-line-file (format nil "~A: 0 passed, 1 failed" *label*))
 
-(load (merge-pathnames "build/workers.fas" *root*))
+(load *fas-file*)
 (asdf:load-system :fiveam)
 
 (defparameter *test-files*
   '("package" "pattern-tests" "worker-tests" "message-tests" "server-tests"
     "runtime-tests" "fault-tests" "supervisor-tests"
-    "bad-input-tests"))
+    "bad-input-tests")
+  "The test files; the fault-injection suite's helpers live in them.")
 
-(dolist (name *test-files*)
+(dolist (name (append *test-files* (and *faults* '("fault-injection-tests"))))
   (load (merge-pathnames (format nil "tests/lisp/~A.lisp" name) *root*)))
 
-(setf workers-tests:*fas* (merge-pathnames "build/workers.fas" *root*))
+(setf workers-tests:*fas* *fas-file*)
 
 ;; The copy codec's own suite, by its engineer, once it exists.
 (let ((codec-tests (merge-pathnames "tests/lisp/codec-tests.lisp" *root*)))
@@ -40,6 +48,8 @@
 
 (load (merge-pathnames "tests/lisp/report.lisp" *root*))
 
-(let ((line (workers-tests::run-and-report)))
+(let ((line (workers-tests::run-and-report
+             :label *label*
+             :suites (and *faults* (list (intern "FAULT-INJECTION" '#:workers-tests))))))
   (write-line-file line)
   (ext:quit (if (search " 0 failed" line) 0 1)))

@@ -69,8 +69,9 @@ they run, alternate message by message."
                            (:after *long* (return :timeout)))))))
 
 (define-concurrency-test servers--a-hundred-thousand-idle-servers-coexist
-  "100,000 parked servers fit in one ECL, are made quickly, and all
-answer afterwards."
+  "100,000 parked servers fit in one ECL and all answer afterwards.  (How
+fast they are made is bench/'s memory benchmark's business, not a test's:
+the time is printed only.)"
   (let* ((n 100000)
          (start (get-internal-real-time))
          (servers (loop repeat n
@@ -84,6 +85,5 @@ answer afterwards."
     (is (wait-until (lambda () (every (lambda (w) (eq :waiting (worker-state w)))
                                       servers))
                     :timeout 120))
-    (is (< seconds 60))
     (dolist (w servers) (send w :stop))
     (is (every (lambda (w) (eq :stopped (join w :timeout 120))) servers))))
