@@ -228,9 +228,9 @@ struct wkint_sched {
 	/* Futex word: 1 while the owner sleeps (or is about to). */
 	alignas(WK_CACHELINE) _Atomic uint32_t sleeping;
 
-	/* Written by the thread that owns the scheduler now. */
-	alignas(WK_CACHELINE) struct wkint_thread *owner;
-	struct wkint_worker *next;         /* runs before the queues        */
+	/* Written by the thread that owns the scheduler now.  next runs
+	 * before the queues. */
+	alignas(WK_CACHELINE) struct wkint_worker *next;
 	struct wkint_worker *pending_next; /* woken by the running step     */
 	unsigned chain;                    /* next-slot runs in a row       */
 	unsigned toggle;                   /* pinq / runq alternation       */
@@ -251,14 +251,12 @@ struct wkint_thread {
 	struct wkint_thread *next_all;
 	pthread_t pthread;
 	int first_sched;                   /* -1 for a spare                 */
-	unsigned block_depth;
 };
 
 /* Thread-local: who runs here. */
 struct wkint_tls {
 	struct wkint_thread *thread;       /* NULL on foreign threads        */
 	struct wkint_worker *worker;       /* running or attached worker     */
-	uint64_t attach_epoch;
 	uint32_t rr;                       /* spawn placement cursor         */
 	bool rr_seeded;
 };
@@ -269,7 +267,6 @@ void wkint_sched_make_runnable(struct wkint_worker *w);
 /* Puts a new worker on its first scheduler. */
 void wkint_sched_place(struct wkint_worker *w, int sched);
 void wkint_sched_block_begin(void);
-void wkint_sched_block_end(void);
 int wkint_sched_start_threads(void);
 void wkint_sched_stop_threads(void);
 
@@ -281,7 +278,6 @@ struct wkint_runtime {
 	struct wkint_sched *scheds;
 	_Atomic int running;
 	_Atomic int stopping;
-	uint64_t epoch;                    /* bumped at each start          */
 	/* Foreign-thread counters (spawns and exits off scheduler threads). */
 	_Atomic uint64_t foreign_spawned, foreign_exited;
 };

@@ -277,7 +277,7 @@ wk_msg *wk_recv_wait(int (*match)(const wk_msg *, void *), void *ctx,
 	struct wkint_worker *w = wkint_tls.worker;
 	int64_t deadline = timeout_ns < 0 ? INT64_MAX
 					  : wkint_now_ns() + timeout_ns;
-	bool handed_off = false;
+	bool handed_off = false; /* wkint_sched_block_begin ran: once only */
 	struct wk_msg *m;
 
 	if (!w)
@@ -291,8 +291,6 @@ wk_msg *wk_recv_wait(int (*match)(const wk_msg *, void *), void *ctx,
 		if (!sleep_for_message(w, deadline, &handed_off))
 			break;
 	}
-	if (handed_off)
-		wkint_sched_block_end();
 	return m;
 }
 

@@ -78,17 +78,19 @@ void wkint_count_exit(void)
 
 uint64_t wk_live_workers(void)
 {
-	uint64_t exited = 0, spawned = 0;
 	int n = atomic_load_explicit(&wkint_rt.running, memory_order_acquire)
 			? wkint_rt.nsched : 0;
+	/* Exits first: a worker that spawns and ends meanwhile is then
+	 * counted as spawned, never as exited only. */
+	uint64_t exited = atomic_load_explicit(&wkint_rt.foreign_exited,
+					       memory_order_acquire);
+	uint64_t spawned;
 
-	exited += atomic_load_explicit(&wkint_rt.foreign_exited,
-				       memory_order_acquire);
 	for (int i = 0; i < n; i++)
 		exited += atomic_load_explicit(&wkint_rt.scheds[i].exited,
 					       memory_order_acquire);
-	spawned += atomic_load_explicit(&wkint_rt.foreign_spawned,
-					memory_order_acquire);
+	spawned = atomic_load_explicit(&wkint_rt.foreign_spawned,
+				       memory_order_acquire);
 	for (int i = 0; i < n; i++)
 		spawned += atomic_load_explicit(&wkint_rt.scheds[i].spawned,
 						memory_order_acquire);
@@ -141,7 +143,6 @@ int wk_start(const wk_config *cfg)
 		return err;
 	if ((err = init_scheds(scheduler_count(&wkint_rt.cfg))))
 		return err;
-	wkint_rt.epoch++;
 	atomic_store(&wkint_rt.stopping, 0);
 	atomic_store(&wkint_rt.running, 1);
 	if ((err = wkint_sched_start_threads())) {

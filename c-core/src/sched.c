@@ -344,7 +344,7 @@ static void place_woken(struct wkint_sched *s, wk_status st)
 	if (!x)
 		return;
 	s->pending_next = NULL;
-	if (st != WK_YIELD && !s->next && s->chain < CHAIN_MAX && !x->pinned) {
+	if (st != WK_YIELD && !s->next && s->chain < CHAIN_MAX) {
 		s->next = x;
 		s->chain++;
 	} else {
@@ -487,12 +487,6 @@ static void run_sched(struct wkint_thread *t)
 
 /* ---------------------------------------------------------------- threads */
 
-static void own(struct wkint_thread *t, struct wkint_sched *s)
-{
-	t->sched = s;
-	s->owner = t;
-}
-
 /* Waits on the spare stack until handed a scheduler, or stop. */
 static void wait_as_spare(struct wkint_thread *t)
 {
@@ -508,7 +502,7 @@ static void wait_as_spare(struct wkint_thread *t)
 		wkint_futex_wait(&t->futex, 0, -1);
 	if (s) {
 		atomic_store_explicit(&t->handed, NULL, memory_order_relaxed);
-		own(t, s);
+		t->sched = s;
 	}
 }
 
@@ -527,7 +521,7 @@ static void *thread_main(void *arg)
 		if (s) { /* a new thread is born with its scheduler */
 			atomic_store_explicit(&t->handed, NULL,
 					      memory_order_relaxed);
-			own(t, s);
+			t->sched = s;
 		}
 		run_sched(t);
 		if (stopping())
@@ -592,12 +586,8 @@ void wkint_sched_block_begin(void)
 	struct wkint_thread *t = wkint_tls.thread;
 	struct wkint_sched *s = t ? t->sched : NULL;
 
-	if (!s) {
-		if (t)
-			t->block_depth++;
+	if (!s)
 		return;
-	}
-	t->block_depth++;
 	/* The woken and next workers are runnable: leave them stealable. */
 	if (s->pending_next) {
 		push_local(s, s->pending_next);
@@ -613,18 +603,9 @@ void wkint_sched_block_begin(void)
 	if (!room)
 		return; /* keep the scheduler: its queue waits (documented) */
 	t->sched = NULL;
-	s->owner = NULL;
 	count(&s->handoffs, 1);
 	if (!hand_to_spare(s))
-		own(t, s);
-}
-
-void wkint_sched_block_end(void)
-{
-	struct wkint_thread *t = wkint_tls.thread;
-
-	if (t && t->block_depth)
-		t->block_depth--;
+		t->sched = s;
 }
 
 void wk_block_begin(void)
@@ -633,10 +614,10 @@ void wk_block_begin(void)
 		wkint_sched_block_begin();
 }
 
+/* Nothing to undo: the thread gives its scheduler up, or keeps it, when
+ * the step returns (run_one). */
 void wk_block_end(void)
 {
-	if (wkint_tls.worker)
-		wkint_sched_block_end();
 }
 
 int wk_current_sched(void)

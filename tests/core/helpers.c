@@ -63,6 +63,15 @@ wk_id t_spawn(wk_step_fn step, void *data, int sched)
 	return t_spawn_opts(step, data, &opts);
 }
 
+wk_status t_end_on_mail(void *data)
+{
+	wk_msg *m = wk_recv();
+	if (!m)
+		return WK_WAIT;
+	wk_msg_free(m);
+	return WK_DONE;
+}
+
 int t_send_u64(wk_id to, uint64_t value)
 {
 	return wk_send(to, &value, sizeof value, WK_MODE_COPY);

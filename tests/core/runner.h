@@ -108,6 +108,9 @@ bool t_wait_all(void);
 wk_id t_spawn(wk_step_fn step, void *data, int sched);
 wk_id t_spawn_opts(wk_step_fn step, void *data, const wk_spawn_opts *opts);
 
+/* A step that parks until one message comes, frees it and ends. */
+wk_status t_end_on_mail(void *data);
+
 /* ------------------------------------------------------------ messages */
 
 /* Copy-mode send of one u64; the wk_send result. */

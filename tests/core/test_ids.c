@@ -69,15 +69,6 @@ TEST(ids__are_never_reused_across_rounds_and_threads)
 	free(ids);
 }
 
-static wk_status park_until_mail(void *data)
-{
-	wk_msg *m = wk_recv();
-	if (!m)
-		return WK_WAIT;
-	wk_msg_free(m);
-	return WK_DONE;
-}
-
 enum { NEWCOMERS = 1000 };
 static wk_id newcomers[NEWCOMERS];
 
@@ -85,7 +76,7 @@ static wk_id newcomers[NEWCOMERS];
 static wk_status spawn_newcomers(void *data)
 {
 	for (int i = 0; i < NEWCOMERS; i++)
-		newcomers[i] = t_spawn(park_until_mail, NULL, -1);
+		newcomers[i] = t_spawn(t_end_on_mail, NULL, -1);
 	CHECK_EQ(t_send_u64(*(wk_id *)data, 1), 0);
 	return WK_DONE;
 }
@@ -125,7 +116,7 @@ TEST(ids__a_dead_or_unknown_id_answers_edead)
 TEST(ids__alive_while_parked_and_not_after_exit)
 {
 	START(NULL);
-	wk_id id = t_spawn(park_until_mail, NULL, -1);
+	wk_id id = t_spawn(t_end_on_mail, NULL, -1);
 	REQUIRE(id != 0);
 	CHECK_EQ(wk_alive(id), 1);
 	CHECK_EQ(wk_live_workers(), 1);

@@ -47,6 +47,8 @@ static wk_status block_then_receive(void *data)
 	wk_block_begin();
 	nanosleep(&nap, NULL);
 	wk_block_end();
+	/* No spare could be made: the thread still owns scheduler 0. */
+	CHECK_EQ(wk_current_sched(), 0);
 	wk_msg *m = wk_recv_wait(NULL, NULL, T_PATIENCE);
 	if (CHECK(m != NULL))
 		CHECK_EQ(t_take_u64(m), 99);

@@ -5,17 +5,6 @@
  */
 #include "faults.h"
 
-/* Waits for one message, then ends. */
-static wk_status wait_for_one(void *data)
-{
-	wk_msg *m = wk_recv();
-
-	if (!m)
-		return WK_WAIT;
-	wk_msg_free(m);
-	return WK_DONE;
-}
-
 TEST(fault__spawn__a_refused_spawn_answers_enomem_and_leaves_no_worker)
 {
 	enum { N = 6, REFUSED = 3 };
@@ -24,7 +13,7 @@ TEST(fault__spawn__a_refused_spawn_answers_enomem_and_leaves_no_worker)
 	CHECK_EQ(wk_fault_arm(WK_FAULT_SPAWN, REFUSED + 1, 1), 0);
 	for (int i = 0; i < N; i++) {
 		ids[i] = 12345;
-		int rc = wk_spawn(wait_for_one, NULL, NULL, &ids[i]);
+		int rc = wk_spawn(t_end_on_mail, NULL, NULL, &ids[i]);
 		CHECK_EQ(rc, i == REFUSED ? -WK_ENOMEM : 0);
 	}
 	CHECK_EQ(ids[REFUSED], 12345);
