@@ -18,11 +18,11 @@
   (:export #:defbench #:main #:*system*
            #:now-ns #:elapsed-ns #:rss-kib #:scaled #:result #:note
            #:savina-n #:fib-size #:fib-value #:fib-nodes #:busy-fib #:+pmap-depth+
-           #:wait-until #:scale))
+           #:online-cpus #:pmap-bench #:wait-until #:scale))
 
 (in-package #:wk-bench)
 
-(ffi:clines "#include <time.h>")
+(ffi:clines "#include <time.h>" "#include <unistd.h>")
 
 (defun now-ns ()
   "CLOCK_MONOTONIC in nanoseconds."
@@ -96,6 +96,22 @@
 garbage collector does not stand between the threads."
   (declare (fixnum n) (optimize (speed 3) (safety 0)))
   (if (< n 2) n (the fixnum (+ (busy-fib (- n 1)) (busy-fib (- n 2))))))
+
+(defun online-cpus ()
+  (ffi:c-inline () () :int "sysconf(_SC_NPROCESSORS_ONLN)" :one-liner t))
+
+(defun pmap-bench (items time-with threads-are)
+  "The pmap benchmark of every system: TIME-WITH, a function of a thread
+count, returns the nanoseconds ITEMS items of (BUSY-FIB +PMAP-DEPTH+) took
+with that many; it is called with 1, then with one per online CPU.  Prints
+pmap (ms, all CPUs) and pmap-speedup, noting the count and THREADS-ARE,
+what the threads are (\"threads\", \"schedulers\")."
+  (let* ((cpus (online-cpus))
+         (one (funcall time-with 1))
+         (all (funcall time-with cpus)))
+    (note "~D ~A vs 1" cpus threads-are)
+    (result "pmap" (/ all 1d6) "ms" items)
+    (result "pmap-speedup" (/ one all 1d0) "x" items)))
 
 (defun fib-size (n)
   "fib's N, N at scale 1, shrunk with the scale: each step down is 1.6

@@ -19,9 +19,6 @@
 
 (defconstant +max-live+ 200 "The most kernel threads any benchmark here makes.")
 
-(defun online-cpus ()
-  (ffi:c-inline () () :int "sysconf(_SC_NPROCESSORS_ONLN)" :one-liner t))
-
 (defmacro with-kernel ((threads) &body body)
   "Runs BODY with LPARALLEL:*KERNEL* a fresh kernel of THREADS workers."
   `(let ((lparallel:*kernel* (lparallel:make-kernel ,threads :name "bench")))
@@ -97,21 +94,21 @@
 
 (defbench "counting" (n :n 200000 :reason "shortened to fit the 15-minute run")
   (with-kernel (1)
-    (let* ((channel (lparallel:make-channel))
-           (queue (q:make-queue))
-           (count nil)
-           (ns (elapsed-ns
-                 (submit channel (lambda ()
-                                   (loop with count = 0
-                                         for message = (q:pop-queue queue)
-                                         until (eq message :get)
-                                         do (incf count)
-                                         finally (return count))))
-                 (dotimes (i n) (q:push-queue :inc queue))
-                 (q:push-queue :get queue)
-                 (setf count (lparallel:receive-result channel)))))
-      (assert (= count n))
-      (result "counting" (/ (* n 1000d0) ns) "Mmsg/s" n))))
+    (let ((channel (lparallel:make-channel))
+          (queue (q:make-queue))
+          (count nil))
+      (submit channel (lambda ()
+                        (loop with count = 0
+                              for message = (q:pop-queue queue)
+                              until (eq message :get)
+                              do (incf count)
+                              finally (return count))))
+      (let ((ns (elapsed-ns
+                  (dotimes (i n) (q:push-queue :inc queue))
+                  (q:push-queue :get queue)
+                  (setf count (lparallel:receive-result channel)))))
+        (assert (= count n))
+        (result "counting" (/ (* n 1000d0) ns) "Mmsg/s" n)))))
 
 (defconstant +fan-in-senders+ 16)
 
@@ -183,12 +180,7 @@ PINGS times; answers the pings of the others all along, until :STOP."
       (elapsed-ns (lparallel:pmap 'vector 'busy-fib inputs)))))
 
 (defbench "pmap" (items :minimum 4)
-  (let* ((cpus (online-cpus))
-         (one (pmap-once items 1))
-         (all (pmap-once items cpus)))
-    (note "kernel of ~D workers vs 1" cpus)
-    (result "pmap" (/ all 1d6) "ms" items)
-    (result "pmap-speedup" (/ one all 1d0) "x" items)))
+  (pmap-bench items (lambda (threads) (pmap-once items threads)) "kernel workers"))
 
 (defun parked-tasks (n)
   "Starts a kernel of N workers, each running a task blocked in POP-QUEUE;

@@ -216,14 +216,12 @@ their sum to PARENT."
       (mapc #'join workers))))
 
 (defbench "pmap" (items :minimum 4)
-  (let* ((mode (mode))
-         (one (progn (start :schedulers 1)
-                     (prog1 (pmap-once items mode) (stop))))
-         (all (progn (start)
-                     (pmap-once items mode))))
-    (note "~D schedulers vs 1" (scheduler-count))
-    (result "pmap" (/ all 1d6) "ms" items)
-    (result "pmap-speedup" (/ one all 1d0) "x" items)))
+  (let ((mode (mode)))
+    (pmap-bench items
+                (lambda (schedulers)
+                  (start :schedulers schedulers)
+                  (prog1 (pmap-once items mode) (stop)))
+                "schedulers")))
 
 (defbench "memory" (n)
   (start)

@@ -424,7 +424,8 @@ or the final report if the coordinator asked to stop.  True to stop."
     (* 4 (read in))))
 
 (defun live-workers ()
-  "The C core's count of live workers (an internal of the library), or NIL."
+  "The C core's count of live workers (an internal of the library), or NIL
+when that internal is gone: the check on it then fails, not passes."
   (let ((f (find-symbol "%LIVE-WORKERS" "WORKERS.FFI")))
     (and f (fboundp f) (funcall f))))
 
@@ -528,8 +529,10 @@ that came; less than COUNT means the wait of SOAK_TIMEOUT seconds ran out."
                "round ~D: ~D of ~D peers and churner ended normally, ~D otherwise"
                round ended (1+ n) abnormal)
         (let ((live (await-live-workers baseline-live)))
-          (check (or (null live) (eql live baseline-live))
-                 "round ~D: ~D workers live in the core, ~D before"
+          (check (and live (eql live baseline-live))
+                 "round ~D: ~:[the core's live-worker count cannot be read ~
+                  (WORKERS.FFI::%LIVE-WORKERS is gone)~;~:*~D workers live in ~
+                  the core, ~D before~]"
                  round live baseline-live))
         (let ((elapsed (- (now) start)))
           (incf (totals-sent totals) (- (* n *fanout* k) send-failures))
