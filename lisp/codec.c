@@ -23,9 +23,11 @@
  * A frame also says where in its container the walk is, which is how a
  * refused object's path is reported.
  *
- * GC.  Boehm does not scan malloc'd memory.  The encoder allocates no Lisp
- * objects while it walks, and everything it holds is reachable from the
- * caller's argument, so its side tables are malloc'd.  The decoder creates
+ * GC.  Boehm does not scan malloc'd memory.  Everything the encoder holds
+ * is reachable from the caller's argument, which struct enc, on the C
+ * stack, keeps (the first numbered object, small[0], or the first frame,
+ * frames_inline[0]; neither is cleared when the tables move to malloc), so
+ * its side tables are malloc'd.  The decoder creates
  * the graph: every object it builds is reachable from struct dec, a local on
  * the C stack, whose growable arrays come from ecl_alloc (scanned).  The
  * decoder never mallocs, so a non-local exit out of it leaks nothing.
@@ -358,9 +360,10 @@ worker_id_slot(cl_object clas)
  * EQUALP compares two hash tables by looking each key of one up in the
  * other, which costs up to the product of their sizes times the cost of
  * comparing keys: too rare a key to be worth a bound of its own.
- * Workers are leaves: their first slot is the ID, so EQUALP on two
- * workers stops there (their other slots are local state, and differ
- * between sender and receiver).
+ * Workers are leaves: the decoder makes them only by %WORKER-FROM-ID
+ * (a STRUCT of the worker type is malformed), and their first slot is the
+ * ID, so EQUALP on two workers stops there (their other slots are local
+ * state, and differ between sender and receiver).
  */
 #define KEY_BUDGET (1u << 18)
 #define KEY_DEPTH 256
@@ -632,6 +635,18 @@ put_bytes(struct enc *e, const void *src, size_t n)
 	if (p) {
 		memcpy(p, src, n);
 		e->len += n;
+	}
+}
+
+/* A tag and n raw bytes: a float's bits. */
+static inline void
+put_tag_bytes(struct enc *e, unsigned tag, const void *src, size_t n)
+{
+	uint8_t *p = room(e, 1 + n);
+	if (p) {
+		*p = (uint8_t)tag;
+		memcpy(p + 1, src, n);
+		e->len += 1 + n;
 	}
 }
 
@@ -943,9 +958,8 @@ emit_hash(struct enc *e, cl_object x)
 	}
 	if (share(e, x))
 		return;
-	size_t live = 0;
-	for (size_t i = 0; i < x->hash.size; i++)
-		live += x->hash.data[i].key != OBJNULL;
+	/* Exact for a table that is not weak (HASH-TABLE-COUNT reads it). */
+	size_t live = x->hash.entries;
 	uint8_t *p = room(e, 12);
 	if (!p)
 		return;
@@ -1031,12 +1045,10 @@ emit(struct enc *e, cl_object x)
 		emit(e, x->ratio.den);
 		break;
 	case t_singlefloat:
-		put_u8(e, TAG_SINGLE);
-		put_bytes(e, &ecl_single_float(x), 4);
+		put_tag_bytes(e, TAG_SINGLE, &ecl_single_float(x), 4);
 		break;
 	case t_doublefloat:
-		put_u8(e, TAG_DOUBLE);
-		put_bytes(e, &ecl_double_float(x), 8);
+		put_tag_bytes(e, TAG_DOUBLE, &ecl_double_float(x), 8);
 		break;
 	case t_longfloat:
 		put_u8(e, TAG_LONG);
@@ -1048,12 +1060,10 @@ emit(struct enc *e, cl_object x)
 		emit(e, x->gencomplex.imag);
 		break;
 	case t_csfloat:
-		put_u8(e, TAG_CSINGLE);
-		put_bytes(e, &ecl_csfloat(x), 8);
+		put_tag_bytes(e, TAG_CSINGLE, &ecl_csfloat(x), 8);
 		break;
 	case t_cdfloat:
-		put_u8(e, TAG_CDOUBLE);
-		put_bytes(e, &ecl_cdfloat(x), 16);
+		put_tag_bytes(e, TAG_CDOUBLE, &ecl_cdfloat(x), 16);
 		break;
 	case t_clfloat:
 		put_u8(e, TAG_CLONG);
@@ -1237,6 +1247,10 @@ struct dframe {
  * struct (the GC ignores pointers into the middle of a block). */
 struct dec {
 	const uint8_t *p, *end;
+	/* The message's first byte.  p and end point inside it, which keeps
+	 * nothing alive: this does when buf is a Lisp octet vector's data and
+	 * the caller no longer holds the vector. */
+	const uint8_t *volatile buf;
 	size_t pending;     /* children promised by open containers, unstarted */
 	const char *err;
 	cl_object *volatile table; /* numbered objects */
@@ -1252,7 +1266,7 @@ struct dec {
 static void
 dec_init(struct dec *d, const uint8_t *buf, size_t len)
 {
-	d->p = buf;
+	d->p = d->buf = buf;
 	d->end = buf + len;
 	d->pending = 0;
 	d->err = NULL;
@@ -1825,6 +1839,10 @@ read_struct(struct dec *d, struct dframe *child)
 	cl_object clas = cl_find_class(2, name, ECL_NIL);
 	if (!ECL_INSTANCEP(clas))
 		return fail(d, "a structure type does not exist");
+	/* The encoder sends a worker as its ID, and only %WORKER-FROM-ID may
+	 * make one here: its other slots are this image's runtime state. */
+	if (worker_class_p(clas))
+		return fail(d, "a worker sent as a structure");
 	if (n != list_length(ECL_CLASS_SLOTS(clas)))
 		return fail(d, "a structure type has a different number of slots");
 	if (!need(d, n))
@@ -1918,6 +1936,18 @@ sethash_quietly(cl_object h, cl_object key, cl_object value)
 	fesetenv(&env);
 }
 
+/* Inserts key -> value into h, an EQUAL or EQUALP table, once key is
+ * finished; a key that fails key_bounded() makes the message malformed. */
+static void
+insert_bounded(struct dec *d, cl_object h, cl_object key, cl_object value)
+{
+	if (key_bounded(key, h->hash.test == ecl_htt_equalp))
+		sethash_quietly(h, key, value);
+	else
+		fail(d, "an EQUAL or EQUALP hash-table key that is "
+			"circular or too large to compare");
+}
+
 /* Stores v as the next child of frame f. */
 static void
 store(struct dec *d, struct dframe *f, cl_object v)
@@ -1948,6 +1978,9 @@ store(struct dec *d, struct dframe *f, cl_object v)
 				sethash_quietly(f->obj, f->cur, v);
 			else
 				ecl_sethash(f->cur, f->obj, v);
+		} else if (!key_parts(f->cur, f->obj->hash.test == ecl_htt_equalp)) {
+			// Nothing inside it is hashed or compared: finished too.
+			insert_bounded(d, f->obj, f->cur, v);
 		} else {
 			// EQUAL/EQUALP hash the contents, which may be unfinished.
 			cl_object entry = ecl_list1(ecl_cons(f->obj, ecl_cons(f->cur, v)));
@@ -1992,19 +2025,14 @@ wkl_codec_decode(const uint8_t *buf, size_t len, cl_object *result,
 	}
 	if (!d.err && d.p != d.end)
 		fail(&d, "trailing bytes after the message");
+	for (cl_object l = d.deferred; !d.err && ECL_CONSP(l); l = ECL_CONS_CDR(l)) {
+		cl_object e = ECL_CONS_CAR(l);
+		insert_bounded(&d, ECL_CONS_CAR(e), ECL_CONS_CAR(ECL_CONS_CDR(e)),
+			       ECL_CONS_CDR(ECL_CONS_CDR(e)));
+	}
 	if (d.err) {
 		*err_msg = d.err;
 		return WKL_CODEC_EMALFORMED;
-	}
-	for (cl_object l = d.deferred; ECL_CONSP(l); l = ECL_CONS_CDR(l)) {
-		cl_object e = ECL_CONS_CAR(l);
-		cl_object h = ECL_CONS_CAR(e), key = ECL_CONS_CAR(ECL_CONS_CDR(e));
-		if (!key_bounded(key, h->hash.test == ecl_htt_equalp)) {
-			*err_msg = "an EQUAL or EQUALP hash-table key that is "
-				   "circular or too large to compare";
-			return WKL_CODEC_EMALFORMED;
-		}
-		sethash_quietly(h, key, ECL_CONS_CDR(ECL_CONS_CDR(e)));
 	}
 	*result = d.root;
 	return WKL_CODEC_OK;

@@ -82,15 +82,18 @@ int wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len,
  * WKL_CODEC_EMALFORMED with *err_msg pointing to a static English sentence,
  * never crashes, and never allocates more than a small constant times len
  * before it fails.  Unknown packages, structure types that do not exist or
- * differ in slot count, and symbols missing from a locked package are
+ * differ in slot count, a structure of type WORKERS::WORKER (a worker
+ * travels as its ID), and symbols missing from a locked package are
  * malformed input too; no package is ever created (a missing symbol in an
  * unlocked package is interned).
  *
  * Decoding a worker calls the Lisp function WORKERS::%WORKER-FROM-ID with the
  * ID (an integer); whatever it signals propagates.  Decoding mallocs nothing,
  * so such a non-local exit leaks nothing.  buf is only read, and must stay
- * valid for the call.  Keys of EQUAL and EQUALP tables are inserted after the
- * whole message is built (their hash depends on their contents), each once
+ * valid for the call (the decoder keeps a pointer to buf[0], which keeps a
+ * GC-allocated buffer starting there alive).  Keys of EQUAL and EQUALP
+ * tables that the test looks inside are inserted after the whole message is
+ * built (their hash depends on their contents), others when read, each once
  * checked to be acyclic and small enough that ECL's EQUAL or EQUALP on it is
  * bounded in time and stack (the rule is in CODEC.md); a key that fails makes
  * the message malformed.

@@ -472,9 +472,11 @@ vectors displaced into the middle of a byte included."
         (equal-table (make-hash-table :test 'equal))
         (equalp-table (make-hash-table :test 'equalp)))
     (setf (gethash :k eq-table) 1
+          (gethash :gone eq-table) 0
           (gethash 1.5d0 eql-table) "x" (gethash (expt 2 80) eql-table) 'big
           (gethash "key" equal-table) '(1 2) (gethash '(a (b)) equal-table) 3
           (gethash "MiXeD" equalp-table) 4 (gethash #(1 2) equalp-table) 5)
+    (remhash :gone eq-table)            ; a removed entry is not sent
     (dolist (h (list eq-table eql-table equal-table equalp-table))
       (let ((g (round-trip h)))
         (is (eq (hash-table-test h) (hash-table-test g)))
@@ -775,6 +777,15 @@ types, and other crafted input are malformed, without big allocations."
                    (message #x15 1 #x0e (name "WORKERS-TESTS.CODEC") (name "POINT") 0)
                    (message #x16 huge #x7f)))                   ; trailing
       (signals-malformed (workers::%decode bytes)))))
+
+(test hostile--worker-as-structure--malformed
+  "A STRUCT naming WORKERS::WORKER, whatever its slots, is malformed: a
+worker travels as its id, and only %WORKER-FROM-ID makes one."
+  (dolist (slots '(1 2 3))
+    (is (equal "a worker sent as a structure"
+               (malformed-reason
+                (apply #'message #x15 slots #x0e (name "WORKERS") (name "WORKER")
+                       (make-list slots :initial-element 0)))))))
 
 (test hostile--missing-package-or-structure--malformed
   "A symbol whose package is gone, or a structure whose type is gone, is
