@@ -4,11 +4,12 @@
 ;;;;
 ;;;; Run from the repository root:  ecl --norc --shell lisp/build.lisp
 ;;;; Each file is compiled to an object (:system-p t), then loaded as source
-;;;; so that the next files see its packages, macros and structures.
-;;;; ffi.lisp cannot be loaded as source (C-INLINE needs the compiler), so
-;;;; no other file uses it at compile time.
+;;;; so that the next files see its packages, macros, structures and inline
+;;;; functions (ffi.lisp's C-INLINE wrappers are inlined into the others).
 
 (require :cmp)
+
+(proclaim (quote (optimize (speed 2) (safety 1) (debug 1))))
 
 (defparameter *files*
   '("package" "conditions" "worker" "ffi" "receive" "runtime" "messages" "spawn"
@@ -40,8 +41,7 @@
       (when (or (null output) failure-p)
         (format *error-output* "~&build.lisp: compiling ~A failed.~%" source)
         (ext:quit 1))
-      (unless (string= name "ffi")
-        (load source))
+      (load source)
       object)))
 
 (defun split-flags (string)

@@ -12,19 +12,33 @@
 ;;;;    call catches every condition itself (spawn.lisp);
 ;;;;  - C calls that block run with Lisp interrupts deferred, so an
 ;;;;    interrupt cannot unwind through the core (see the callers).
+;;;;
+;;;; The wrappers that every message or slice goes through are declared
+;;;; INLINE: ECL calls a global function through its symbol, which costs
+;;;; more than most of these calls do.  Their C code runs in the files that
+;;;; inline them, so it calls only what lisp/glue.h declares, and those
+;;;; files include it with %C-LINES.  This file is loaded as source at
+;;;; build time (for the inline expansions), so its C sits in %C-LINES too.
 
 (in-package #:workers.ffi)
 
-(ffi:clines "
+(defmacro %c-lines (&rest lines)
+  "FFI:CLINES when the file is being compiled; nothing when it is loaded
+as source (FFI:CLINES then signals an error)."
+  (and *compile-file-truename* `(ffi:clines ,@lines)))
+
+(%c-lines "#include \"glue.h\"")
+
+(%c-lines "
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include \"workers.h\"
 ")
 
-(ffi:clines "#include \"codec.h\"")
+(%c-lines "#include \"codec.h\"")
 
-(ffi:clines "
+(%c-lines "
 /* Exit reason of a worker that failed; the Lisp worker keeps the condition. */
 #define WKL_REASON_FAILED ((uintptr_t)2)
 
@@ -107,14 +121,14 @@ static void wkl_release(void *ptr, size_t size)
 	ecl_free_uncollectable(ptr);
 }
 
-static int64_t wkl_now_ns(void)
+int64_t wkl_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int wkl_send_share(wk_id to, cl_object obj)
+int wkl_send_share(wk_id to, cl_object obj)
 {
 	cl_object *box = ecl_alloc_uncollectable(sizeof(cl_object));
 	int rc;
@@ -126,10 +140,10 @@ static int wkl_send_share(wk_id to, cl_object obj)
 }
 ")
 
-(ffi:clines "
+(%c-lines "
 /* Copy mode: 0 sent, -WK_E* from the core, 1 unserializable (*bad and
    *path set), 2 another codec error. */
-static int wkl_send_copy(wk_id to, cl_object obj, cl_object *bad, cl_object *path)
+int wkl_send_copy(wk_id to, cl_object obj, cl_object *bad, cl_object *path)
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -153,7 +167,7 @@ static int wkl_decode(const void *data, size_t size, cl_object *out, cl_object *
 }
 ")
 
-(ffi:clines "
+(%c-lines "
 #include <pthread.h>
 #include <errno.h>
 
@@ -231,7 +245,7 @@ static void wkl_join_notify(void)
 }
 ")
 
-(ffi:clines "
+(%c-lines "
 /* Turns a received message into a Lisp object and frees the message.
    1: *out set; -1: malformed (*err set). */
 static int wkl_unpack(wk_msg *m, cl_object *out, cl_object *err)
@@ -245,6 +259,19 @@ static int wkl_unpack(wk_msg *m, cl_object *out, cl_object *err)
 		rc = -1;
 	}
 	wk_msg_free(m);
+	return rc;
+}
+
+int wkl_recv_object(cl_object *out)
+{
+	cl_object err = ECL_NIL;
+	wk_msg *m = wk_recv();
+	int rc;
+	if (!m)
+		return 0;
+	rc = wkl_unpack(m, out, &err);
+	if (rc < 0)
+		*out = err;
 	return rc;
 }
 ")
@@ -282,10 +309,18 @@ symbols of the Lisp functions the step and the worker-end hook call."
 (defun %strerror (code)
   (ffi:c-inline (code) (:int) :cstring "(char *)wk_strerror(#0)" :one-liner t))
 
+(declaim (inline %now-ns))
 (defun %now-ns ()
   "Monotonic time in nanoseconds."
   (ffi:c-inline () () :object "ecl_make_int64_t(wkl_now_ns())" :one-liner t))
 
+(declaim (inline %interrupt-pending-p))
+(defun %interrupt-pending-p ()
+  "True if a Lisp interrupt waits for this thread (see %WITHOUT-INTERRUPTS)."
+  (ffi:c-inline () () :bool
+   "ecl_process_env()->interrupt_struct->pending_interrupt != ECL_NIL" :one-liner t))
+
+(declaim (inline %fence))
 (defun %fence ()
   "A full memory barrier."
   (ffi:c-inline () () :void "__atomic_thread_fence(__ATOMIC_SEQ_CST)" :one-liner t))
@@ -307,6 +342,7 @@ the core's status and the new id."
 	@(return 1) = ecl_make_uint64_t(id);
     }"))
 
+(declaim (inline %self-id))
 (defun %self-id ()
   (ffi:c-inline () () :object "ecl_make_uint64_t(wk_self())" :one-liner t))
 
@@ -319,12 +355,15 @@ the core's status and the new id."
 (defun %current-sched ()
   (ffi:c-inline () () :int "wk_current_sched()" :one-liner t))
 
+(declaim (inline %wait-timeout))
 (defun %wait-timeout (ns)
   (ffi:c-inline (ns) (:object) :void "wk_wait_timeout(ecl_to_int64_t(#0))" :one-liner t))
 
+(declaim (inline %timed-out-p))
 (defun %timed-out-p ()
   (ffi:c-inline () () :bool "wk_timed_out()" :one-liner t))
 
+(declaim (inline %set-exit-reason))
 (defun %set-exit-reason (reason)
   (ffi:c-inline (reason) (:int) :void "wk_set_exit_reason((uintptr_t)#0)" :one-liner t))
 
@@ -336,7 +375,7 @@ the core's status and the new id."
 
 ;;; The registry's mutex (see WITH-REGISTRY-LOCK in worker.lisp).
 
-(ffi:clines "static pthread_mutex_t wkl_registry_mu = PTHREAD_MUTEX_INITIALIZER;")
+(%c-lines "static pthread_mutex_t wkl_registry_mu = PTHREAD_MUTEX_INITIALIZER;")
 
 (defun %registry-lock ()
   (ffi:c-inline () () :void "pthread_mutex_lock(&wkl_registry_mu)" :one-liner t))
@@ -364,11 +403,13 @@ The caller defers interrupts."
 
 ;;; Messages.
 
+(declaim (inline %send-share))
 (defun %send-share (id object)
   "Sends OBJECT itself; 0 or -WK_E*."
   (ffi:c-inline (id object) (:object :object) :int
                 "wkl_send_share(ecl_to_uint64_t(#0), #1)" :one-liner t))
 
+(declaim (inline %send-copy))
 (defun %send-copy (id object)
   "Sends a copy of OBJECT.  Returns a status (0 sent, -WK_E* from the core,
 1 unserializable, 2 codec failure) and, for 1, the offending part and its
@@ -381,18 +422,21 @@ path."
 	@(return 2) = path;
     }"))
 
+(declaim (inline %recv))
 (defun %recv ()
   "The next message of the calling worker's C mailbox.  Returns a status
 (0 empty, 1 a message, -1 malformed) and the object (or the decoder's
 complaint)."
   (ffi:c-inline () () (values :int :object)
    "{
-	cl_object obj = ECL_NIL, err = ECL_NIL;
-	wk_msg *m = wk_recv();
-	int st = m ? wkl_unpack(m, &obj, &err) : 0;
-	@(return 0) = st;
-	@(return 1) = st < 0 ? err : obj;
+	cl_object obj = ECL_NIL;
+	@(return 0) = wkl_recv_object(&obj);
+	@(return 1) = obj;
     }"))
+
+(defun %mailbox-count ()
+  "The number of messages in the calling worker's C mailbox."
+  (ffi:c-inline () () :unsigned-long "wk_mailbox_count()" :one-liner t))
 
 (defun %recv-wait (timeout-ns)
   "Like %RECV but waits up to TIMEOUT-NS (negative: forever) for a message;
@@ -445,7 +489,7 @@ or NIL and the decoder's complaint."
 ;;; Fault tolerance (signals.lisp): the locks of workers' links and
 ;;; monitors, references, and the signal mask a kill leaves behind.
 
-(ffi:clines "
+(%c-lines "
 #include <signal.h>
 
 /*
@@ -521,7 +565,7 @@ ID.  The caller defers interrupts."
 ;;; with -DWK_FAULT_INJECTION has it (`make fas-faults`); elsewhere these
 ;;; answer -WK_ESTATE and do nothing.
 
-(ffi:clines "
+(%c-lines "
 #include \"workers_fault.h\"
 
 static int wkl_fault_arm(int site, uint64_t nth, uint64_t count)

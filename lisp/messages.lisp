@@ -2,6 +2,8 @@
 
 (in-package #:workers)
 
+(workers.ffi::%c-lines "#include \"glue.h\"")   ; for the inline C calls
+
 ;;; The copy codec.
 
 (defun %encode (object)
@@ -87,21 +89,33 @@ alive, NIL if not (the message is dropped).  Never blocks.
 Signals UNSERIALIZABLE-OBJECT (and sends nothing) when a copy is asked of
 a message holding something the codec cannot copy (functions, streams,
 ...).  Delivery is in order per sender and exactly once."
-  (let ((id (%target-id worker))
+  (%send worker message mode))
+
+;; SEND is on the path of every message: calls that the compiler sees skip
+;; the keyword parsing.
+(define-compiler-macro send (&whole form worker message &rest options)
+  (if (or (null options)
+          (and (= (length options) 2) (eq (first options) :mode)))
+      `(%send ,worker ,message ,(second options))
+      form))
+
+(defun %send (worker message mode)
+  (let ((id (if (typep worker 'worker) (%w id worker) (%target-id worker)))
         (mode (or mode (let ((me *current-worker*))
-                         (if me (worker-mode me) :copy)))))
+                         (if me (%w mode me) :copy)))))
     (%ensure-running)
     ;; Interrupts (KILL) deferred while in the core; conditions signalled
     ;; after.
-    (%sent-p
-     (ecase mode
-       (:copy (multiple-value-bind (rc bad path)
-                  (mp:without-interrupts (workers.ffi::%send-copy id message))
-                (case rc
-                  (1 (error 'unserializable-object :object bad :path path))
-                  (2 (error 'workers-error-in-codec :object message))
-                  (t rc))))
-       (:share (mp:without-interrupts (workers.ffi::%send-share id message)))))))
+    (let ((rc (case mode
+                (:share (%without-interrupts (workers.ffi::%send-share id message)))
+                (:copy (multiple-value-bind (rc bad path)
+                           (%without-interrupts (workers.ffi::%send-copy id message))
+                         (case rc
+                           (1 (error 'unserializable-object :object bad :path path))
+                           (2 (error 'workers-error-in-codec :object message))
+                           (t rc))))
+                (t (error 'type-error :datum mode :expected-type '(member :copy :share))))))
+      (if (eql rc 0) t (%sent-p rc)))))
 
 (defun %sent-p (rc)
   (cond ((zerop rc) t)
@@ -197,16 +211,16 @@ meanwhile; elsewhere the wait is cut into pieces so that interrupts get in."
     (multiple-value-call #'%take-message worker
       (mp:without-interrupts (workers.ffi::%recv-wait ns)))))
 
-(defun %receive (matcher timeout after)
+(defun %receive (matcher runner timeout after)
   "RECEIVE nested in a form, or in a thread that is not a worker."
   (let ((worker (self))
         (deadline (%deadline timeout)))
     (loop
       (%drain worker)
       (%check-signals worker)
-      (let ((thunk (%inbox-take worker matcher)))
-        (when thunk
-          (return (funcall (the function thunk)))))
+      (multiple-value-bind (index message) (%inbox-take worker matcher)
+        (when index
+          (return (funcall (the function runner) index message))))
       (let ((remaining (%remaining-ns deadline)))
         (when (zerop remaining)
           (return (and after (funcall (the function after)))))

@@ -13,8 +13,9 @@ workers of one core advance form by form.  Workers talk only by messages:
 SEND copies the message (or shares it with :MODE :SHARE), RECEIVE picks
 messages out of the mailbox by pattern, with an optional timeout.  A
 RECEIVE written as a body form of its own parks the worker without holding
-an OS thread; RECEIVE-LOOP makes a server that handles one message per
-slice.  The REPL thread is a worker too: (SELF), SEND and RECEIVE work
+an OS thread; RECEIVE-LOOP makes a server, whose slice handles the
+messages waiting for it up to a budget (*SLICE-MESSAGES*,
+*SLICE-MICROSECONDS*).  The REPL thread is a worker too: (SELF), SEND and RECEIVE work
 there.
 
 Failures are contained and observed as in Erlang: a worker ends with a
@@ -46,6 +47,8 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.")
   (:export #:send
            #:receive
            #:receive-loop
+           #:*slice-messages*
+           #:*slice-microseconds*
            #:*mailbox-high-water*
            #:mailbox-high-water
            #:mailbox-high-water-worker

@@ -1,14 +1,18 @@
 ;;;; receive.lisp - the pattern compiler, RECEIVE and RECEIVE-LOOP.
 ;;;;
-;;;; A RECEIVE compiles to three parts (see %RECEIVE-PARTS):
-;;;;   a matcher, (lambda (message) ...), which returns a thunk running the
-;;;;     body of the first clause whose pattern and guard accept MESSAGE
-;;;;     (the thunk closes over the pattern's bindings), or NIL;
+;;;; A RECEIVE compiles to four parts (see %RECEIVE-PARTS):
+;;;;   a matcher, (lambda (message) ...), which returns the index of the
+;;;;     first clause whose pattern and guard accept MESSAGE, or NIL;
+;;;;   a runner, (lambda (index message) ...), which binds the pattern's
+;;;;     variables of clause INDEX (known to match) and runs its body;
 ;;;;   the timeout form of the :AFTER clause (NIL: wait forever);
 ;;;;   a thunk running the :AFTER clause's body.
-;;;; Where the receive runs decides how it waits: as a body form of its own
-;;;; in WITH-WORKER it becomes a RECEIVE-SLICE (parks, holds no thread, see
-;;;; spawn.lisp); anywhere else it blocks the calling thread (%RECEIVE).
+;;;; Matching and running are apart because selective receive must take the
+;;;; message out of the mailbox between the two: the body may RECEIVE too.
+;;;; Neither allocates.  Where the receive runs decides how it waits: as a
+;;;; body form of its own in WITH-WORKER it becomes a RECEIVE-SLICE (parks,
+;;;; holds no thread, see spawn.lisp); anywhere else it blocks the calling
+;;;; thread (%RECEIVE).
 
 (in-package #:workers)
 
@@ -80,30 +84,56 @@ variable seen twice must match EQUAL values."
       (error "RECEIVE: :AFTER needs a timeout in seconds: ~S." after))
     (values others after)))
 
+;; Pattern variables of a matched message, bound again by the runner.
+(defun %bind-form (pattern var forms)
+  "Code that runs FORMS with PATTERN's variables bound to their parts of
+the value of VAR, which is known to match PATTERN."
+  (let ((bindings '()))
+    (labels ((walk (pattern place)
+               (cond ((%wildcard-p pattern))
+                     ((%pattern-variable-p pattern)
+                      (unless (assoc pattern bindings)
+                        (push (list pattern place) bindings)))
+                     ((and (consp pattern) (not (%quoted-p pattern)))
+                      (walk (car pattern) `(car ,place))
+                      (walk (cdr pattern) `(cdr ,place))))))
+      (walk pattern var)
+      `(let* ,(reverse bindings)
+         (declare (ignorable ,@(mapcar #'first bindings)))
+         ,@forms))))
+
 (defun %receive-parts (clauses wrap-body)
-  "Returns the matcher form, the timeout form and the after-thunk form of a
-RECEIVE with CLAUSES.  WRAP-BODY turns a clause's body forms into the forms
-of its thunk."
+  "Returns the matcher form, the runner form, the timeout form and the
+after-thunk form of a RECEIVE with CLAUSES.  WRAP-BODY turns a clause's
+body forms into the forms the runner runs."
   (multiple-value-bind (message-clauses after) (%split-clauses clauses)
-    (let ((message (gensym "MESSAGE")))
+    (let ((message (gensym "MESSAGE"))
+          (index (gensym "INDEX"))
+          (parsed (mapcar (lambda (clause)
+                            (multiple-value-list (%parse-clause clause)))
+                          message-clauses)))
       (values
        `(lambda (,message)
           (declare (ignorable ,message))
-          (or ,@(loop for clause in message-clauses
-                      collect (multiple-value-bind (pattern guard body)
-                                  (%parse-clause clause)
-                                (%match-form
-                                 pattern message '()
-                                 (lambda (seen)
-                                   (declare (ignore seen))
-                                   `(when ,guard
-                                      (lambda () ,@(funcall wrap-body body)))))))))
+          (or ,@(loop for (pattern guard) in parsed
+                      for i from 0
+                      collect (%match-form pattern message '()
+                                           (lambda (seen)
+                                             (declare (ignore seen))
+                                             `(when ,guard ,i))))))
+       `(lambda (,index ,message)
+          (declare (ignorable ,message) (fixnum ,index))
+          (case ,index
+            ,@(loop for (pattern nil body) in parsed
+                    for i from 0
+                    collect `(,i ,(%bind-form pattern message
+                                              (funcall wrap-body body))))))
        (second after)
        (and after `(lambda () ,@(funcall wrap-body (cddr after))))))))
 
 (defun %loop-body (body)
   "The body of a RECEIVE-LOOP clause: (RETURN values) inside it stops the
-loop; the thunk answers :CONTINUE when the body falls through, else :STOP
+loop; the runner answers :CONTINUE when the body falls through, else :STOP
 and the list of values to return."
   (let ((outer (gensym "CLAUSE")))
     `((block ,outer
@@ -143,8 +173,9 @@ any other thread) it blocks the calling thread; inside a worker the other
 workers of its scheduler keep running meanwhile.
 
 **NOTE** To match the keyword :AFTER itself, write ':AFTER."
-  (multiple-value-bind (matcher timeout after) (%receive-parts clauses #'identity)
-    `(%receive ,matcher ,timeout ,after)))
+  (multiple-value-bind (matcher runner timeout after)
+      (%receive-parts clauses #'identity)
+    `(%receive ,matcher ,runner ,timeout ,after)))
 
 (defmacro receive-loop (&body clauses)
   "Handles message after message with the clauses of a RECEIVE, until a
@@ -154,8 +185,11 @@ clause runs each time no message arrives within its timeout; it too may
 RETURN.
 
 As a body form of its own in WITH-WORKER this is the way to write a
-server: each message is handled in a time slice of its own, and the worker
-parks without holding an OS thread while it waits:
+server: the worker parks without holding an OS thread while it waits, and
+a time slice handles the messages waiting for it, one after the other,
+until none is left, *SLICE-MESSAGES* were handled or *SLICE-MICROSECONDS*
+passed (checked between messages); then the worker goes to the back of
+its scheduler's run queue, like Erlang's reduction count:
 
   (with-worker (:name \"counter\" :let ((n 0)))
     (receive-loop
@@ -164,10 +198,11 @@ parks without holding an OS thread while it waits:
       (:stop (return n))))
 
 Elsewhere it loops in the calling thread like a nested RECEIVE."
-  (multiple-value-bind (matcher timeout after) (%receive-parts clauses #'%loop-body)
-    `(%receive-loop ,matcher ,timeout ,after)))
+  (multiple-value-bind (matcher runner timeout after)
+      (%receive-parts clauses #'%loop-body)
+    `(%receive-loop ,matcher ,runner ,timeout ,after)))
 
-(defun %receive-loop (matcher timeout after)
-  (loop (multiple-value-bind (status values) (%receive matcher timeout after)
+(defun %receive-loop (matcher runner timeout after)
+  (loop (multiple-value-bind (status values) (%receive matcher runner timeout after)
           (when (eq status :stop)
             (return (values-list values))))))

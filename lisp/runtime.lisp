@@ -14,6 +14,16 @@ catch: the only place KILL's interrupt may throw to (signals.lisp).")
   "Sent by reference to wake a worker that has a fatal exit signal pending;
 the mailbox drops it.  Uninterned: no message a user sends can be it.")
 
+(defvar *slice-messages* 100
+  "The most messages one time slice of a RECEIVE-LOOP (a body form of its
+own in WITH-WORKER) handles before its worker yields to the others of its
+scheduler.  1 makes every message a slice of its own.")
+
+(defvar *slice-microseconds* 500
+  "How long one time slice of a RECEIVE-LOOP goes on taking messages: after
+a message handled this many microseconds or more after the slice began,
+the worker yields.  (A slice is never cut inside a clause.)")
+
 (defvar *log-worker-errors* t
   "When true, a worker that dies of an error prints one line naming it and
 the condition on *ERROR-OUTPUT*.  The error is kept as the worker's exit

@@ -45,6 +45,8 @@
 
 (in-package #:workers)
 
+(workers.ffi::%c-lines "#include \"glue.h\"")   ; for the inline C calls
+
 ;;; Finding workers.
 
 (deftype worker-name-designator ()

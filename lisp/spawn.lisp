@@ -13,6 +13,8 @@
 
 (in-package #:workers)
 
+(workers.ffi::%c-lines "#include \"glue.h\"")   ; for the inline C calls
+
 (defconstant +yield+ 0)
 (defconstant +wait+ 1)
 (defconstant +done+ 2)
@@ -23,11 +25,12 @@
 (defconstant +reason-failed+ 2)
 
 (defstruct (receive-slice (:constructor %receive-slice
-                              (matcher timeout after loop-p))
+                              (matcher runner timeout after loop-p))
                           (:copier nil))
   "A RECEIVE (or RECEIVE-LOOP) written as a body form of its own: it parks
-the worker instead of blocking a thread."
+the worker instead of blocking a thread.  See %RECEIVE-PARTS."
   (matcher nil :type function)
+  (runner nil :type function)
   (timeout nil :type function)          ; a thunk: seconds or NIL
   (after nil)                           ; a thunk or NIL
   (loop-p nil))
@@ -38,13 +41,13 @@ the worker instead of blocking a thread."
   "Called by the C step for the worker in slot INDEX; returns +YIELD+,
 +WAIT+ or +DONE+."
   (let ((worker (%slot-worker index)))
-    (when (zerop (worker-id worker))    ; ran before wk_spawn returned
+    (when (zerop (%w id worker))    ; ran before wk_spawn returned
       (%note-id worker (workers.ffi::%self-id)))
     (setf (worker-%state worker) :running
           (worker-running worker) mp:*current-process*)
     (workers.ffi::%fence)               ; RUNNING stored, then PENDING-EXIT read
     (let ((*current-worker* worker))
-      (prog1 (let ((pending (worker-pending-exit worker)))
+      (prog1 (let ((pending (%w pending-exit worker)))
                (if pending
                    (%fail worker (car pending))
                    (%guarded-slice worker)))
@@ -55,15 +58,32 @@ the worker instead of blocking a thread."
   (declare (ignore hook))
   (throw '%abort-slice condition))
 
+(defun %slice-failed (condition)
+  "The handler of every serious condition a slice does not handle itself."
+  (throw '%abort-slice condition))
+
+;; What (HANDLER-BIND ((SERIOUS-CONDITION #'%SLICE-FAILED)) ...) binds, made
+;; once: HANDLER-BIND conses it at each entry, and HANDLER-CASE costs ten
+;; times more; this runs once per slice.  A slice runs on a scheduler
+;; thread, where no outer handler exists to keep.
+(eval-when (:compile-toplevel)
+  (let ((expansion (macroexpand-1 '(handler-bind ((serious-condition f)) x))))
+    (assert (and (eq (first expansion) 'let)
+                 (eq (first (first (second expansion))) 'si::*handler-clusters*))
+            () "HANDLER-BIND no longer binds SI::*HANDLER-CLUSTERS*: ~S"
+            expansion)))
+
+(defvar *slice-handlers*
+  (list (list (cons 'serious-condition #'%slice-failed))))
+
 (defun %guarded-slice (worker)
   (let ((failure
           (catch '%abort-slice
-            (handler-case
-                (let ((*debugger-hook* #'%abort-slice)
-                      (ext:*invoke-debugger-hook* #'%abort-slice)
-                      (*killable* worker))
-                  (return-from %guarded-slice (%next-slice worker)))
-              (serious-condition (condition) condition)))))
+            (let ((si::*handler-clusters* *slice-handlers*)
+                  (*debugger-hook* #'%abort-slice)
+                  (ext:*invoke-debugger-hook* #'%abort-slice)
+                  (*killable* worker))
+              (return-from %guarded-slice (%next-slice worker))))))
     ;; A KILL thrown from ECL's signal handler leaves signals blocked.
     (workers.ffi::%restore-sigmask)
     (%fail worker failure)))
@@ -83,12 +103,12 @@ given to EXIT, :KILLED or :SHUTDOWN."
   +done+)
 
 (defun %next-slice (worker)
-  (let ((init (worker-init worker)))
+  (let ((init (%w init worker)))
     (when init
       (setf (worker-init worker) nil)
       (funcall (the function init))))
-  (let* ((slices (worker-slices worker))
-         (pc (worker-pc worker)))
+  (let* ((slices (%w slices worker))
+         (pc (%w pc worker)))
     (if (>= pc (length slices))
         (%slice-done worker '(nil))     ; no forms: NIL, like PROGN
         (let ((slice (svref slices pc)))
@@ -100,9 +120,9 @@ given to EXIT, :KILLED or :SHUTDOWN."
 
 (defun %slice-done (worker values)
   "After a slice that finished: next slice, or the end with VALUES."
-  (let ((pc (1+ (worker-pc worker))))
+  (let ((pc (1+ (%w pc worker))))
     (setf (worker-pc worker) pc)
-    (cond ((>= pc (length (worker-slices worker)))
+    (cond ((>= pc (length (%w slices worker)))
            (setf (worker-result worker) values
                  (worker-reason worker) :normal)
            +done+)
@@ -110,25 +130,90 @@ given to EXIT, :KILLED or :SHUTDOWN."
            (setf (worker-%state worker) :runnable)
            +yield+))))
 
+(defun %next-message (worker matcher)
+  "The oldest message of the calling worker's mailbox (WORKER's) that
+MATCHER accepts, taken out: returns MATCHER's clause index and the message,
+or NIL when none matches.  Messages of the C mailbox are taken one at a
+time, and only those that match no clause are filed in the Lisp mailbox.
+For slices only: a KILL between taking a message and filing it loses the
+message, with the worker it was for."
+  (when (%w inbox-head worker)
+    (multiple-value-bind (index message) (%inbox-take worker matcher)
+      (when index
+        (return-from %next-message (values index message)))))
+  (loop
+    (multiple-value-bind (status object) (%without-interrupts (workers.ffi::%recv))
+      (case status
+        (0 (return nil))
+        (1 (unless (eq object *wake-marker*)
+             (let ((index (funcall (the function matcher) object)))
+               (if index
+                   (return (values index object))
+                   (%inbox-push worker object)))))
+        (t (error 'malformed-message :reason object))))))
+
+(defun %check-mailbox-size (worker)
+  "The high-water check of a receive slice, which takes messages out of the
+C mailbox one at a time: with the C mailbox counted too, a mailbox that
+may warn (or has warned) is drained, which checks it."
+  (let ((mark *mailbox-high-water*))
+    (when (and mark
+               (or (plusp (%w warned-at worker))
+                   (>= (+ (workers.ffi::%mailbox-count) (%w inbox-count worker))
+                       mark)))
+      (%drain worker))))
+
 (defun %receive-slice-step (worker slice)
-  (%drain worker)
-  (let ((thunk (%inbox-take worker (receive-slice-matcher slice)))
-        (deadline (or (worker-deadline worker)
-                      (setf (worker-deadline worker)
-                            (%deadline (funcall (receive-slice-timeout slice)))))))
-    (cond (thunk
-           (setf (worker-deadline worker) nil)
-           (%receive-slice-ran worker slice (multiple-value-list (funcall thunk))))
-          ((and (not (eq deadline :never))
-                (or (workers.ffi::%timed-out-p) (zerop (%remaining-ns deadline))))
-           (setf (worker-deadline worker) nil)
-           (let ((after (receive-slice-after slice)))
-             (%receive-slice-ran worker slice
-                                 (and after (multiple-value-list (funcall after))))))
-          (t (%park worker deadline)))))
+  (%check-mailbox-size worker)
+  (multiple-value-bind (index message)
+      (%next-message worker (%slot receive-slice matcher slice))
+    (let ((deadline (or (%w deadline worker)
+                        (setf (worker-deadline worker)
+                              (%deadline (funcall (%slot receive-slice timeout slice)))))))
+      (cond (index
+             (setf (worker-deadline worker) nil)
+             (if (%slot receive-slice loop-p slice)
+                 (%receive-loop-slice worker slice index message)
+                 (%slice-done worker (multiple-value-list
+                                      (funcall (%slot receive-slice runner slice)
+                                               index message)))))
+            ((and (not (eq deadline :never))
+                  (or (workers.ffi::%timed-out-p) (zerop (%remaining-ns deadline))))
+             (setf (worker-deadline worker) nil)
+             ;; Only a RECEIVE with an :AFTER clause has a deadline.
+             (let ((after (%slot receive-slice after slice)))
+               (if (%slot receive-slice loop-p slice)
+                   (multiple-value-call #'%loop-after-ran worker (funcall after))
+                   (%slice-done worker (multiple-value-list (funcall after))))))
+            (t (%park worker deadline))))))
+
+(defun %receive-loop-slice (worker slice index message)
+  "A slice of a RECEIVE-LOOP: runs the clause INDEX matched for MESSAGE,
+then the next messages that match, while the slice's budget lasts (see
+*SLICE-MESSAGES*)."
+  (let ((matcher (%slot receive-slice matcher slice))
+        (runner (%slot receive-slice runner slice))
+        (budget *slice-messages*)
+        (end (+ (workers.ffi::%now-ns) (* 1000 *slice-microseconds*))))
+    (declare (fixnum budget))
+    (loop
+      (multiple-value-bind (status values) (funcall runner index message)
+        (when (eq status :stop)
+          (return (%slice-done worker values))))
+      (when (or (<= (decf budget) 0)
+                (%w pending-exit worker)
+                (>= (workers.ffi::%now-ns) end))
+        (setf (worker-%state worker) :runnable)
+        (return +yield+))
+      (multiple-value-setq (index message) (%next-message worker matcher))
+      (unless index
+        ;; Nothing pending: park.  The core re-checks the mailbox after
+        ;; publishing the wait, so nothing is missed.
+        (return (%park worker (setf (worker-deadline worker)
+                                    (%deadline (funcall (%slot receive-slice timeout slice))))))))))
 
 (defun %park (worker deadline)
-  (let ((pending (worker-pending-exit worker)))
+  (let ((pending (%w pending-exit worker)))
     ;; Its wake marker may have been drained by this very slice.
     (if pending
         (%fail worker (car pending))
@@ -137,21 +222,13 @@ given to EXIT, :KILLED or :SHUTDOWN."
           (setf (worker-%state worker) :waiting)
           +wait+))))
 
-(defun %receive-slice-ran (worker slice values)
-  "After a clause of a RECEIVE slice ran and returned VALUES."
-  (cond ((not (receive-slice-loop-p slice))
-         (%slice-done worker values))
-        ((eq (first values) :stop)
-         (%slice-done worker (second values)))
-        ((progn (%drain worker) (worker-inbox-head worker))
-         ;; More to look at (decoded once, now): in the next slice.
-         (setf (worker-%state worker) :runnable)
-         +yield+)
-        (t
-         ;; Nothing pending: park right away.  The core re-checks the
-         ;; mailbox after publishing the wait, so nothing is missed.
-         (%park worker (setf (worker-deadline worker)
-                             (%deadline (funcall (receive-slice-timeout slice))))))))
+(defun %loop-after-ran (worker status &optional values)
+  "After the :AFTER clause of a RECEIVE-LOOP slice answered STATUS and
+VALUES (see %LOOP-BODY): the loop ends, or goes on in the next slice."
+  (if (eq status :stop)
+      (%slice-done worker values)
+      (progn (setf (worker-%state worker) :runnable)
+             +yield+)))
 
 ;;; The end of a worker.
 
@@ -195,11 +272,13 @@ attached thread), REASON the core's exit reason."
 (defun %mode-code (mode)
   (ecase mode (:copy 1) (:share 2)))
 
-(defun %spawn (slices &key init name core mode link monitor trap-exits arena-size)
+(defun %spawn (slices &optional init name core mode link monitor trap-exits
+                           arena-size)
   "Makes and starts a worker running SLICES (a simple-vector of functions
 and RECEIVE-SLICEs) after the thunk INIT.  With LINK, it is linked to the
 caller; with MONITOR, the caller monitors it.  Returns the worker and the
-monitor's reference (NIL without MONITOR)."
+monitor's reference (NIL without MONITOR).  (Positional: it runs at every
+spawn, and keyword parsing costs.)"
   (check-type core (or null (integer 0)))
   (check-type arena-size (or null (integer 0)))
   (let ((mode (or mode :copy)))
@@ -207,19 +286,17 @@ monitor's reference (NIL without MONITOR)."
     (%ensure-running)
     (let* ((parent (and (or link monitor) (self)))
            (ref (and monitor (workers.ffi::%next-ref)))
-           (worker (%make-worker :name name :%state :runnable :mode mode
-                                 :init init :slices slices :core core
-                                 :trap-exits (and trap-exits t)
-                                 ;; Nobody else sees WORKER yet: no lock.
-                                 :links (and link (list parent))
-                                 :monitors (and monitor (list (cons ref parent)))))
+           ;; Nobody else sees WORKER yet: no lock for its links.
+           (worker (%new-worker name mode init slices core (and trap-exits t)
+                                (and link (list parent))
+                                (and monitor (list (cons ref parent)))))
            (data (1+ (%register worker))))
       (when parent
         (with-links-lock (parent)
           (when link (push worker (worker-links parent)))
           (when monitor (%watch parent ref worker))))
       (multiple-value-bind (rc id)
-          (mp:without-interrupts
+          (%without-interrupts
             (workers.ffi::%spawn data
                                  (if core (mod core (max 1 (scheduler-count))) -1)
                                  (%mode-code mode) (or arena-size 0)))
@@ -238,9 +315,9 @@ monitor's reference (NIL without MONITOR)."
 (defun %slice-form (form)
   "A body form of WITH-WORKER as the form that makes its slice."
   (flet ((receive-slice (clauses loop-p)
-           (multiple-value-bind (matcher timeout after)
+           (multiple-value-bind (matcher runner timeout after)
                (%receive-parts clauses (if loop-p #'%loop-body #'identity))
-             `(%receive-slice ,matcher (lambda () ,timeout) ,after ,loop-p))))
+             `(%receive-slice ,matcher ,runner (lambda () ,timeout) ,after ,loop-p))))
     (cond ((and (consp form) (eq (car form) 'receive))
            (receive-slice (cdr form) nil))
           ((and (consp form) (eq (car form) 'receive-loop))
@@ -290,14 +367,11 @@ reason.  Starts the runtime if needed."
                       collect `(,fn () ,init))
            (let ,vars
              (%spawn (vector ,@(mapcar #'%slice-form forms))
-                     :init ,(and vars `(lambda ()
-                                         (setq ,@(loop for var in vars
-                                                       for fn in init-fns
-                                                       append `(,var (,fn))))))
-                     ,@(loop for key in '(:name :core :mode :link :monitor
-                                          :trap-exits :arena-size)
-                             for var in option-vars
-                             append (list key var)))))))))
+                     ,(and vars `(lambda ()
+                                   (setq ,@(loop for var in vars
+                                                 for fn in init-fns
+                                                 append `(,var (,fn))))))
+                     ,@option-vars)))))))
 
 (defun %function-slice (function args)
   (check-type function (or function (and symbol (not null))))
@@ -318,18 +392,17 @@ for the options."
 :CORE :MODE :LINK :MONITOR :TRAP-EXITS :ARENA-SIZE).  With :MONITOR, returns
 the monitor's reference as a second value."
   (%spawn (vector (%function-slice function args))
-          :name name :core core :mode mode :link link :monitor monitor
-          :trap-exits trap-exits :arena-size arena-size))
+          nil name core mode link monitor trap-exits arena-size))
 
 (defun spawn-link (function &rest args)
   "Like SPAWN, and links the new worker to the caller before it starts (see
 LINK): Erlang's spawn_link."
-  (%spawn (vector (%function-slice function args)) :link t))
+  (%spawn (vector (%function-slice function args)) nil nil nil nil t))
 
 (defun spawn-monitor (function &rest args)
   "Like SPAWN, and monitors the new worker from before it starts (see
 MONITOR).  Returns the worker and the monitor's reference."
-  (%spawn (vector (%function-slice function args)) :monitor t))
+  (%spawn (vector (%function-slice function args)) nil nil nil nil nil t))
 
 ;;; JOIN.
 

@@ -11,7 +11,27 @@
 
 (in-package #:workers)
 
+(defmacro %slot (type slot object)
+  "Reads SLOT of OBJECT, which the caller knows is a structure of TYPE:
+(TYPE-SLOT OBJECT), inline.  ECL 21.2.1 compiles every call of a structure
+reader as a full call through the reader's symbol (the writers it
+inlines), which the paths every message and every slice take cannot
+afford."
+  (let ((description (assoc slot (si::get-sysprop type 'si::structure-slot-descriptions))))
+    (unless description
+      (error "%SLOT: the structure ~S has no slot ~S." type slot))
+    `(si:instance-ref ,object ,(fifth description))))
+
+(defmacro %w (slot worker)
+  "(%SLOT WORKER SLOT WORKER): a slot of a known WORKER, inline."
+  `(%slot worker ,slot ,worker))
+
 (defstruct (worker (:constructor %make-worker)
+                   ;; SPAWN's: positional, as keyword parsing of every
+                   ;; slot costs more than the rest of a spawn.
+                   (:constructor %new-worker
+                       (name mode init slices core trap-exits links monitors
+                        &aux (%state :runnable)))
                    (:copier nil)
                    (:predicate worker-p))
   "A lightweight process.  Made by WITH-WORKER, SPAWN and SPAWN*, by SELF in a
@@ -95,19 +115,21 @@ alive or when it is known only by its id."
 (declaim (inline %inbox-push))
 (defun %inbox-push (worker message)
   (let ((cell (list message)))
-    (if (worker-inbox-head worker)
-        (setf (cdr (worker-inbox-tail worker)) cell)
+    (if (%w inbox-head worker)
+        (setf (cdr (%w inbox-tail worker)) cell)
         (setf (worker-inbox-head worker) cell))
     (setf (worker-inbox-tail worker) cell)
-    (incf (worker-inbox-count worker))))
+    (setf (worker-inbox-count worker) (1+ (%w inbox-count worker)))))
 
 (defun %inbox-take (worker matcher)
   "Finds the oldest message MATCHER accepts, removes it and returns what
-MATCHER returned for it (a thunk); NIL if none matches."
+MATCHER returned for it (a clause index) and the message; NIL if none
+matches."
   (loop for prev = nil then cell
-        for cell = (worker-inbox-head worker) then (cdr cell)
+        for cell = (%w inbox-head worker) then (cdr cell)
         while cell
-        do (let ((found (funcall (the function matcher) (car cell))))
+        do (let* ((message (car cell))
+                  (found (funcall (the function matcher) message)))
              (when found
                (let ((next (cdr cell)))
                  (if prev
@@ -115,8 +137,8 @@ MATCHER returned for it (a thunk); NIL if none matches."
                      (setf (worker-inbox-head worker) next))
                  (unless next
                    (setf (worker-inbox-tail worker) prev))
-                 (decf (worker-inbox-count worker)))
-               (return found)))))
+                 (setf (worker-inbox-count worker) (1- (%w inbox-count worker))))
+               (return (values found message))))))
 
 ;;; The id table: id -> worker, open addressing with linear probing.  A
 ;;; live worker is held strongly; at its end its entry becomes a weak
@@ -134,12 +156,12 @@ MATCHER returned for it (a thunk); NIL if none matches."
 
 (declaim (inline %id-home %id-value))
 (defun %id-home (id mask)
-  ;; Multiplicative mixing in fixnums (each product stays below 2^61): the
-  ;; core's ids are a slot index and a generation, which a plain mask would
-  ;; pile into long clusters.
-  (let ((p (logxor (* (logand id #x7FFFFFFF) 625341585)
-                   (* (logand (ash id -31) #x3FFFFFFF) 1103515245))))
-    (logand (logxor p (ash p -29)) mask)))
+  ;; Multiplicative hashing, in C: the core's ids are a slot index and a
+  ;; generation, which a plain mask would pile into long clusters, and
+  ;; ECL's compiled arithmetic on them would go through bignums.
+  (ffi:c-inline (id mask) (:object :fixnum) :fixnum
+   "(cl_fixnum)((ecl_to_uint64_t(#0) * 0x9E3779B97F4A7C15ull) >> 33) & #1"
+   :one-liner t))
 
 (defun %id-value (entry)
   "The worker an entry holds, NIL if it was collected."
@@ -202,17 +224,28 @@ MATCHER returned for it (a thunk); NIL if none matches."
   "Runs BODY holding the registry's mutex.  A pthread mutex (ffi.lisp), not
 an MP:LOCK: ECL 21.2.1's locks are slow under contention, and a spawning
 thread was seen asleep on a free one while schedulers ended workers."
-  `(mp:without-interrupts
+  `(%without-interrupts
      (workers.ffi::%registry-lock)
      (unwind-protect (progn ,@body)
        (workers.ffi::%registry-unlock))))
+
+(defmacro %without-interrupts (&body body)
+  "Runs BODY with Lisp interrupts (KILL's, Ctrl-C) deferred, then runs any
+that came meanwhile, unless an outer form defers them too.  MP:WITHOUT-
+INTERRUPTS for a short call into C that calls no Lisp back, at a third of
+its cost (it binds one variable, not two, and looks at the pending queue in
+C): it is on the path of every message.  BODY must not use
+MP:WITH-INTERRUPTS."
+  `(multiple-value-prog1 (let ((ext:*interrupts-enabled* nil)) ,@body)
+     (when (and (workers.ffi::%interrupt-pending-p) ext:*interrupts-enabled*)
+       (si:check-pending-interrupts))))
 
 (defmacro with-links-lock ((worker) &body body)
   "Runs BODY holding WORKER's stripe lock, with interrupts deferred: the
 lock of its links and monitors (signals.lisp)."
   (let ((id (gensym "ID")))
     `(let ((,id (worker-id ,worker)))
-       (mp:without-interrupts
+       (%without-interrupts
          (workers.ffi::%stripe-lock ,id)
          (unwind-protect (progn ,@body)
            (workers.ffi::%stripe-unlock ,id))))))

@@ -7,9 +7,10 @@
 (defmacro match-one (message &body clauses)
   "Runs the clause of CLAUSES (RECEIVE syntax, no :AFTER) that accepts
 MESSAGE, as RECEIVE would; :NO-MATCH if none does."
-  (let ((matcher (workers::%receive-parts clauses #'identity)))
-    `(let ((thunk (funcall ,matcher ,message)))
-       (if thunk (funcall thunk) :no-match))))
+  (multiple-value-bind (matcher runner) (workers::%receive-parts clauses #'identity)
+    `(let* ((message ,message)
+            (index (funcall ,matcher message)))
+       (if index (funcall ,runner index message) :no-match))))
 
 (test patterns--underscore-matches-anything
   "_ matches any message and binds nothing."

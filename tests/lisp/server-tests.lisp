@@ -26,23 +26,62 @@ in :LET variables, until a clause RETURNs its result."
     (send server :stop)
     (is (eq :bye (join server :timeout *long*)))))
 
-(define-concurrency-test receive-loop--one-message-per-slice
-  "Each message is one time slice: two servers on one core, fed before
-they run, alternate message by message."
-  (let* ((log (with-log (note)
-                (let (a b)
-                  ;; Spawned and fed in one slice of a worker of that core.
-                  (join (with-worker (:core 0)
-                          (progn
-                            (setf a (with-worker (:core 0)
-                                      (receive-loop (:stop (return)) (m (note (list :a m)))))
-                                  b (with-worker (:core 0)
-                                      (receive-loop (:stop (return)) (m (note (list :b m))))))
-                            (dolist (m '(1 2 3 :stop)) (send a m) (send b m))))
-                        :timeout *long*)
-                  (join a :timeout *long*)
-                  (join b :timeout *long*)))))
-    (is (equal '((:a 1) (:b 1) (:a 2) (:b 2) (:a 3) (:b 3)) log))))
+(defun two-servers-log (&key (messages 100) (microseconds 10000000) (work (constantly nil)))
+  "Runs two servers on core 0, each fed 1 2 3 :STOP before either runs,
+with *SLICE-MESSAGES* and *SLICE-MICROSECONDS* set to MESSAGES and
+MICROSECONDS; each handles a number M by calling WORK and noting (:A M) or
+(:B M).  Returns the notes in the order they were made."
+  (let ((old (list *slice-messages* *slice-microseconds*)))
+    (setf *slice-messages* messages
+          *slice-microseconds* microseconds)
+    (unwind-protect
+         (with-log (note)
+           (let (a b)
+             ;; Spawned and fed in one slice of a worker of that core.
+             (join (with-worker (:core 0)
+                     (progn
+                       (setf a (with-worker (:core 0)
+                                 (receive-loop
+                                   (:stop (return))
+                                   (m (funcall work) (note (list :a m)))))
+                             b (with-worker (:core 0)
+                                 (receive-loop
+                                   (:stop (return))
+                                   (m (funcall work) (note (list :b m))))))
+                       (dolist (m '(1 2 3 :stop)) (send a m) (send b m))))
+                   :timeout *long*)
+             (join a :timeout *long*)
+             (join b :timeout *long*)))
+      (setf *slice-messages* (first old)
+            *slice-microseconds* (second old)))))
+
+(define-concurrency-test receive-loop--a-slice-handles-the-waiting-messages
+  "A RECEIVE-LOOP slice handles every message waiting for it (within its
+budget) before the next worker of its core runs."
+  (is (equal '((:a 1) (:a 2) (:a 3) (:b 1) (:b 2) (:b 3))
+             (two-servers-log))))
+
+(define-concurrency-test receive-loop--a-slice-stops-at-*slice-messages*
+  "After *SLICE-MESSAGES* messages a RECEIVE-LOOP slice yields: at 2 the
+two servers take turns two messages at a time, at 1 message by message."
+  (is (equal '((:a 1) (:a 2) (:b 1) (:b 2) (:a 3) (:b 3))
+             (two-servers-log :messages 2)))
+  (is (equal '((:a 1) (:b 1) (:a 2) (:b 2) (:a 3) (:b 3))
+             (two-servers-log :messages 1))))
+
+(defun spin-microseconds (n)
+  "Busy for at least N microseconds of real time."
+  (let ((end (+ (get-internal-real-time)
+                (ceiling (* n internal-time-units-per-second) 1000000))))
+    (loop until (> (get-internal-real-time) end))))
+
+(define-concurrency-test receive-loop--a-slice-stops-at-*slice-microseconds*
+  "A RECEIVE-LOOP slice yields once *SLICE-MICROSECONDS* passed: with
+handlers that take longer than that, two servers alternate message by
+message, whatever *SLICE-MESSAGES* allows."
+  (is (equal '((:a 1) (:b 1) (:a 2) (:b 2) (:a 3) (:b 3))
+             (two-servers-log :microseconds 50
+                              :work (lambda () (spin-microseconds 100))))))
 
 (define-concurrency-test receive-loop--after-runs-on-idle-and-can-stop
   "The :AFTER clause of a RECEIVE-LOOP runs each time it waits too long."
