@@ -3,8 +3,9 @@
  * figures Go and Erlang reached on the same benchmarks (reference figures,
  * measured earlier on this machine) and the core's targets.
  *
- *   bench_core [-s schedulers] [-p passes]
+ *   bench_core [-s schedulers] [-p passes] [-b name]
  *
+ * -b runs only the rows whose name contains `name` (e.g. -b fan-in).
  * Schedulers: -s, else $WORKERS_SCHEDULERS, else one per online CPU (the
  * runtime's default).  Each row is the median of the passes (3 unless -p)
  * with their min and max; a row whose median misses its target says MISSED.
@@ -41,6 +42,7 @@ enum {
 };
 
 static int opt_scheds;      /* 0: the runtime's default */
+static const char *opt_only; /* -b: rows whose name contains it; NULL: all */
 static int last_schedulers; /* what the last start got */
 
 static int64_t now_ns(void)
@@ -505,8 +507,11 @@ static struct sample run_row(const struct row *r, int passes)
 		v[i] = smp.value;
 	}
 	qsort(v, passes, sizeof v[0], by_value);
-	if (r == rows) /* the first row: now the scheduler count is known */
+	static bool header_done;
+	if (!header_done) { /* now the scheduler count is known */
 		print_header(passes, smp.schedulers);
+		header_done = true;
+	}
 	printf("%-52s %9.3f %9.3f %9.3f", r->name, v[passes / 2], v[0],
 	       v[passes - 1]);
 	print_reference(r->go);
@@ -519,20 +524,25 @@ static struct sample run_row(const struct row *r, int passes)
 int main(int argc, char **argv)
 {
 	int passes = 3, c;
-	while ((c = getopt(argc, argv, "s:p:")) != -1) {
+	while ((c = getopt(argc, argv, "s:p:b:")) != -1) {
 		if (c == 's')
 			opt_scheds = atoi(optarg);
+		else if (c == 'b')
+			opt_only = optarg;
 		else if (c == 'p' && atoi(optarg) > 0)
 			passes = atoi(optarg);
 		else {
 			fprintf(stderr, "usage: bench_core [-s schedulers] "
-					"[-p passes]\n");
+					"[-p passes] [-b name]\n");
 			return 2;
 		}
 	}
 	struct sample last = { 0 };
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-		last = run_row(&rows[i], passes);
+		if (!opt_only || strstr(rows[i].name, opt_only))
+			last = run_row(&rows[i], passes);
+	if (opt_only)
+		return 0;
 	printf("\n1,000,000 idle workers: %s; RSS %.0f MiB in the last pass.\n",
 	       last.extra.fits ? "fit (all spawned and parked at once)"
 			       : "did NOT fit",

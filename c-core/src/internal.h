@@ -56,17 +56,46 @@ void __tsan_release(void *addr);
 #define wk_tsan_release(p) ((void)0)
 #endif
 
-/* An MPSC queue (liburcu wfcqueue) with the caller owning dequeue. */
+/*
+ * An MPSC queue (liburcu wfcqueue) with the caller owning dequeue.  The
+ * functions take the two ends apart: a run queue keeps them together
+ * (struct wkint_queue), a mailbox keeps its head among its reader's fields
+ * and its tail among its writers' (struct wkint_worker), so that a reader
+ * and its senders do not write one cache line for every message.
+ */
 struct wkint_queue {
 	struct __cds_wfcq_head head;
 	struct cds_wfcq_tail tail;
 };
-void wkint_queue_init(struct wkint_queue *q);
+void wkint_queue_init_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t);
 /* Any thread.  Returns true if the queue was empty before. */
-bool wkint_queue_push(struct wkint_queue *q, struct cds_wfcq_node *n);
+bool wkint_queue_push_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t,
+			   struct cds_wfcq_node *n);
 /* One dequeuer at a time.  NULL when empty; spins past a half-done push. */
-struct cds_wfcq_node *wkint_queue_pop(struct wkint_queue *q);
-bool wkint_queue_empty(struct wkint_queue *q);
+struct cds_wfcq_node *wkint_queue_pop_ends(struct __cds_wfcq_head *h,
+					   struct cds_wfcq_tail *t);
+bool wkint_queue_empty_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t);
+
+static inline void wkint_queue_init(struct wkint_queue *q)
+{
+	wkint_queue_init_ends(&q->head, &q->tail);
+}
+
+static inline bool wkint_queue_push(struct wkint_queue *q,
+				    struct cds_wfcq_node *n)
+{
+	return wkint_queue_push_ends(&q->head, &q->tail, n);
+}
+
+static inline struct cds_wfcq_node *wkint_queue_pop(struct wkint_queue *q)
+{
+	return wkint_queue_pop_ends(&q->head, &q->tail);
+}
+
+static inline bool wkint_queue_empty(struct wkint_queue *q)
+{
+	return wkint_queue_empty_ends(&q->head, &q->tail);
+}
 
 /* ---------------------------------------------------------------- pools */
 
@@ -148,18 +177,28 @@ struct wkint_worker {
 	char *arena_hwm;       /* highest byte ever handed out: what to free */
 	size_t arena_want;     /* 0: the slot; else a private map this big  */
 	uint8_t arena_private; /* arena_base is a private mmap              */
+	/* The mailbox's reading end: popped by the worker only; a sender
+	 * writes it only when it finds the mailbox empty (then it reads
+	 * `state` too, to wake the worker). */
+	struct __cds_wfcq_head mb_head;
 
 	/* Written by senders, timers and wakers on any thread. */
 	alignas(WK_CACHELINE) _Atomic uint64_t tag; /* id while alive, else 0 */
-	_Atomic uint32_t senders;   /* sends in progress (see worker.c)     */
+	_Atomic uint32_t senders;   /* sends without a send slot (worker.c) */
 	_Atomic uint32_t blk_futex; /* 1 once a BLOCKED waiter was woken    */
 	_Atomic uint64_t state;     /* WS_* | seq << 8                      */
-	struct wkint_queue mailbox;
+	struct cds_wfcq_tail mb_tail; /* the mailbox's writing end          */
 };
 
-/* Looks up a live worker and holds it against exit; NULL if dead. */
-struct wkint_worker *wkint_worker_acquire(wk_id id);
-void wkint_worker_release(struct wkint_worker *w);
+/* A send in progress (worker.c): how it holds its worker against exit. */
+struct wkint_send {
+	struct send_slot *slot; /* the thread's send slot; NULL: w->senders */
+	uint64_t seq;           /* the slot's even value before the send     */
+};
+/* Looks up a live worker and holds it against exit; NULL if dead.  Pair a
+ * non-NULL answer with wkint_worker_release(w, send), on the same thread. */
+struct wkint_worker *wkint_worker_acquire(wk_id id, struct wkint_send *send);
+void wkint_worker_release(struct wkint_worker *w, struct wkint_send *send);
 /* Ends a worker: kills its id, drops its messages and arena, runs the
  * worker_end hook unless quiet, returns the slot to the pool. */
 void wkint_worker_exit(struct wkint_worker *w, bool quiet);

@@ -77,6 +77,11 @@ static struct wk_msg *as_msg(struct cds_wfcq_node *n)
 	return n ? caa_container_of(n, struct wk_msg, node) : NULL;
 }
 
+static bool mailbox_empty(struct wkint_worker *w)
+{
+	return wkint_queue_empty_ends(&w->mb_head, &w->mb_tail);
+}
+
 /* ---------------------------------------------------------------- saved */
 
 static struct wk_msg *next_of(struct wk_msg *m)
@@ -114,6 +119,7 @@ static void saved_unlink(struct wkint_msg_list *l, struct wk_msg *prev,
 int wk_send(wk_id to, const void *data, size_t size, wk_mode mode)
 {
 	struct wkint_worker *self = wkint_tls.worker, *w;
+	struct wkint_send send;
 	struct wk_msg *m;
 
 	if (mode == WK_MODE_DEFAULT)
@@ -129,13 +135,13 @@ int wk_send(wk_id to, const void *data, size_t size, wk_mode mode)
 	m->ptr = mode == WK_MODE_SHARE ? (void *)data : NULL;
 	if (mode == WK_MODE_COPY && size)
 		memcpy(m->data, data, size);
-	if (!(w = wkint_worker_acquire(to))) {
+	if (!(w = wkint_worker_acquire(to, &send))) {
 		msg_free_node(m); /* a shared payload stays the caller's */
 		return -WK_EDEAD;
 	}
-	if (wkint_queue_push(&w->mailbox, &m->node))
+	if (wkint_queue_push_ends(&w->mb_head, &w->mb_tail, &m->node))
 		wkint_mailbox_wake(w);
-	wkint_worker_release(w);
+	wkint_worker_release(w, &send);
 	return 0;
 }
 
@@ -180,7 +186,7 @@ void wkint_mailbox_interrupt(struct wkint_worker *w, void *unused)
 
 static struct wk_msg *pull(struct wkint_worker *w)
 {
-	return as_msg(wkint_queue_pop(&w->mailbox));
+	return as_msg(wkint_queue_pop_ends(&w->mb_head, &w->mb_tail));
 }
 
 wk_msg *wk_recv(void)
@@ -249,7 +255,7 @@ static bool sleep_for_message(struct wkint_worker *w, int64_t deadline,
 
 	atomic_store_explicit(&w->blk_futex, 0, memory_order_relaxed);
 	atomic_store_explicit(&w->state, blocked, memory_order_seq_cst);
-	if ((!wkint_queue_empty(&w->mailbox) ||
+	if ((!mailbox_empty(w) ||
 	     atomic_load_explicit(&wkint_rt.stopping, memory_order_seq_cst)) &&
 	    unblock(w, blocked))
 		return true;
@@ -304,7 +310,7 @@ int wkint_mailbox_park(struct wkint_worker *w, uint64_t *parked)
 	w->timed_out = 0;
 	atomic_store_explicit(&w->state, waiting, memory_order_seq_cst);
 	*parked = waiting;
-	if (wkint_queue_empty(&w->mailbox))
+	if (mailbox_empty(w))
 		return WKINT_PARKED;
 	if (atomic_compare_exchange_strong(&w->state, &waiting,
 					   WS_WITH(waiting, WS_RUNNABLE)))

@@ -3,9 +3,11 @@
  *
  * Message nodes and worker slots are allocated and freed millions of times
  * a second, often on different threads (a sender allocates, the receiver
- * frees).  Each thread keeps a free list per pool; past 2*BATCH objects it
- * hands BATCH of them, as one chain, to the pool's global stack, and when
- * empty it takes a whole chain back.  The global stack is touched once per
+ * frees).  Each thread keeps, per pool, a free list and at most one full
+ * chain of BATCH objects set aside; when the free list reaches BATCH and a
+ * full chain is already set aside, that older chain goes to the pool's
+ * global stack whole (no walk to cut it off), and when both are empty the
+ * thread takes a whole chain back.  The global stack is touched once per
  * BATCH operations, so it is a Treiber stack of chains, lock-free.
  *
  * Invariants:
@@ -15,7 +17,8 @@
  * - ABA on the stack is caught by a 16-bit tag in the top word's high bits
  *   (user-space addresses fit in 48 bits).
  * - A free object's first word links it within a chain, its second word
- *   links chains on the stack; objects are at least 16 bytes.
+ *   links chains on the stack, and a chain's first object keeps the
+ *   chain's length in its third; objects are at least 24 bytes.
  * - A thread's cache is flushed to the stack when the thread exits.
  */
 #include "internal.h"
@@ -47,8 +50,9 @@ static struct pool pools[WKINT_NPOOLS] = {
 };
 
 struct cache {
-	struct chain *head;
-	unsigned count;
+	struct chain *head;    /* handed out first: the most recently freed */
+	unsigned count;        /* objects in head                            */
+	struct chain *full;    /* a chain of exactly BATCH, or NULL          */
 };
 
 /* Every block ever allocated, so that the memory is plainly owned (leak
@@ -108,6 +112,10 @@ static void flush(void *unused)
 	for (int i = 0; i < WKINT_NPOOLS; i++) {
 		struct cache *c = &caches[i];
 
+		if (c->full) {
+			stack_push(&pools[i], c->full);
+			c->full = NULL;
+		}
 		if (!c->head)
 			continue;
 		c->head->count = c->count;
@@ -169,8 +177,10 @@ void *wkint_pool_alloc(int pool)
 	if (!o) {
 		if (!cache_registered)
 			register_cache();
-		o = stack_pop(&pools[pool]);
-		if (!o && pool != WKINT_POOL_WORKER)
+		if ((o = c->full))
+			c->full = NULL;
+		else if (!(o = stack_pop(&pools[pool])) &&
+			 pool != WKINT_POOL_WORKER)
 			o = grow(&pools[pool]);
 		if (!o)
 			return NULL;
@@ -178,6 +188,10 @@ void *wkint_pool_alloc(int pool)
 	}
 	c->head = o->next;
 	c->count--;
+	/* The next object is often still in the cache of the thread that
+	 * freed it (a receiver): start fetching it for the next call. */
+	if (c->head)
+		__builtin_prefetch(c->head, 1);
 	return o;
 }
 
@@ -190,19 +204,15 @@ void wkint_pool_free(int pool, void *obj)
 		register_cache();
 	o->next = c->head;
 	c->head = o;
-	if (++c->count < 2 * BATCH)
+	if (++c->count < BATCH)
 		return;
-	/* Keep BATCH, give the older BATCH away as one chain. */
-	struct chain *last = c->head;
-
-	for (unsigned i = 1; i < BATCH; i++)
-		last = last->next;
-	struct chain *rest = last->next;
-
-	last->next = NULL;
-	rest->count = c->count - BATCH;
-	c->count = BATCH;
-	stack_push(&pools[pool], rest);
+	/* Set this chain aside whole; the older one goes to the stack. */
+	if (c->full)
+		stack_push(&pools[pool], c->full);
+	o->count = BATCH;
+	c->full = o;
+	c->head = NULL;
+	c->count = 0;
 }
 
 void wkint_pool_seed(int pool, void *obj)

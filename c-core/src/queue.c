@@ -18,33 +18,40 @@
  */
 #include "internal.h"
 
-void wkint_queue_init(struct wkint_queue *q)
+void wkint_queue_init_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t)
 {
-	__cds_wfcq_init(&q->head, &q->tail);
+	__cds_wfcq_init(h, t);
 }
 
-bool wkint_queue_push(struct wkint_queue *q, struct cds_wfcq_node *n)
+bool wkint_queue_push_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t,
+			   struct cds_wfcq_node *n)
 {
 	cds_wfcq_node_init(n);
 	wk_tsan_release(n);
 	/* cds_wfcq_enqueue answers "was the queue non-empty before". */
-	return !cds_wfcq_enqueue(&q->head, &q->tail, n);
+	return !cds_wfcq_enqueue(h, t, n);
 }
 
-struct cds_wfcq_node *wkint_queue_pop(struct wkint_queue *q)
+struct cds_wfcq_node *wkint_queue_pop_ends(struct __cds_wfcq_head *h,
+					   struct cds_wfcq_tail *t)
 {
 	unsigned spins = 0;
 	struct cds_wfcq_node *n;
 
-	while ((n = __cds_wfcq_dequeue_nonblocking(&q->head, &q->tail)) ==
+	while ((n = __cds_wfcq_dequeue_nonblocking(h, t)) ==
 	       CDS_WFCQ_WOULDBLOCK)
 		wkint_backoff(&spins);
-	if (n)
+	if (n) {
 		wk_tsan_acquire(n);
+		/* The next node was written by another thread, likely on
+		 * another core: fetch it while the caller handles this one. */
+		if (h->node.next)
+			__builtin_prefetch(h->node.next);
+	}
 	return n;
 }
 
-bool wkint_queue_empty(struct wkint_queue *q)
+bool wkint_queue_empty_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t)
 {
-	return cds_wfcq_empty(&q->head, &q->tail);
+	return cds_wfcq_empty(h, t);
 }

@@ -7,16 +7,30 @@
  * so an id is never reused; a slot whose generation would wrap is retired.
  *
  * Sending to an id must never touch a slot that has been recycled for
- * another worker.  The protocol (Dekker-style, all seq_cst):
+ * another worker.  A sender announces the send on a counter, then checks
+ * the id; exit clears the id, then waits for the sends it may have missed
+ * (Dekker-style, all seq_cst).  The counter is the sending thread's own
+ * send slot: a word it makes odd for the length of a send, on a cache line
+ * no other thread writes.
  *
- *   sender:  senders += 1;  if tag == id: enqueue, wake;  senders -= 1
- *   exit:    tag = 0;       wait until senders == 0;      drop messages
+ *   sender:  my seq += 1 (odd);  if tag == id: enqueue, wake;  seq += 1
+ *   exit:    tag = 0;  for each send slot: if its seq is odd, wait until
+ *            it changes;  drop messages
  *
- * If the sender saw the live tag, the exiting thread sees senders > 0 and
+ * If the sender saw the live tag, the exiting thread sees its seq odd and
  * waits for the enqueue to finish, then drops that message with the rest;
  * if it saw tag == 0, it enqueued nothing.  A sender holding a stale id
- * only bumps and drops the counter of whatever now uses the slot, which is
- * harmless: struct memory is type-stable (never unmapped).
+ * only reads the tag of whatever now uses the slot, which is harmless:
+ * struct memory is type-stable (never unmapped).
+ *
+ * Why per thread and not per worker: a counter in the worker is written
+ * twice per message by every sender, so many senders on several cores
+ * fight over its cache line (fan-in); the per-thread word stays in its
+ * thread's cache, and exit, which is rarer than a send, pays instead: it
+ * reads one word per thread that ever sent.  A thread that finds no free
+ * send slot (more than SEND_SLOTS threads), or that sends from inside a
+ * send, counts on the worker's `senders` instead, which exit also waits
+ * for.
  */
 #include "internal.h"
 #include "fault.h"
@@ -88,31 +102,139 @@ struct wkint_worker *wkint_worker_new(void)
 	w->reason = WK_REASON_NORMAL;
 	w->saved = (struct wkint_msg_list){ NULL, NULL, 0 };
 	w->arena_want = 0;
-	wkint_queue_init(&w->mailbox);
+	wkint_queue_init_ends(&w->mb_head, &w->mb_tail);
 	atomic_store_explicit(&w->blk_futex, 0, memory_order_relaxed);
 	/* Release: a sender that sees the tag sees an initialised mailbox. */
 	atomic_store_explicit(&w->tag, w->id, memory_order_release);
 	return w;
 }
 
-struct wkint_worker *wkint_worker_acquire(wk_id id)
+/* ---------------------------------------------------------------- sends */
+
+#define SEND_SLOTS 256 /* ECL allows ~254 threads; more fall back */
+
+struct send_slot {
+	/* Odd while its thread is inside a send.  Written by that thread. */
+	alignas(WK_CACHELINE) _Atomic uint64_t seq;
+	_Atomic uint32_t owned; /* claimed by a live thread */
+};
+
+static struct send_slot send_slots[SEND_SLOTS];
+static _Atomic uint32_t send_slots_used; /* high-water mark */
+static __thread struct send_slot *my_send_slot;
+static __thread bool my_send_slot_tried;
+static pthread_key_t send_slot_key;
+static pthread_once_t send_slot_once = PTHREAD_ONCE_INIT;
+
+/* Thread exit: the slot (even: no send in progress) is free again.  A
+ * send after this (a later destructor) counts on the worker instead. */
+static void give_send_slot(void *slot)
+{
+	struct send_slot *ss = slot;
+
+	my_send_slot = NULL;
+	my_send_slot_tried = true;
+	atomic_store_explicit(&ss->owned, 0, memory_order_release);
+}
+
+static void make_send_slot_key(void)
+{
+	pthread_key_create(&send_slot_key, give_send_slot);
+}
+
+/* Claims a free slot below the high-water mark, else raises the mark. */
+static struct send_slot *claim_send_slot(void)
+{
+	/* seq_cst: an exit that read the mark before we raise it reads the
+	 * tag before our first send does (see wait_for_sends). */
+	uint32_t i = 0, n = atomic_load(&send_slots_used);
+
+	for (;;) {
+		uint32_t free_ = 0;
+
+		if (i < n) {
+			if (atomic_compare_exchange_strong(
+				    &send_slots[i].owned, &free_, 1))
+				return &send_slots[i];
+			i++;
+		} else if (n >= SEND_SLOTS) {
+			return NULL;
+		} else if (atomic_compare_exchange_weak(&send_slots_used, &n,
+							n + 1)) {
+			n++; /* slot i is ours to try first; others may too */
+		}
+	}
+}
+
+/* The calling thread's send slot, claimed on its first send; NULL if
+ * none is free (the caller counts on the worker instead). */
+static struct send_slot *own_send_slot(void)
+{
+	if (my_send_slot || my_send_slot_tried)
+		return my_send_slot;
+	my_send_slot_tried = true;
+	pthread_once(&send_slot_once, make_send_slot_key);
+	my_send_slot = claim_send_slot();
+	if (my_send_slot && pthread_setspecific(send_slot_key, my_send_slot))
+		give_send_slot(my_send_slot); /* no destructor: do not keep it */
+	return my_send_slot;
+}
+
+/* Exit, after clearing the tag: waits for every send that may have seen
+ * the tag still set to finish its enqueue. */
+static void wait_for_sends(struct wkint_worker *w)
+{
+	uint32_t n = atomic_load_explicit(&send_slots_used, memory_order_seq_cst);
+	unsigned spins = 0;
+
+	while (atomic_load_explicit(&w->senders, memory_order_acquire))
+		wkint_backoff(&spins);
+	for (uint32_t i = 0; i < n; i++) {
+		_Atomic uint64_t *seq = &send_slots[i].seq;
+		uint64_t v = atomic_load_explicit(seq, memory_order_seq_cst);
+
+		/* Acquire: pairs with the sender's release of the next
+		 * value, so its enqueue is seen by the drain. */
+		spins = 0;
+		while ((v & 1) && atomic_load_explicit(seq, memory_order_acquire) == v)
+			wkint_backoff(&spins);
+	}
+}
+
+struct wkint_worker *wkint_worker_acquire(wk_id id, struct wkint_send *send)
 {
 	struct wkint_worker *w = id ? slot(id & INDEX_MASK) : NULL;
+	struct send_slot *ss = own_send_slot();
 
+	send->slot = NULL;
 	if (!w)
 		return NULL;
-	atomic_fetch_add_explicit(&w->senders, 1, memory_order_seq_cst);
+	if (ss && !((send->seq = atomic_load_explicit(
+			     &ss->seq, memory_order_relaxed)) & 1)) {
+		send->slot = ss;
+		/* seq_cst: ordered before our load of the tag (Dekker). */
+		atomic_store_explicit(&ss->seq, send->seq + 1,
+				      memory_order_seq_cst);
+	} else {
+		atomic_fetch_add_explicit(&w->senders, 1, memory_order_seq_cst);
+	}
 	if (atomic_load_explicit(&w->tag, memory_order_seq_cst) != id) {
-		wkint_worker_release(w);
+		wkint_worker_release(w, send);
 		return NULL;
 	}
 	return w;
 }
 
-void wkint_worker_release(struct wkint_worker *w)
+void wkint_worker_release(struct wkint_worker *w, struct wkint_send *send)
 {
+	struct send_slot *ss = send->slot;
+
 	/* Release: our enqueue happens before exit drains the mailbox. */
-	atomic_fetch_sub_explicit(&w->senders, 1, memory_order_release);
+	if (ss)
+		atomic_store_explicit(&ss->seq, send->seq + 2,
+				      memory_order_release);
+	else
+		atomic_fetch_sub_explicit(&w->senders, 1, memory_order_release);
 }
 
 static void recycle(struct wkint_worker *w)
@@ -128,13 +250,11 @@ static void recycle(struct wkint_worker *w)
 
 void wkint_worker_exit(struct wkint_worker *w, bool quiet)
 {
-	unsigned spins = 0;
 	uint64_t s = atomic_load_explicit(&w->state, memory_order_relaxed);
 	const wk_config *cfg = &wkint_rt.cfg;
 
 	atomic_store_explicit(&w->tag, 0, memory_order_seq_cst);
-	while (atomic_load_explicit(&w->senders, memory_order_acquire))
-		wkint_backoff(&spins);
+	wait_for_sends(w);
 	atomic_store_explicit(&w->state, WS_WITH(s, WS_EXITING),
 			      memory_order_relaxed);
 	wkint_mailbox_drain(w);

@@ -4,7 +4,10 @@
  */
 #include "runner.h"
 
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 static wk_status exit_at_once(void *data)
 {
@@ -125,4 +128,77 @@ TEST(ids__alive_while_parked_and_not_after_exit)
 	CHECK_EQ(wk_alive(id), 0);
 	CHECK_EQ(t_send_u64(id, 1), -WK_EDEAD);
 	CHECK_EQ(wk_live_workers(), 0);
+}
+
+/*
+ * Threads keep sending to whichever worker of a chain is newest; each link
+ * ends on its first mail and spawns the next, on the same thread, so the
+ * next links reuse dead links' slots while sends to the dead ids are still
+ * in flight.  A message carries the id it was sent to: a link that gets
+ * one addressed to another id shows a send that raced an exit and reached
+ * the slot's next worker (worker.c: the send slots).
+ */
+enum { RACING_SENDERS = 3 };
+
+static struct {
+	_Atomic wk_id newest;
+	_Atomic uint64_t links_left, misdelivered;
+	_Atomic bool done;
+} race;
+
+static wk_status chain_link(void *data)
+{
+	wk_msg *m;
+	int got = 0;
+
+	/* A few, not all: the senders outpace one reader.  Exit drops the
+	 * rest. */
+	while (got < 16 && (m = wk_recv())) {
+		uint64_t to;
+		memcpy(&to, wk_msg_data(m), sizeof to);
+		if (to != wk_self())
+			atomic_fetch_add(&race.misdelivered, 1);
+		wk_msg_free(m);
+		got++;
+	}
+	if (!got)
+		return WK_WAIT;
+	if (atomic_fetch_sub(&race.links_left, 1) > 1)
+		atomic_store(&race.newest, t_spawn(chain_link, NULL, -1));
+	else
+		atomic_store(&race.done, true);
+	return WK_DONE;
+}
+
+/* Up to 32 sends to each link (the senders must not outpace the reader
+ * for good), the last ones often to a dead id. */
+static void *send_to_newest(void *unused)
+{
+	wk_id last = 0;
+
+	while (!atomic_load(&race.done)) {
+		wk_id to = atomic_load(&race.newest);
+
+		if (to == last) {
+			sched_yield();
+			continue;
+		}
+		for (int i = 0; i < 32; i++)
+			t_send_u64(to, to); /* -WK_EDEAD once it died: fine */
+		last = to;
+	}
+	return NULL;
+}
+
+TEST(ids__sends_racing_an_exit_never_reach_the_slots_next_worker)
+{
+	void *args[RACING_SENDERS] = { 0 };
+	START(NULL);
+	atomic_store(&race.links_left, t_scaled(50000, 1000));
+	atomic_store(&race.misdelivered, 0);
+	atomic_store(&race.done, false);
+	atomic_store(&race.newest, t_spawn(chain_link, NULL, -1));
+	t_on_threads(RACING_SENDERS, send_to_newest, args);
+	REQUIRE(t_wait_all());
+	CHECK_EQ(atomic_load(&race.misdelivered), 0);
 }
