@@ -1187,25 +1187,32 @@ refusal_path(const struct enc *e)
 
 /* ---------------------------------------------------------------- encode */
 
+/* Encodes obj into e; 0, or the error (with *bad and *path for a refusal). */
+static int
+encode(struct enc *e, cl_object obj, cl_object *bad, cl_object *path)
+{
+	ensure_statics();
+	enc_init(e);
+	e->inline_buf[0] = MAGIC;
+	e->inline_buf[1] = VERSION;
+	e->len = 2;
+	emit(e, obj);
+	while (!e->err && e->depth)
+		step(e);
+	if (e->err == WKL_CODEC_UNSERIALIZABLE) {
+		*bad = e->bad;
+		*path = refusal_path(e);
+	}
+	return e->err;
+}
+
 int
 wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len, cl_object *bad,
 		 cl_object *path)
 {
 	struct enc e;
-	ensure_statics();
-	enc_init(&e);
-	e.inline_buf[0] = MAGIC;
-	e.inline_buf[1] = VERSION;
-	e.len = 2;
-	emit(&e, obj);
-	while (!e.err && e.depth)
-		step(&e);
-	if (e.err) {
-		int err = e.err;
-		if (err == WKL_CODEC_UNSERIALIZABLE) {
-			*bad = e.bad;
-			*path = refusal_path(&e);
-		}
+	int err = encode(&e, obj, bad, path);
+	if (err) {
 		enc_free(&e);
 		return err;
 	}
@@ -1224,6 +1231,18 @@ wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len, cl_object *bad,
 	*len = e.len;
 	enc_free(&e);
 	return WKL_CODEC_OK;
+}
+
+int
+wkl_codec_encode_to(cl_object obj, int (*consume)(const uint8_t *, size_t, void *),
+		    void *ctx, int *consumed, cl_object *bad, cl_object *path)
+{
+	struct enc e;
+	int err = encode(&e, obj, bad, path);
+	if (!err)
+		*consumed = consume(e.buf, e.len, ctx);
+	enc_free(&e);
+	return err;
 }
 
 /* ================================================================ decoder */

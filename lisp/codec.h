@@ -76,6 +76,16 @@ int wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len,
 		     cl_object *bad, cl_object *path);
 
 /*
+ * Like wkl_codec_encode, but hands the bytes to consume(bytes, len, ctx)
+ * instead of returning a copy: on success, *consumed is what consume
+ * returned, and the bytes are gone after it returns.  A small message is
+ * encoded on the C stack and never malloc'd (SEND in copy mode).
+ */
+int wkl_codec_encode_to(cl_object obj,
+			int (*consume)(const uint8_t *bytes, size_t len, void *ctx),
+			void *ctx, int *consumed, cl_object *bad, cl_object *path);
+
+/*
  * Decodes the len bytes at buf into *result and returns WKL_CODEC_OK.
  *
  * buf is untrusted: any malformed, truncated or hostile input returns

@@ -143,18 +143,20 @@ int wkl_send_share(wk_id to, cl_object obj)
 (%c-lines "
 /* Copy mode: 0 sent, -WK_E* from the core, 1 unserializable (*bad and
    *path set), 2 another codec error. */
+static int wkl_send_bytes(const uint8_t *bytes, size_t len, void *to)
+{
+	return wk_send(*(wk_id *)to, bytes, len, WK_MODE_COPY);
+}
+
 int wkl_send_copy(wk_id to, cl_object obj, cl_object *bad, cl_object *path)
 {
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	int rc = wkl_codec_encode(obj, &buf, &len, bad, path);
+	int sent = 0;
+	int rc = wkl_codec_encode_to(obj, wkl_send_bytes, &to, &sent, bad, path);
 	if (rc == WKL_CODEC_UNSERIALIZABLE)
 		return 1;
 	if (rc != 0)
 		return 2;
-	rc = wk_send(to, buf, len, WK_MODE_COPY);
-	free(buf);
-	return rc;
+	return sent;
 }
 
 static int wkl_decode(const void *data, size_t size, cl_object *out, cl_object *err)
@@ -434,6 +436,7 @@ complaint)."
 	@(return 1) = obj;
     }"))
 
+(declaim (inline %mailbox-count))
 (defun %mailbox-count ()
   "The number of messages in the calling worker's C mailbox."
   (ffi:c-inline () () :unsigned-long "wk_mailbox_count()" :one-liner t))

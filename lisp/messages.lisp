@@ -100,16 +100,16 @@ a message holding something the codec cannot copy (functions, streams,
       form))
 
 (defun %send (worker message mode)
-  (let ((id (if (typep worker 'worker) (%w id worker) (%target-id worker)))
+  (let ((id (if (%worker-p worker) (%w id worker) (%target-id worker)))
         (mode (or mode (let ((me *current-worker*))
                          (if me (%w mode me) :copy)))))
     (%ensure-running)
     ;; Interrupts (KILL) deferred while in the core; conditions signalled
     ;; after.
     (let ((rc (case mode
-                (:share (%without-interrupts (workers.ffi::%send-share id message)))
-                (:copy (multiple-value-bind (rc bad path)
-                           (%without-interrupts (workers.ffi::%send-copy id message))
+                (:share (%deferring (rc) (workers.ffi::%send-share id message)
+                          rc))
+                (:copy (%deferring (rc bad path) (workers.ffi::%send-copy id message)
                          (case rc
                            (1 (error 'unserializable-object :object bad :path path))
                            (2 (error 'workers-error-in-codec :object message))
@@ -180,6 +180,7 @@ mailbox is always filed."
   "Timeouts of a century or more wait forever: the core counts in signed
 64-bit nanoseconds.")
 
+(declaim (inline %deadline %remaining-ns))
 (defun %deadline (seconds)
   "The monotonic time, in ns, SECONDS from now; :NEVER for NIL (or for a
 century or more).  Signals a TYPE-ERROR for anything but NIL or a

@@ -43,7 +43,9 @@ variable seen twice must match EQUAL values."
          `(when (equal ,var ',(second pattern)) ,(funcall k seen)))
         ((null pattern)
          `(when (null ,var) ,(funcall k seen)))
-        ((symbolp pattern)              ; keywords, T, other constants
+        ((or (keywordp pattern) (eq pattern t))
+         `(when (eq ,var ,pattern) ,(funcall k seen)))
+        ((symbolp pattern)              ; other constants
          `(when (equal ,var ,pattern) ,(funcall k seen)))
         ((consp pattern)
          (let ((head (gensym "HEAD")) (tail (gensym "TAIL")))
@@ -53,7 +55,9 @@ variable seen twice must match EQUAL values."
                 ,(%match-form (car pattern) head seen
                               (lambda (seen)
                                 (%match-form (cdr pattern) tail seen k)))))))
-        (t                              ; numbers, strings, characters, ...
+        ((or (typep pattern 'fixnum) (characterp pattern))
+         `(when (eql ,var ',pattern) ,(funcall k seen)))
+        (t                              ; other numbers, strings, ...
          `(when (equal ,var ',pattern) ,(funcall k seen)))))
 
 (defun %parse-clause (clause)

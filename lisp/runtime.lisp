@@ -20,9 +20,10 @@ own in WITH-WORKER) handles before its worker yields to the others of its
 scheduler.  1 makes every message a slice of its own.")
 
 (defvar *slice-microseconds* 500
-  "How long one time slice of a RECEIVE-LOOP goes on taking messages: after
-a message handled this many microseconds or more after the slice began,
-the worker yields.  (A slice is never cut inside a clause.)")
+  "How long one time slice of a RECEIVE-LOOP goes on taking messages, in
+microseconds, counted from the end of its first message: once this much
+time has passed, the worker yields before the next message.  (A slice is
+never cut inside a clause.)")
 
 (defvar *log-worker-errors* t
   "When true, a worker that dies of an error prints one line naming it and

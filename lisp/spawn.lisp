@@ -31,7 +31,7 @@
 the worker instead of blocking a thread.  See %RECEIVE-PARTS."
   (matcher nil :type function)
   (runner nil :type function)
-  (timeout nil :type function)          ; a thunk: seconds or NIL
+  (timeout nil)                         ; a thunk (seconds or NIL), or NIL
   (after nil)                           ; a thunk or NIL
   (loop-p nil))
 
@@ -41,17 +41,19 @@ the worker instead of blocking a thread.  See %RECEIVE-PARTS."
   "Called by the C step for the worker in slot INDEX; returns +YIELD+,
 +WAIT+ or +DONE+."
   (let ((worker (%slot-worker index)))
-    (when (zerop (%w id worker))    ; ran before wk_spawn returned
+    (unless (%worker-p worker)          ; what follows reads it unchecked
+      (error "Slot ~D holds ~S, not a worker." index worker))
+    (when (zerop (%w id worker))        ; ran before wk_spawn returned
       (%note-id worker (workers.ffi::%self-id)))
-    (setf (worker-%state worker) :running
-          (worker-running worker) mp:*current-process*)
+    (setf (%w %state worker) :running
+          (%w running worker) mp:*current-process*)
     (workers.ffi::%fence)               ; RUNNING stored, then PENDING-EXIT read
     (let ((*current-worker* worker))
       (prog1 (let ((pending (%w pending-exit worker)))
                (if pending
                    (%fail worker (car pending))
                    (%guarded-slice worker)))
-        (setf (worker-running worker) nil)))))
+        (setf (%w running worker) nil)))))
 
 (defun %abort-slice (condition hook)
   "The debugger hook of slices: leave the slice instead of debugging."
@@ -105,7 +107,7 @@ given to EXIT, :KILLED or :SHUTDOWN."
 (defun %next-slice (worker)
   (let ((init (%w init worker)))
     (when init
-      (setf (worker-init worker) nil)
+      (setf (%w init worker) nil)
       (funcall (the function init))))
   (let* ((slices (%w slices worker))
          (pc (%w pc worker)))
@@ -121,13 +123,13 @@ given to EXIT, :KILLED or :SHUTDOWN."
 (defun %slice-done (worker values)
   "After a slice that finished: next slice, or the end with VALUES."
   (let ((pc (1+ (%w pc worker))))
-    (setf (worker-pc worker) pc)
+    (setf (%w pc worker) pc)
     (cond ((>= pc (length (%w slices worker)))
            (setf (worker-result worker) values
                  (worker-reason worker) :normal)
            +done+)
           (t
-           (setf (worker-%state worker) :runnable)
+           (setf (%w %state worker) :runnable)
            +yield+))))
 
 (defun %next-message (worker matcher)
@@ -142,7 +144,7 @@ message, with the worker it was for."
       (when index
         (return-from %next-message (values index message)))))
   (loop
-    (multiple-value-bind (status object) (%without-interrupts (workers.ffi::%recv))
+    (%deferring (status object) (workers.ffi::%recv)
       (case status
         (0 (return nil))
         (1 (unless (eq object *wake-marker*)
@@ -167,50 +169,64 @@ may warn (or has warned) is drained, which checks it."
   (%check-mailbox-size worker)
   (multiple-value-bind (index message)
       (%next-message worker (%slot receive-slice matcher slice))
-    (let ((deadline (or (%w deadline worker)
-                        (setf (worker-deadline worker)
-                              (%deadline (funcall (%slot receive-slice timeout slice)))))))
-      (cond (index
-             (setf (worker-deadline worker) nil)
-             (if (%slot receive-slice loop-p slice)
-                 (%receive-loop-slice worker slice index message)
-                 (%slice-done worker (multiple-value-list
-                                      (funcall (%slot receive-slice runner slice)
-                                               index message)))))
-            ((and (not (eq deadline :never))
-                  (or (workers.ffi::%timed-out-p) (zerop (%remaining-ns deadline))))
-             (setf (worker-deadline worker) nil)
-             ;; Only a RECEIVE with an :AFTER clause has a deadline.
-             (let ((after (%slot receive-slice after slice)))
-               (if (%slot receive-slice loop-p slice)
-                   (multiple-value-call #'%loop-after-ran worker (funcall after))
-                   (%slice-done worker (multiple-value-list (funcall after))))))
-            (t (%park worker deadline))))))
+    (if index
+        (progn
+          (setf (%w deadline worker) nil)
+          (if (%slot receive-slice loop-p slice)
+              (%receive-loop-slice worker slice index message)
+              (%slice-done worker (multiple-value-list
+                                   (funcall (%slot receive-slice runner slice)
+                                            index message)))))
+        (let ((deadline (or (%w deadline worker)
+                            (setf (%w deadline worker) (%slice-deadline slice)))))
+          (if (and (not (eq deadline :never))
+                   (or (workers.ffi::%timed-out-p) (zerop (%remaining-ns deadline))))
+              ;; Only a RECEIVE with an :AFTER clause has a deadline.
+              (let ((after (%slot receive-slice after slice)))
+                (setf (%w deadline worker) nil)
+                (if (%slot receive-slice loop-p slice)
+                    (multiple-value-call #'%loop-after-ran worker (funcall after))
+                    (%slice-done worker (multiple-value-list (funcall after)))))
+              (%park worker deadline))))))
+
+(defun %slice-deadline (slice)
+  "The deadline of a RECEIVE slice that starts waiting now (see %DEADLINE)."
+  (let ((timeout (%slot receive-slice timeout slice)))
+    (if timeout
+        (%deadline (funcall (the function timeout)))
+        :never)))
 
 (defun %receive-loop-slice (worker slice index message)
   "A slice of a RECEIVE-LOOP: runs the clause INDEX matched for MESSAGE,
 then the next messages that match, while the slice's budget lasts (see
-*SLICE-MESSAGES*)."
+*SLICE-MESSAGES*).  The clock is read only when a further message waits:
+its time counts from the end of the first message."
   (let ((matcher (%slot receive-slice matcher slice))
         (runner (%slot receive-slice runner slice))
         (budget *slice-messages*)
-        (end (+ (workers.ffi::%now-ns) (* 1000 *slice-microseconds*))))
+        (end nil))
     (declare (fixnum budget))
     (loop
-      (multiple-value-bind (status values) (funcall runner index message)
+      (multiple-value-bind (status values) (funcall (the function runner) index message)
         (when (eq status :stop)
           (return (%slice-done worker values))))
       (when (or (<= (decf budget) 0)
                 (%w pending-exit worker)
-                (>= (workers.ffi::%now-ns) end))
-        (setf (worker-%state worker) :runnable)
+                (and (or (%w inbox-head worker)
+                         (plusp (workers.ffi::%mailbox-count)))
+                     (let ((now (workers.ffi::%now-ns)))
+                       (if end
+                           (>= now end)
+                           (progn (setf end (+ now (* 1000 *slice-microseconds*)))
+                                  nil)))))
+        (setf (%w %state worker) :runnable)
         (return +yield+))
       (multiple-value-setq (index message) (%next-message worker matcher))
       (unless index
         ;; Nothing pending: park.  The core re-checks the mailbox after
         ;; publishing the wait, so nothing is missed.
-        (return (%park worker (setf (worker-deadline worker)
-                                    (%deadline (funcall (%slot receive-slice timeout slice))))))))))
+        (return (%park worker (setf (%w deadline worker)
+                                    (%slice-deadline slice))))))))
 
 (defun %park (worker deadline)
   (let ((pending (%w pending-exit worker)))
@@ -219,7 +235,7 @@ then the next messages that match, while the slice's budget lasts (see
         (%fail worker (car pending))
         (progn
           (workers.ffi::%wait-timeout (%remaining-ns deadline))
-          (setf (worker-%state worker) :waiting)
+          (setf (%w %state worker) :waiting)
           +wait+))))
 
 (defun %loop-after-ran (worker status &optional values)
@@ -227,7 +243,7 @@ then the next messages that match, while the slice's budget lasts (see
 VALUES (see %LOOP-BODY): the loop ends, or goes on in the next slice."
   (if (eq status :stop)
       (%slice-done worker values)
-      (progn (setf (worker-%state worker) :runnable)
+      (progn (setf (%w %state worker) :runnable)
              +yield+)))
 
 ;;; The end of a worker.
@@ -317,7 +333,8 @@ spawn, and keyword parsing costs.)"
   (flet ((receive-slice (clauses loop-p)
            (multiple-value-bind (matcher runner timeout after)
                (%receive-parts clauses (if loop-p #'%loop-body #'identity))
-             `(%receive-slice ,matcher ,runner (lambda () ,timeout) ,after ,loop-p))))
+             `(%receive-slice ,matcher ,runner ,(and timeout `(lambda () ,timeout))
+                              ,after ,loop-p))))
     (cond ((and (consp form) (eq (car form) 'receive))
            (receive-slice (cdr form) nil))
           ((and (consp form) (eq (car form) 'receive-loop))

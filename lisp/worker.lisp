@@ -11,19 +11,39 @@
 
 (in-package #:workers)
 
+(eval-when (:compile-toplevel :load-toplevel :execute)
+  (defun %slot-location (type slot)
+    "The index of SLOT in the instances of the structure TYPE."
+    (let ((description (assoc slot (si::get-sysprop type 'si::structure-slot-descriptions))))
+      (unless description
+        (error "%SLOT: the structure ~S has no slot ~S." type slot))
+      (fifth description))))
+
 (defmacro %slot (type slot object)
   "Reads SLOT of OBJECT, which the caller knows is a structure of TYPE:
-(TYPE-SLOT OBJECT), inline.  ECL 21.2.1 compiles every call of a structure
-reader as a full call through the reader's symbol (the writers it
-inlines), which the paths every message and every slice take cannot
-afford."
-  (let ((description (assoc slot (si::get-sysprop type 'si::structure-slot-descriptions))))
-    (unless description
-      (error "%SLOT: the structure ~S has no slot ~S." type slot))
-    `(si:instance-ref ,object ,(fifth description))))
+(TYPE-SLOT OBJECT), inline and unchecked.  ECL 21.2.1 compiles every call
+of a structure reader as a full call through the reader's symbol, and
+even SI:INSTANCE-REF as a checked call, which the paths every message and
+every slice take cannot afford.  SETF-able."
+  ;; THE: ECL 21.2.1 miscompiles a bare C-INLINE as FUNCALL's first
+  ;; argument into a call that signals an error.
+  `(the t (ffi:c-inline (,object) (:object) :object
+                        ,(format nil "(#0)->instance.slots[~D]" (%slot-location type slot))
+                        :one-liner t)))
+
+(defmacro %slot-set (type slot object value)
+  `(ffi:c-inline (,object ,value) (:object :object) :object
+                 ,(format nil "(#0)->instance.slots[~D] = #1" (%slot-location type slot))
+                 :one-liner t))
+
+(define-setf-expander %slot (type slot object)
+  (let ((o (gensym "OBJECT")) (v (gensym "VALUE")))
+    (values (list o) (list object) (list v)
+            `(%slot-set ,type ,slot ,o ,v)
+            `(%slot ,type ,slot ,o))))
 
 (defmacro %w (slot worker)
-  "(%SLOT WORKER SLOT WORKER): a slot of a known WORKER, inline."
+  "(%SLOT WORKER SLOT WORKER): a slot of a known WORKER.  SETF-able."
   `(%slot worker ,slot ,worker))
 
 (defstruct (worker (:constructor %make-worker)
@@ -81,6 +101,11 @@ thread that is not a worker, and by messages that carry a worker's id."
   (registered-name nil)
   ;; For the worker of an attached thread: that thread.
   (thread nil))
+
+(declaim (inline %worker-p))
+(defun %worker-p (object)
+  "WORKER-P inline: WORKER has no subtypes, so its class says."
+  (eq (class-of object) (load-time-value (find-class 'worker))))
 
 (defmethod print-object ((w worker) stream)
   (print-unreadable-object (w stream)
@@ -239,6 +264,15 @@ MP:WITH-INTERRUPTS."
   `(multiple-value-prog1 (let ((ext:*interrupts-enabled* nil)) ,@body)
      (when (and (workers.ffi::%interrupt-pending-p) ext:*interrupts-enabled*)
        (si:check-pending-interrupts))))
+
+(defmacro %deferring ((&rest vars) form &body body)
+  "Binds VARS to the values of FORM, run with Lisp interrupts deferred as
+by %WITHOUT-INTERRUPTS, then runs BODY.  For the calls into C on the path
+of every message: no values are saved on the way out."
+  `(multiple-value-bind ,vars (let ((ext:*interrupts-enabled* nil)) ,form)
+     (when (and (workers.ffi::%interrupt-pending-p) ext:*interrupts-enabled*)
+       (si:check-pending-interrupts))
+     ,@body))
 
 (defmacro with-links-lock ((worker) &body body)
   "Runs BODY holding WORKER's stripe lock, with interrupts deferred: the

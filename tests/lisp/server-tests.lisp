@@ -76,10 +76,10 @@ two servers take turns two messages at a time, at 1 message by message."
     (loop until (> (get-internal-real-time) end))))
 
 (define-concurrency-test receive-loop--a-slice-stops-at-*slice-microseconds*
-  "A RECEIVE-LOOP slice yields once *SLICE-MICROSECONDS* passed: with
-handlers that take longer than that, two servers alternate message by
-message, whatever *SLICE-MESSAGES* allows."
-  (is (equal '((:a 1) (:b 1) (:a 2) (:b 2) (:a 3) (:b 3))
+  "A RECEIVE-LOOP slice yields once *SLICE-MICROSECONDS* passed since its
+first message ended: with handlers that take longer than that, two servers
+take turns two messages at a time, whatever *SLICE-MESSAGES* allows."
+  (is (equal '((:a 1) (:a 2) (:b 1) (:b 2) (:a 3) (:b 3))
              (two-servers-log :microseconds 50
                               :work (lambda () (spin-microseconds 100))))))
 
