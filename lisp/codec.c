@@ -1609,6 +1609,47 @@ find_symbol_in(struct dec *d, cl_object name, cl_object p)
 	return ecl_intern(name, p, &flag);
 }
 
+/*
+ * Keywords, the usual message tags, found by name once per thread: a
+ * direct-mapped cache in front of the package lookup (which takes the
+ * package's lock).  The cache is uncollectable memory, so the collector
+ * sees the symbols it holds; a hit is checked against the symbol's name and
+ * home package, so an uninterned keyword is looked up again.
+ */
+#define KW_CACHE 64
+static __thread cl_object *kw_cache;
+
+static cl_object
+find_keyword(struct dec *d, cl_object name)
+{
+	cl_object keywords = cl_core.keyword_package, *slot, s;
+	const unsigned char *c;
+	size_t n, i;
+	uint32_t h = 2166136261u;
+
+	if (name->d.t != t_base_string)
+		return find_symbol_in(d, name, keywords);
+	if (!kw_cache) {
+		kw_cache = ecl_alloc_uncollectable(KW_CACHE * sizeof(cl_object));
+		memset(kw_cache, 0, KW_CACHE * sizeof(cl_object));
+	}
+	n = name->base_string.fillp;
+	c = name->base_string.self;
+	for (i = 0; i < n; i++)
+		h = (h ^ c[i]) * 16777619u;
+	slot = &kw_cache[h % KW_CACHE];
+	s = *slot;
+	if (s && s->symbol.hpack == keywords &&
+	    s->symbol.name->d.t == t_base_string &&
+	    s->symbol.name->base_string.fillp == n &&
+	    memcmp(s->symbol.name->base_string.self, c, n) == 0)
+		return s;
+	s = find_symbol_in(d, name, keywords);
+	if (s)
+		*slot = s;
+	return s;
+}
+
 static cl_object
 read_symbol(struct dec *d, unsigned tag)
 {
@@ -1625,7 +1666,9 @@ read_symbol(struct dec *d, unsigned tag)
 	cl_object name = read_name(d, tag == TAG_GENSYM ? NULL : &ntmp);
 	if (!name)
 		return OBJNULL;
-	s = tag == TAG_GENSYM ? cl_make_symbol(name) : find_symbol_in(d, name, p);
+	s = tag == TAG_GENSYM ? cl_make_symbol(name)
+		: p == cl_core.keyword_package ? find_keyword(d, name)
+		: find_symbol_in(d, name, p);
 	if (s)
 		number(d, s);
 	return s;

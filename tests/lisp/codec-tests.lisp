@@ -328,6 +328,25 @@ once per message however often it appears."
          (y (workers::%decode (message #x0e (name "COMMON-LISP-USER") (name name)))))
     (is (eq y (find-symbol name "COMMON-LISP-USER")))))
 
+(test symbols--keywords-decode-right-through-the-cache
+  "Keywords are looked up through a small cache per thread: 500 distinct
+keywords (more than it holds, so entries collide and get replaced) come
+back EQ, again and again; a keyword uninterned and made anew decodes as
+the new one."
+  (let ((keywords (loop for i below 500
+                        collect (intern (format nil "CACHE-~D" i) :keyword))))
+    (dotimes (pass 3)
+      (is (every (lambda (k) (eq k (round-trip k))) keywords))
+      (is (equal keywords (round-trip keywords)))))
+  (let* ((name (format nil "CACHE-RENEWED-~D" (random 1000000)))
+         (old (intern name :keyword))
+         (octets (workers::%encode old)))
+    (is (eq old (workers::%decode octets)))
+    (unintern old :keyword)
+    (let ((new (workers::%decode octets)))
+      (is (not (eq old new)))
+      (is (eq new (find-symbol name :keyword))))))
+
 ;;; -------------------------------------------------------- lists, sharing
 
 (test lists--shared-structure-and-cycles--preserved
