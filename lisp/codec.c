@@ -182,6 +182,11 @@ static cl_object worker_cache = OBJNULL;
  * may be defined after the first message).  Also a GC root. */
 static cl_object worker_fn = OBJNULL;
 
+/* (class . index-of-TABLED-slot or -1) for WORKERS::WORKER, and the symbol
+ * WORKERS::%TABLE-WORKER once found; OBJNULL before.  GC roots. */
+static cl_object tabled_cache = OBJNULL;
+static cl_object table_fn = OBJNULL;
+
 /* A base string on the C stack, for lookups that only read the name. */
 static cl_object
 stack_base_string(struct ecl_base_string *s, const void *chars, size_t n)
@@ -236,6 +241,8 @@ statics_init(void)
 		ecl_register_root(&statics[i]);
 	ecl_register_root(&worker_cache);
 	ecl_register_root(&worker_fn);
+	ecl_register_root(&tabled_cache);
+	ecl_register_root(&table_fn);
 	statics[S_EQ] = find_c_symbol("COMMON-LISP", "EQ");
 	statics[S_EQL] = find_c_symbol("COMMON-LISP", "EQL");
 	statics[S_EQUAL] = find_c_symbol("COMMON-LISP", "EQUAL");
@@ -970,6 +977,40 @@ emit_hash(struct enc *e, cl_object x)
 		push_eframe(e, F_HASH, x, 2 * live);
 }
 
+/*
+ * A worker going into a message: the first time (its TABLED slot is NIL),
+ * WORKERS::%TABLE-WORKER enters it in the id table, so that its receivers
+ * decode this very object, even after its end (see worker.lisp).  Nothing
+ * where the structure has no TABLED slot (the standalone codec tests).
+ */
+static void
+note_copied(cl_object x)
+{
+	cl_object clas = ECL_CLASS_OF(x), f;
+	// Acquire pairs with the releases below: the cons is complete.
+	cl_object c = __atomic_load_n(&tabled_cache, __ATOMIC_ACQUIRE);
+	cl_fixnum k;
+	if (c != OBJNULL && ECL_CONS_CAR(c) == clas) {
+		k = ecl_fixnum(ECL_CONS_CDR(c));
+	} else {
+		cl_object d = slot_description(ECL_CLASS_NAME(clas), "TABLED", 0);
+		cl_object offset = Null(d) ? ECL_NIL : nth_or_nil(4, d);
+		k = ECL_FIXNUMP(offset) ? ecl_fixnum(offset) : -1;
+		__atomic_store_n(&tabled_cache, ecl_cons(clas, ecl_make_fixnum(k)),
+				 __ATOMIC_RELEASE);
+	}
+	if (k < 0 || (cl_index)k >= ECL_STRUCT_LENGTH(x) || !Null(ECL_STRUCT_SLOT(x, k)))
+		return;
+	f = __atomic_load_n(&table_fn, __ATOMIC_ACQUIRE);
+	if (!f) {
+		f = find_c_symbol("WORKERS", "%TABLE-WORKER");
+		if (!f || Null(cl_fboundp(f)))
+			return;
+		__atomic_store_n(&table_fn, f, __ATOMIC_RELEASE);
+	}
+	cl_funcall(2, f, x);
+}
+
 static void
 emit_worker(struct enc *e, cl_object x)
 {
@@ -987,6 +1028,8 @@ emit_worker(struct enc *e, cl_object x)
 		refuse(e, x);
 		return;
 	}
+	if (v != 0)
+		note_copied(x);
 	put_tag_varint(e, TAG_WORKER, v);
 }
 

@@ -70,7 +70,9 @@ enum {
  * left alone.  *out and *len are set only on success.
  *
  * Allocates Lisp objects only to report a refusal (the path) and once per
- * process to fill the WORKER cache; may be called with any GC state.
+ * process to fill the WORKER caches; may be called with any GC state.  The
+ * first time a worker (with a TABLED slot still NIL) is encoded, calls
+ * WORKERS::%TABLE-WORKER on it, which must not exit non-locally.
  */
 int wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len,
 		     cl_object *bad, cl_object *path);

@@ -351,6 +351,12 @@ the core's status and the new id."
 (defun %alive-p (id)
   (ffi:c-inline (id) (:object) :bool "wk_alive(ecl_to_uint64_t(#0))" :one-liner t))
 
+(defun %data-of (id)
+  "The data of the live worker with ID (its slot index plus one), 0 if it
+is not alive or is a thread's."
+  (ffi:c-inline (id) (:object) :unsigned-long
+                "(unsigned long)(uintptr_t)wk_data_of(ecl_to_uint64_t(#0))" :one-liner t))
+
 (defun %attach ()
   (ffi:c-inline () () :object "ecl_make_uint64_t(wk_attach())" :one-liner t))
 

@@ -65,6 +65,7 @@ needed."
                                 :%state :running
                                 :thread thread)))
       (%note-id worker id)
+      (%table-worker worker)
       (with-registry-lock (setf (gethash thread *thread-workers*) worker)))))
 
 ;;; SEND.

@@ -4,10 +4,15 @@
 ;;;; does not scan, so nothing Lisp lives there.  Each Lisp worker sits in a
 ;;;; slot of *SLOTS*, a GC-visible vector, while it is alive, and the C
 ;;;; worker's data pointer is that slot's index plus one (NULL marks the
-;;;; attached threads, which have no slot).  The id table maps the ids of
-;;;; live workers to their objects, for the codec, which carries a worker as
-;;;; its id: a worker that arrives in a message is the very object its
-;;;; spawner holds.  Both are guarded by WITH-REGISTRY-LOCK.
+;;;; attached threads, which have no slot).  The codec carries a worker as
+;;;; its id, and a worker that arrives in a message is the very object its
+;;;; spawner holds: a live spawned worker is found by its id through the
+;;;; core (wk_data_of gives its slot); the id table holds the workers of
+;;;; threads and, weakly once they ended, the workers a copy of which went
+;;;; into a message (the codec enters them the first time, %TABLE-WORKER),
+;;;; so that a message read after the end of a worker it names still gives
+;;;; that worker.  Spawning and ending a worker never touch the id table
+;;;; otherwise.  Both are guarded by WITH-REGISTRY-LOCK.
 
 (in-package #:workers)
 
@@ -99,6 +104,9 @@ thread that is not a worker, and by messages that carry a worker's id."
   (running nil)
   ;; The name REGISTER gave it, if any.
   (registered-name nil)
+  ;; True once the id table has an entry for it (%TABLE-WORKER).  The
+  ;; codec reads this slot: keep its name.
+  (tabled nil)
   ;; For the worker of an attached thread: that thread.
   (thread nil))
 
@@ -311,21 +319,33 @@ free one (a fixnum), -1 ending the chain.")
 
 (defun %note-id (worker id)
   "Records that WORKER has ID (called once the C core has given it)."
-  (setf (worker-id worker) id)
-  (with-registry-lock
-    ;; Not if it ended already (it may end before wk_spawn returns).
-    (unless (= (worker-slot worker) +forgotten+)
-      (%id-put id worker))))
+  (setf (worker-id worker) id))
+
+(defun %table-worker (worker)
+  "Enters WORKER in the id table, unless it is there already: strongly
+while it lives, weakly once it ended.  For the worker of a thread, and
+called by the codec the first time a copy of a worker goes into a message."
+  (let ((id (worker-id worker)))
+    ;; A worker known only by its id (no state) is not this image's.
+    (unless (or (zerop id) (null (worker-%state worker)))
+      (with-registry-lock
+        (unless (worker-tabled worker)
+          (setf (worker-tabled worker) t)
+          (%id-put id (if (= (worker-slot worker) +forgotten+)
+                          (ext:make-weak-pointer worker)
+                          worker))))))
+  worker)
 
 (defun %forget (worker)
-  "At WORKER's end: frees its slot and its id."
+  "At WORKER's end: frees its slot, and weakens its id table entry."
   (with-registry-lock
     (let ((index (worker-slot worker)))
       (when (and (>= index 0) (eq (svref *slots* index) worker))
         (setf (svref *slots* index) *free-slot*
               *free-slot* index))
       (setf (worker-slot worker) +forgotten+))
-    (%id-weaken (worker-id worker) worker)))
+    (when (worker-tabled worker)
+      (%id-weaken (worker-id worker) worker))))
 
 (declaim (inline %slot-worker))
 (defun %slot-worker (index)
@@ -337,12 +357,23 @@ free one (a fixnum), -1 ending the chain.")
           for w = (svref *slots* i)
           when (worker-p w) collect w)))
 
+(defun %live-spawned-worker (id)
+  "The spawned worker with ID, if it is alive: its slot, which the core
+knows.  No lock: a slot's index is stable, and a grown *SLOTS* is published
+before any worker in it is spawned."
+  (let ((data (workers.ffi::%data-of id))
+        (slots *slots*))
+    (when (<= 1 data (length slots))
+      (let ((worker (svref slots (1- data))))
+        (and (%worker-p worker) (eql (%w id worker) id) worker)))))
+
 (defun %worker-from-id (id)
   "The worker object for ID: the one this image knows, else a new one that
 carries only the id (its state comes from the C core).  Called by the codec
 when it decodes a worker; never signals for a well-formed integer."
   (or (and (typep id '(unsigned-byte 64))
-           (with-registry-lock (%id-get id)))
+           (or (%live-spawned-worker id)
+               (with-registry-lock (%id-get id))))
       (%make-worker :id (if (typep id '(unsigned-byte 64)) id 0))))
 
 (setf (documentation 'worker-p 'function) "True if OBJECT is a WORKER."

@@ -153,6 +153,11 @@ WK_API int wk_alive(wk_id id);
 /* The data pointer the worker was spawned with (worker only). */
 WK_API void *wk_self_data(void);
 
+/* The data pointer of the live worker with this id; NULL if none is alive
+ * (an attached thread's is NULL too).  The worker may end right after: a
+ * caller that needs it alive must know so by other means. */
+WK_API void *wk_data_of(wk_id id);
+
 /* Scheduler index the caller runs on, -1 if none. */
 WK_API int wk_current_sched(void);
 

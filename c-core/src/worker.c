@@ -324,6 +324,22 @@ int wk_alive(wk_id id)
 	return w && atomic_load_explicit(&w->tag, memory_order_acquire) == id;
 }
 
+void *wk_data_of(wk_id id)
+{
+	struct wkint_worker *w = id ? slot(id & INDEX_MASK) : NULL;
+	void *data;
+
+	if (!w || atomic_load_explicit(&w->tag, memory_order_acquire) != id)
+		return NULL;
+	data = __atomic_load_n(&w->data, __ATOMIC_RELAXED);
+	/* Still the same worker: a reuse of the slot clears the tag first,
+	 * and the new id differs (the generation moved). */
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&w->tag, memory_order_relaxed) != id)
+		return NULL;
+	return data;
+}
+
 void *wk_self_data(void)
 {
 	return wkint_tls.worker ? wkint_tls.worker->data : NULL;

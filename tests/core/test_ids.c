@@ -131,6 +131,30 @@ TEST(ids__alive_while_parked_and_not_after_exit)
 }
 
 /*
+ * wk_data_of answers a live worker's data, and NULL once it ended, for an
+ * id never given out, and for a newcomer's id only its own data.
+ */
+TEST(ids__data_of_a_live_worker_only)
+{
+	static int mine, theirs;
+	START(NULL);
+	wk_id id = t_spawn(t_end_on_mail, &mine, -1);
+	REQUIRE(id != 0);
+	CHECK(wk_data_of(id) == &mine);
+	CHECK(wk_data_of(0) == NULL);
+	CHECK(wk_data_of(UINT64_MAX) == NULL);
+	CHECK_EQ(t_send_u64(id, 1), 0);
+	REQUIRE(t_wait_all());
+	CHECK(wk_data_of(id) == NULL);
+	wk_id next = t_spawn(t_end_on_mail, &theirs, -1);
+	REQUIRE(next != 0 && next != id);
+	CHECK(wk_data_of(next) == &theirs);
+	CHECK(wk_data_of(id) == NULL);
+	CHECK_EQ(t_send_u64(next, 1), 0);
+	REQUIRE(t_wait_all());
+}
+
+/*
  * Threads keep sending to whichever worker of a chain is newest; each link
  * ends on its first mail and spawns the next, on the same thread, so the
  * next links reuse dead links' slots while sends to the dead ids are still

@@ -167,6 +167,20 @@ naming it, and enqueues nothing."
       (is (eq t (third reply))))
     (join w :timeout *long*)))
 
+(define-concurrency-test send--a-worker-read-after-its-end-is-still-the-same-object
+  "A message naming a worker, read after that worker ended, still gives the
+very worker object its spawner holds; a worker never sent is never entered
+in the id table."
+  (let* ((me (self))
+         (quiet (loop repeat 50 collect (spawn (lambda () nil))))
+         (w (with-worker () (send me (list :from (self))))))
+    (join w :timeout *long*)
+    (mapc (lambda (q) (join q :timeout *long*)) quiet)
+    (let ((message (next-message)))
+      (is (eq w (second message))))
+    (is (workers::worker-tabled w))
+    (is (notany #'workers::worker-tabled quiet))))
+
 (define-concurrency-test send--order-is-kept-per-sender
   "Messages from one sender arrive in the order sent."
   (let* ((me (self))
