@@ -270,11 +270,24 @@ struct wkint_sched {
 	/* Written by the thread that owns the scheduler now.  next runs
 	 * before the queues. */
 	alignas(WK_CACHELINE) struct wkint_worker *next;
-	struct wkint_worker *pending_next; /* woken by the running step     */
 	unsigned chain;                    /* next-slot runs in a row       */
 	unsigned toggle;                   /* pinq / runq alternation       */
 	uint64_t rng;
 	struct wkint_timer_heap timers;
+	/* This scheduler as a thief (sched.c steal_woken): the victim whose
+	 * pending_next its last look saw, that victim's `slices` then, when
+	 * it first saw that step; the others' `slices` summed, and whether
+	 * they were busy at that look. */
+	struct wkint_sched *look_at;
+	uint64_t look_slices;
+	int64_t look_since;
+	uint64_t look_sum;
+	bool look_busy;
+
+	/* The worker the running step woke: stored by the owner only, taken
+	 * (exchange) by the owner when the step ends, or by an idle thief
+	 * that saw the same step hold it for WOKEN_GRACE_NS (sched.c). */
+	alignas(WK_CACHELINE) _Atomic(struct wkint_worker *) pending_next;
 
 	/* Counters: one writer at a time (the owner), read by anyone. */
 	alignas(WK_CACHELINE) _Atomic uint64_t slices, steals, sleeps,

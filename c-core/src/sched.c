@@ -21,30 +21,48 @@
  *   RUNNING  -> EXITING -> FREE  that thread, answer DONE (worker.c exit)
  *
  * Only the party that moved a worker to RUNNABLE puts it in a queue, so a
- * worker is in at most one queue, once.
+ * worker is in at most one queue, once.  (The `pending_next` slot below
+ * counts as a queue: whoever empties it by exchange owns the worker.)
  *
  * Queues.  Each scheduler has a run queue (`runq`) that idle schedulers
  * steal from, and a queue of pinned workers (`pinq`) nobody else pops; the
  * owner alternates between them.  Both are FIFO: the workers of one
- * scheduler advance round-robin.  A worker woken by the running step goes
- * to the scheduler's `next` slot and runs as soon as the step that woke it
- * parks or ends (a message hand-off, as in a ping-pong or a ring, stays on
- * one core and skips the queue); CHAIN_MAX such hand-offs in a row and it
- * goes to the tail instead, so a busy pair cannot starve the others.
+ * scheduler advance round-robin.  A worker woken by the running step waits
+ * in the scheduler's `pending_next` slot and, when the step parks or ends,
+ * goes to the `next` slot and runs at once (a message hand-off, as in a
+ * ping-pong or a ring, stays on one core and skips the queue); CHAIN_MAX
+ * such hand-offs in a row and it goes to the tail instead, so a busy pair
+ * cannot starve the others.  A second worker woken by the same step is
+ * queued at once.
  *
  * Placement.  A new worker goes to the next scheduler of a per-thread
  * round-robin cursor that starts at a random point (random but even), or
  * to the one it is pinned to.  A woken worker goes to the waker's
  * scheduler (its cache is warm there), or home if the waker is not a
- * scheduler thread; pinned workers always go home.
+ * scheduler thread; pinned workers always go home.  But a step may run
+ * long (a Lisp form that sends a million messages), and its wakee must not
+ * wait for all of it while other cores idle: an idle scheduler that has
+ * seen the same step (same `slices` count) hold a wakee in `pending_next`
+ * for WOKEN_GRACE_NS takes it (steal_woken), as Go's thieves take a P's
+ * runnext once its owner had its chance.  Hand-offs and short batches end
+ * their step well within the grace, so they stay on their core.  Owner and
+ * thief take the slot by atomic exchange, so exactly one gets the worker;
+ * pinned workers never enter the slot, so they are never stolen.
  *
  * Idle.  A scheduler with nothing to run steals half of a random victim's
- * run queue, spins a little, then sleeps on its futex word (`sleeping`)
- * until a push wakes it or its next timer is due.  A pusher stores to the
- * queue, then reads `sleeping`; the sleeper stores `sleeping`, then reads
- * the queue (both seq_cst), so a push cannot slip past a sleeper.  A
- * scheduler whose queue grows past one worker while others sleep and none
- * spins wakes one of them to steal.  An idle runtime makes no system calls.
+ * run queue, spins a little (looking at the others' run queues and
+ * `pending_next` slots), then sleeps on its futex word (`sleeping`) until a
+ * push wakes it or its next timer is due.  A pusher stores to the queue,
+ * then reads `sleeping`; the sleeper stores `sleeping`, then reads the
+ * queue (both seq_cst), so a push cannot slip past a sleeper.  A scheduler
+ * whose queue grows past one worker, or whose step wakes a worker, while
+ * others sleep and none spins (nor is being woken) wakes one of them.
+ * While the others run steps, one sleeper is the watcher: it wakes every
+ * WOKEN_GRACE_NS for one look, so a long step's wakee is found without the
+ * waker paying a futex wake for every hand-off.  Stealing is never needed
+ * for progress: a worker in `pending_next` runs when its waker's step
+ * ends, so no wakeup can be lost to a thief that did not come.  An idle
+ * runtime (no step running) makes no system calls.
  */
 #include "internal.h"
 #include "fault.h"
@@ -59,6 +77,7 @@
 #define SPIN_ROUNDS 2000
 #define STEAL_MAX 32
 #define SPARE_MAX 64 /* ECL dies past ~254 threads: stay well below */
+#define WOKEN_GRACE_NS 1000000 /* a step seen this long loses its wakee */
 
 __thread struct wkint_tls wkint_tls;
 
@@ -66,6 +85,8 @@ __thread struct wkint_tls wkint_tls;
 static struct {
 	alignas(WK_CACHELINE) _Atomic int spinning;
 	_Atomic int sleeping;
+	_Atomic int waking;   /* a thief was kicked and is not up yet */
+	_Atomic int watching; /* a sleeper is due to look again (steal_woken) */
 } idle;
 
 /* Threads: the spare stack and the list of all, under one mutex that only
@@ -113,16 +134,39 @@ static void kick(struct wkint_sched *x)
 }
 
 /* Wakes one sleeping scheduler so that it steals from s. */
-static void wake_thief(struct wkint_sched *s)
+static bool wake_thief(struct wkint_sched *s)
 {
 	for (int i = 1; i < wkint_rt.nsched; i++) {
 		struct wkint_sched *x = sched_at((s->index + i) % wkint_rt.nsched);
 
 		if (atomic_load_explicit(&x->sleeping, memory_order_relaxed)) {
 			kick(x);
-			return;
+			return true;
 		}
 	}
+	return false;
+}
+
+/*
+ * s has work another scheduler could take (queued, or only woken: then a
+ * watcher will do too): wakes a sleeping one, unless one spins already or
+ * one is being woken, so that a run of pushes or of hand-offs wakes one
+ * thief, not all of them.  A hint: no worker depends on a thief to run.
+ */
+static void want_thief(struct wkint_sched *s, bool woken)
+{
+	int no = 0;
+
+	if (atomic_load_explicit(&idle.sleeping, memory_order_relaxed) &&
+	    !atomic_load_explicit(&idle.spinning, memory_order_relaxed) &&
+	    !atomic_load_explicit(&idle.waking, memory_order_relaxed) &&
+	    !(woken && atomic_load_explicit(&idle.watching,
+					    memory_order_relaxed)) &&
+	    atomic_compare_exchange_strong_explicit(&idle.waking, &no, 1,
+						    memory_order_relaxed,
+						    memory_order_relaxed) &&
+	    !wake_thief(s))
+		atomic_store_explicit(&idle.waking, 0, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- queues */
@@ -143,10 +187,8 @@ static void push_local(struct wkint_sched *s, struct wkint_worker *w)
 		return;
 	}
 	w->home = s->index;
-	if (!push_runq(s, w) &&
-	    atomic_load_explicit(&idle.sleeping, memory_order_relaxed) &&
-	    !atomic_load_explicit(&idle.spinning, memory_order_relaxed))
-		wake_thief(s);
+	if (!push_runq(s, w))
+		want_thief(s, false);
 }
 
 /* A push from another thread to w's home scheduler. */
@@ -230,6 +272,18 @@ static struct wkint_worker *pop_local(struct wkint_sched *s)
 	return as_worker(wkint_queue_pop(&s->pinq));
 }
 
+/* The owner takes the worker its step woke; NULL if none, or stolen. */
+static struct wkint_worker *take_woken(struct wkint_sched *s)
+{
+	/* Only the owner stores a worker there: NULL read here stays NULL,
+	 * and the common case (nobody woken) needs no locked instruction. */
+	if (!atomic_load_explicit(&s->pending_next, memory_order_relaxed))
+		return NULL;
+	/* Exchange: exactly one of the owner and a thief gets the worker. */
+	return atomic_exchange_explicit(&s->pending_next, NULL,
+					memory_order_acquire);
+}
+
 static bool has_local_work(struct wkint_sched *s)
 {
 	return s->next || !wkint_queue_empty(&s->runq) ||
@@ -270,6 +324,71 @@ static struct wkint_worker *steal(struct wkint_sched *s)
 	return NULL;
 }
 
+/*
+ * Looks at the other schedulers: notes whether they are busy (one holds a
+ * wakee, or their steps moved on since our last look) and picks the first
+ * that holds a wakee, in a fixed order from s so that successive looks
+ * pick the same one.  Returns it and its step count, or NULL.
+ */
+static struct wkint_sched *look_around(struct wkint_sched *s, uint64_t *step)
+{
+	struct wkint_sched *pick = NULL;
+	int n = wkint_rt.nsched;
+	uint64_t sum = 0;
+
+	for (int i = 1; i < n; i++) {
+		struct wkint_sched *x = sched_at((s->index + i) % n);
+		uint64_t k = atomic_load_explicit(&x->slices,
+						  memory_order_relaxed);
+
+		sum += k;
+		if (!pick && atomic_load_explicit(&x->pending_next,
+						  memory_order_relaxed)) {
+			pick = x;
+			*step = k;
+		}
+	}
+	s->look_busy = pick || sum != s->look_sum;
+	s->look_sum = sum;
+	return pick;
+}
+
+/*
+ * Takes the worker that another scheduler's step woke, once we have seen
+ * that same step (same `slices` count) hold it for WOKEN_GRACE_NS: a
+ * hand-off or a short batch keeps its wakee on its core, a long step does
+ * not hold its wakee hostage.
+ */
+static struct wkint_worker *steal_woken(struct wkint_sched *s)
+{
+	struct wkint_worker *w;
+	struct wkint_sched *x;
+	uint64_t step = 0;
+
+	if (!(x = look_around(s, &step))) {
+		s->look_at = NULL;
+		return NULL;
+	}
+	if (s->look_at != x || s->look_slices != step) {
+		s->look_at = x; /* first sight of this step */
+		s->look_slices = step;
+		s->look_since = wkint_now_ns();
+		return NULL;
+	}
+	if (wkint_now_ns() - s->look_since < WOKEN_GRACE_NS)
+		return NULL;
+	/* Acquire: pairs with the waker's release store, so the worker is
+	 * seen as its last thread left it.  The look stays: while the same
+	 * step runs, its next wakee goes at the next look. */
+	w = atomic_exchange_explicit(&x->pending_next, NULL,
+				     memory_order_acquire);
+	if (w) {
+		w->home = s->index;
+		count(&s->steals, 1);
+	}
+	return w;
+}
+
 /* ---------------------------------------------------------------- placing */
 
 void wkint_sched_place(struct wkint_worker *w, int pin)
@@ -302,10 +421,15 @@ void wkint_sched_make_runnable(struct wkint_worker *w)
 
 	if (!s || (w->pinned && w->home != s->index)) {
 		push_home(w);
-	} else if (wkint_tls.worker && !s->pending_next && !w->pinned) {
-		/* Placed when the running step ends.  Pinned workers cannot
-		 * take the next slot: they queue now, in the order woken. */
-		s->pending_next = w;
+	} else if (wkint_tls.worker && !w->pinned &&
+		   !atomic_load_explicit(&s->pending_next,
+					 memory_order_relaxed)) {
+		/* Placed when the running step ends, unless a thief takes it
+		 * first.  Pinned workers cannot take the slot: they queue
+		 * now, in the order woken.  Release: pairs with the exchange
+		 * of whoever takes it (take_woken, steal_woken). */
+		atomic_store_explicit(&s->pending_next, w, memory_order_release);
+		want_thief(s, true);
 	} else {
 		push_local(s, w);
 	}
@@ -339,11 +463,10 @@ static void park(struct wkint_sched *s, struct wkint_worker *w)
 /* Places the worker the step woke, before acting on the step's answer. */
 static void place_woken(struct wkint_sched *s, wk_status st)
 {
-	struct wkint_worker *x = s->pending_next;
+	struct wkint_worker *x = take_woken(s);
 
 	if (!x)
 		return;
-	s->pending_next = NULL;
 	if (st != WK_YIELD && !s->next && s->chain < CHAIN_MAX) {
 		s->next = x;
 		s->chain++;
@@ -432,15 +555,33 @@ static struct wkint_worker *spin_for_work(struct wkint_sched *s)
 		wkint_cpu_relax();
 		if (has_local_work(s) && (w = pop_local(s)))
 			break;
-		if ((i & 63) == 63 && (w = steal(s)))
+		if ((i & 63) == 63 && ((w = steal(s)) || (w = steal_woken(s))))
 			break;
 	}
 	atomic_fetch_sub_explicit(&idle.spinning, 1, memory_order_seq_cst);
 	return w;
 }
 
-static void sleep_until_work(struct wkint_sched *s, int64_t next_timer)
+/*
+ * Sleeps until a push or a kick, or the next timer.  While the others are
+ * busy, one sleeper (the watcher) wakes every WOKEN_GRACE_NS to look for a
+ * step that holds its wakee too long.  True if that watch ended without a
+ * kick: then one look will do.
+ */
+static bool sleep_until_work(struct wkint_sched *s, int64_t next_timer)
 {
+	int none = 0;
+	bool watch = s->look_busy &&
+		     atomic_compare_exchange_strong_explicit(
+			     &idle.watching, &none, 1, memory_order_relaxed,
+			     memory_order_relaxed);
+
+	if (watch) {
+		int64_t due = (s->look_at ? s->look_since : wkint_now_ns()) +
+			      WOKEN_GRACE_NS;
+
+		next_timer = due < next_timer ? due : next_timer;
+	}
 	atomic_store_explicit(&s->sleeping, 1, memory_order_seq_cst);
 	atomic_fetch_add_explicit(&idle.sleeping, 1, memory_order_seq_cst);
 	if (!has_local_work(s) && !stopping()) {
@@ -454,7 +595,14 @@ static void sleep_until_work(struct wkint_sched *s, int64_t next_timer)
 		}
 	}
 	atomic_fetch_sub_explicit(&idle.sleeping, 1, memory_order_seq_cst);
-	atomic_store_explicit(&s->sleeping, 0, memory_order_relaxed);
+	/* Still 1: no kick (kick's exchange would have cleared it). */
+	bool unkicked = atomic_exchange_explicit(&s->sleeping, 0,
+						 memory_order_relaxed);
+	/* Awake: the next want_thief may wake another. */
+	atomic_store_explicit(&idle.waking, 0, memory_order_relaxed);
+	if (watch)
+		atomic_store_explicit(&idle.watching, 0, memory_order_relaxed);
+	return watch && unkicked;
 }
 
 static struct wkint_worker *find_work(struct wkint_sched *s)
@@ -470,6 +618,7 @@ static struct wkint_worker *find_work(struct wkint_sched *s)
 static void run_sched(struct wkint_thread *t)
 {
 	struct wkint_sched *s;
+	bool watched = false; /* woke from a watch: look, do not spin */
 
 	while ((s = t->sched) && !stopping()) {
 		int64_t next_timer = INT64_MAX;
@@ -477,10 +626,12 @@ static void run_sched(struct wkint_thread *t)
 
 		if (s->timers.n)
 			next_timer = wkint_timer_run(s, wkint_now_ns());
-		if (!(w = find_work(s)) && !(w = spin_for_work(s))) {
-			sleep_until_work(s, next_timer);
+		if (!(w = find_work(s)) &&
+		    !(w = watched ? steal_woken(s) : spin_for_work(s))) {
+			watched = sleep_until_work(s, next_timer);
 			continue;
 		}
+		watched = false;
 		run_one(t, s, w);
 	}
 }
@@ -585,14 +736,13 @@ void wkint_sched_block_begin(void)
 {
 	struct wkint_thread *t = wkint_tls.thread;
 	struct wkint_sched *s = t ? t->sched : NULL;
+	struct wkint_worker *w;
 
 	if (!s)
 		return;
 	/* The woken and next workers are runnable: leave them stealable. */
-	if (s->pending_next) {
-		push_local(s, s->pending_next);
-		s->pending_next = NULL;
-	}
+	if ((w = take_woken(s)))
+		push_local(s, w);
 	if (s->next) {
 		push_local(s, s->next);
 		s->next = NULL;
