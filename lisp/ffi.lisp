@@ -318,9 +318,11 @@ symbols of the Lisp functions the step and the worker-end hook call."
 
 (declaim (inline %interrupt-pending-p))
 (defun %interrupt-pending-p ()
-  "True if a Lisp interrupt waits for this thread (see %WITHOUT-INTERRUPTS)."
+  "True if a Lisp interrupt waits for this thread (see %WITHOUT-INTERRUPTS).
+Inline only: CL_ENV_COPY is the environment every function ECL compiles
+holds (ecl_process_env() again would cost a pthread_getspecific)."
   (ffi:c-inline () () :bool
-   "ecl_process_env()->interrupt_struct->pending_interrupt != ECL_NIL" :one-liner t))
+   "cl_env_copy->interrupt_struct->pending_interrupt != ECL_NIL" :one-liner t))
 
 (declaim (inline %fence))
 (defun %fence ()

@@ -113,7 +113,8 @@ thread that is not a worker, and by messages that carry a worker's id."
 (declaim (inline %worker-p))
 (defun %worker-p (object)
   "WORKER-P inline: WORKER has no subtypes, so its class says."
-  (eq (class-of object) (load-time-value (find-class 'worker))))
+  (ffi:c-inline (object (load-time-value (find-class 'worker))) (:object :object) :bool
+                "ECL_INSTANCEP(#0) && ECL_CLASS_OF(#0) == #1" :one-liner t))
 
 (defmethod print-object ((w worker) stream)
   (print-unreadable-object (w stream)
