@@ -6,7 +6,8 @@
 ;;;;    ecl_import_current_thread() (WKL_THREAD_START);
 ;;;;  - no Lisp object is ever held only in C core memory: a worker's data
 ;;;;    pointer is its slot index plus one (worker.lisp), a shared message is
-;;;;    a box from ecl_alloc_uncollectable(), which the collector scans;
+;;;;    a box in memory from ecl_alloc_uncollectable(), which the collector
+;;;;    scans (wkl_box_new);
 ;;;;  - no non-local exit crosses the core's C frames: the step and the
 ;;;;    worker-end hook catch everything (ECL_CATCH_ALL), and the Lisp they
 ;;;;    call catches every condition itself (spawn.lisp);
@@ -30,6 +31,7 @@ as source (FFI:CLINES then signals an error)."
 (%c-lines "#include \"glue.h\"")
 
 (%c-lines "
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -115,10 +117,104 @@ static void wkl_worker_end(wk_id id, void *data, uintptr_t reason, void *ctx)
 		ecl_release_current_thread();
 }
 
-/* A shared message nobody received: its box goes back to the collector. */
+/*
+ * Boxes of shared messages.  A message sent by reference travels as a
+ * pointer to a box holding the object, and the box must be memory the
+ * collector scans while the message waits in a mailbox (which it does
+ * not scan).  Boxes are cells of slabs from ecl_alloc_uncollectable(),
+ * never freed; a free cell holds no object (a box is cleared when it is
+ * freed).  Allocating each box from the collector took its global lock
+ * twice per message (about a fifth of a ring hop): instead each thread
+ * keeps a free list, and at most one full chain of BOX_BATCH cells set
+ * aside; a thread whose list fills up passes the older chain on whole
+ * through a lock-free stack (tagged against ABA: user-space addresses fit
+ * in 48 bits), and a thread that runs out takes a chain from it, or a
+ * new slab.  The core's pool.c does the same for message nodes.  Freeing
+ * touches no Lisp object, so the core may release a box from any thread.
+ */
+struct wkl_box {
+	cl_object obj;			/* while free: the next cell of its chain */
+	struct wkl_box *next_chain;	/* in a chain's first cell, on the stack */
+};
+
+#define BOX_BATCH 64
+#define BOX_SLAB 1024
+#define BOX_PTR_MASK ((UINT64_C(1) << 48) - 1)
+
+static _Atomic uint64_t wkl_box_stack;	/* tagged pointer to a chain */
+static __thread struct wkl_box *wkl_box_free;	/* linked by obj */
+static __thread unsigned wkl_box_nfree;
+static __thread struct wkl_box *wkl_box_spare;	/* a full chain, or NULL */
+
+#define BOX_NEXT(b) ((struct wkl_box *)(b)->obj)
+
+static void wkl_box_push_chain(struct wkl_box *chain)
+{
+	uint64_t old = atomic_load(&wkl_box_stack), new_;
+	do {
+		chain->next_chain = (struct wkl_box *)(uintptr_t)(old & BOX_PTR_MASK);
+		new_ = (uint64_t)(uintptr_t)chain | ((old & ~BOX_PTR_MASK) + (UINT64_C(1) << 48));
+	} while (!atomic_compare_exchange_weak(&wkl_box_stack, &old, new_));
+}
+
+static struct wkl_box *wkl_box_pop_chain(void)
+{
+	uint64_t old = atomic_load(&wkl_box_stack), new_;
+	struct wkl_box *chain;
+	do {
+		chain = (struct wkl_box *)(uintptr_t)(old & BOX_PTR_MASK);
+		if (!chain)
+			return NULL;
+		/* Slabs are never freed: reading a chain another thread took is safe. */
+		new_ = (uint64_t)(uintptr_t)chain->next_chain |
+		       ((old & ~BOX_PTR_MASK) + (UINT64_C(1) << 48));
+	} while (!atomic_compare_exchange_weak(&wkl_box_stack, &old, new_));
+	return chain;
+}
+
+/* A box holding obj; NULL if out of memory.  An ECL thread only. */
+static struct wkl_box *wkl_box_new(cl_object obj)
+{
+	struct wkl_box *b = wkl_box_free;
+	if (!b) {
+		if ((b = wkl_box_spare)) {
+			wkl_box_spare = NULL;
+		} else if (!(b = wkl_box_pop_chain())) {
+			struct wkl_box *slab = ecl_alloc_uncollectable(BOX_SLAB * sizeof *slab);
+			int i;
+			if (!slab)
+				return NULL;
+			for (i = 0; i < BOX_SLAB - 1; i++)
+				slab[i].obj = (cl_object)&slab[i + 1];
+			slab[BOX_SLAB - 1].obj = NULL;
+			b = slab;
+		}
+	}
+	wkl_box_free = BOX_NEXT(b);
+	if (wkl_box_nfree)
+		wkl_box_nfree--;
+	b->obj = obj;
+	return b;
+}
+
+/* Clears b and takes it back; any thread. */
+static void wkl_box_free_(struct wkl_box *b)
+{
+	b->obj = (cl_object)wkl_box_free;
+	wkl_box_free = b;
+	if (++wkl_box_nfree < BOX_BATCH)
+		return;
+	if (wkl_box_spare)
+		wkl_box_push_chain(wkl_box_spare);
+	wkl_box_spare = wkl_box_free;
+	wkl_box_free = NULL;
+	wkl_box_nfree = 0;
+}
+
+/* A shared message nobody received: its box goes back. */
 static void wkl_release(void *ptr, size_t size)
 {
-	ecl_free_uncollectable(ptr);
+	wkl_box_free_(ptr);
 }
 
 int64_t wkl_now_ns(void)
@@ -130,12 +226,13 @@ int64_t wkl_now_ns(void)
 
 int wkl_send_share(wk_id to, cl_object obj)
 {
-	cl_object *box = ecl_alloc_uncollectable(sizeof(cl_object));
+	struct wkl_box *box = wkl_box_new(obj);
 	int rc;
-	*box = obj;
-	rc = wk_send(to, box, sizeof(cl_object), WK_MODE_SHARE);
+	if (!box)
+		return -WK_ENOMEM;
+	rc = wk_send(to, box, sizeof *box, WK_MODE_SHARE);
 	if (rc != 0)		/* not delivered: the box is still ours */
-		ecl_free_uncollectable(box);
+		wkl_box_free_(box);
 	return rc;
 }
 ")
@@ -254,9 +351,9 @@ static int wkl_unpack(wk_msg *m, cl_object *out, cl_object *err)
 {
 	int rc = 1;
 	if (wk_msg_mode(m) == WK_MODE_SHARE) {
-		cl_object *box = wk_msg_take(m);
-		*out = *box;
-		ecl_free_uncollectable(box);
+		struct wkl_box *box = wk_msg_take(m);
+		*out = box->obj;
+		wkl_box_free_(box);
 	} else if (wkl_decode(wk_msg_data(m), wk_msg_size(m), out, err) != 0) {
 		rc = -1;
 	}
