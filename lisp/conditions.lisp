@@ -155,6 +155,15 @@ worker, a worker joining itself, ...)."))
 (defun %core-error (code operation)
   (error 'core-error :code code :operation operation))
 
+(define-condition slice-budget-error (type-error)
+  ((variable :initarg :variable :reader slice-budget-error-variable))
+  (:report (lambda (c stream)
+             (format stream "~S is ~S, not a positive fixnum (see its documentation)."
+                     (slice-budget-error-variable c) (type-error-datum c))))
+  (:documentation "Signalled in a RECEIVE-LOOP worker whose slice found
+*SLICE-MESSAGES* or *SLICE-MICROSECONDS* set to something else than a
+positive fixnum: a TYPE-ERROR that names the variable."))
+
 (loop for (reader doc) in
       '((worker-failed-worker "The worker whose end the WORKER-FAILED condition reports.")
         (worker-failed-reason "The exit reason in a WORKER-FAILED condition: the

@@ -196,6 +196,15 @@ may warn (or has warned) is drained, which checks it."
         (%deadline (funcall (the function timeout)))
         :never)))
 
+(declaim (inline %slice-budget))
+(defun %slice-budget (variable value)
+  "VALUE, the value of VARIABLE, if it is a positive fixnum; else a
+TYPE-ERROR that names VARIABLE."
+  (if (typep value '(and fixnum (integer 1)))
+      value
+      (error 'slice-budget-error :datum value :expected-type '(and fixnum (integer 1))
+                                 :variable variable)))
+
 (defun %receive-loop-slice (worker slice index message)
   "A slice of a RECEIVE-LOOP: runs the clause INDEX matched for MESSAGE,
 then the next messages that match, while the slice's budget lasts (see
@@ -203,7 +212,7 @@ then the next messages that match, while the slice's budget lasts (see
 its time counts from the end of the first message."
   (let ((matcher (%slot receive-slice matcher slice))
         (runner (%slot receive-slice runner slice))
-        (budget *slice-messages*)
+        (budget (%slice-budget '*slice-messages* *slice-messages*))
         (end nil))
     (declare (fixnum budget))
     (loop
@@ -217,7 +226,9 @@ its time counts from the end of the first message."
                      (let ((now (workers.ffi::%now-ns)))
                        (if end
                            (>= now end)
-                           (progn (setf end (+ now (* 1000 *slice-microseconds*)))
+                           (progn (setf end (+ now (* 1000 (%slice-budget
+                                                            '*slice-microseconds*
+                                                            *slice-microseconds*))))
                                   nil)))))
         (setf (%w %state worker) :runnable)
         (return +yield+))

@@ -76,6 +76,33 @@ polls; a huge one (a century or more) waits like NIL."
   (signals type-error (spawn* #'+ :arena-size -5))
   (is (= 6 (join (spawn '+ 1 2 3) :timeout *long*))))
 
+(define-concurrency-test bad-input--slice-budgets-that-are-not-positive-fixnums
+  "*SLICE-MESSAGES* or *SLICE-MICROSECONDS* set to nonsense ends the
+RECEIVE-LOOP server that meets it with a TYPE-ERROR naming the variable;
+set right again, servers run."
+  (flet ((server-reason (variable value)
+           (let ((old (symbol-value variable))
+                 (*log-worker-errors* nil))
+             (setf (symbol-value variable) value)
+             (unwind-protect
+                  ;; Two messages at once: the budgets are read when a
+                  ;; slice has a second message to look at.
+                  (let ((w (with-worker ()
+                             (receive (:go nil))
+                             (receive-loop (:stop (return :done)) (_ nil)))))
+                    (send w :a) (send w :b) (send w :stop) (send w :go)
+                    (handler-case (join w :timeout *long*)
+                      (worker-failed (c) (worker-failed-reason c))))
+               (setf (symbol-value variable) old)))))
+    (dolist (bad '(0 -3 :many nil 2.5))
+      (let ((reason (server-reason '*slice-messages* bad)))
+        (is (typep reason 'type-error))
+        (is (search "*SLICE-MESSAGES*" (princ-to-string reason)))))
+    (let ((reason (server-reason '*slice-microseconds* :long)))
+      (is (typep reason 'type-error))
+      (is (search "*SLICE-MICROSECONDS*" (princ-to-string reason))))
+    (is (eq :done (server-reason '*slice-messages* 100)))))
+
 (define-concurrency-test bad-input--hostile-structures-in-messages
   "Circular lists, a million-element list and a 100,000-deep nesting travel
 in copy mode, to another worker and to oneself; an unserializable object
