@@ -263,24 +263,27 @@ thread was seen asleep on a free one while schedulers ended workers."
      (unwind-protect (progn ,@body)
        (workers.ffi::%registry-unlock))))
 
+(defmacro %run-deferred-interrupts ()
+  "Runs the Lisp interrupts that came while they were deferred, unless an
+outer form defers them still.  The pending queue is looked at in C first:
+the common case reads no special variable."
+  `(when (and (workers.ffi::%interrupt-pending-p) ext:*interrupts-enabled*)
+     (si:check-pending-interrupts)))
+
 (defmacro %without-interrupts (&body body)
   "Runs BODY with Lisp interrupts (KILL's, Ctrl-C) deferred, then runs any
-that came meanwhile, unless an outer form defers them too.  MP:WITHOUT-
-INTERRUPTS for a short call into C that calls no Lisp back, at a third of
-its cost (it binds one variable, not two, and looks at the pending queue in
-C): it is on the path of every message.  BODY must not use
-MP:WITH-INTERRUPTS."
+that came meanwhile.  MP:WITHOUT-INTERRUPTS at a third of its cost (it
+binds one variable, not two): it guards the library's locks and its calls
+into C.  BODY must not use MP:WITH-INTERRUPTS."
   `(multiple-value-prog1 (let ((ext:*interrupts-enabled* nil)) ,@body)
-     (when (and (workers.ffi::%interrupt-pending-p) ext:*interrupts-enabled*)
-       (si:check-pending-interrupts))))
+     (%run-deferred-interrupts)))
 
 (defmacro %deferring ((&rest vars) form &body body)
   "Binds VARS to the values of FORM, run with Lisp interrupts deferred as
 by %WITHOUT-INTERRUPTS, then runs BODY.  For the calls into C on the path
 of every message: no values are saved on the way out."
   `(multiple-value-bind ,vars (let ((ext:*interrupts-enabled* nil)) ,form)
-     (when (and (workers.ffi::%interrupt-pending-p) ext:*interrupts-enabled*)
-       (si:check-pending-interrupts))
+     (%run-deferred-interrupts)
      ,@body))
 
 (defmacro with-links-lock ((worker) &body body)
