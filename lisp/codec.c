@@ -182,7 +182,7 @@ static cl_object worker_cache = OBJNULL;
  * may be defined after the first message).  Also a GC root. */
 static cl_object worker_fn = OBJNULL;
 
-/* (class . index-of-TABLED-slot or -1) for WORKERS::WORKER, and the symbol
+/* (class . index-of-TABLED-slot) for WORKERS::WORKER, and the symbol
  * WORKERS::%TABLE-WORKER once found; OBJNULL before.  GC roots. */
 static cl_object tabled_cache = OBJNULL;
 static cl_object table_fn = OBJNULL;
@@ -325,21 +325,46 @@ worker_class_p(cl_object clas)
 	return symbol_is(ECL_CLASS_NAME(clas), "WORKERS", "WORKER");
 }
 
-/* Index of the ID slot of a worker of class clas, or -1. */
+/* Index of the slot named name in the structures of class clas, or -1;
+ * *cache keeps (clas . index) once found. */
 static cl_fixnum
-worker_id_slot(cl_object clas)
+cached_slot(cl_object *cache, cl_object clas, const char *name)
 {
 	// Acquire pairs with the release below: the cons is complete.
-	cl_object c = __atomic_load_n(&worker_cache, __ATOMIC_ACQUIRE);
+	cl_object c = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
 	if (c != OBJNULL && ECL_CONS_CAR(c) == clas)
 		return ecl_fixnum(ECL_CONS_CDR(c));
-	cl_object d = slot_description(ECL_CLASS_NAME(clas), "ID", 0);
+	cl_object d = slot_description(ECL_CLASS_NAME(clas), name, 0);
 	cl_object offset = Null(d) ? ECL_NIL : nth_or_nil(4, d);
 	if (!ECL_FIXNUMP(offset) || ecl_fixnum(offset) < 0)
 		return -1;
 	// Release so that a reader that sees the cons sees its CAR and CDR.
-	__atomic_store_n(&worker_cache, ecl_cons(clas, offset), __ATOMIC_RELEASE);
+	__atomic_store_n(cache, ecl_cons(clas, offset), __ATOMIC_RELEASE);
 	return ecl_fixnum(offset);
+}
+
+/* The symbol WORKERS::name if it names a function, else OBJNULL; *cache
+ * keeps it once found (the package may be defined after the first
+ * message). */
+static cl_object
+cached_function(cl_object *cache, const char *name)
+{
+	// Acquire pairs with the release below (any thread's).
+	cl_object f = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+	if (!f) {
+		f = find_c_symbol("WORKERS", name);
+		if (!f || Null(cl_fboundp(f)))
+			return OBJNULL;
+		__atomic_store_n(cache, f, __ATOMIC_RELEASE);
+	}
+	return f;
+}
+
+/* Index of the ID slot of a worker of class clas, or -1. */
+static cl_fixnum
+worker_id_slot(cl_object clas)
+{
+	return cached_slot(&worker_cache, clas, "ID");
 }
 
 /* ------------------------------------------------------ EQUAL/EQUALP keys */
@@ -986,29 +1011,12 @@ emit_hash(struct enc *e, cl_object x)
 static void
 note_copied(cl_object x)
 {
-	cl_object clas = ECL_CLASS_OF(x), f;
-	// Acquire pairs with the releases below: the cons is complete.
-	cl_object c = __atomic_load_n(&tabled_cache, __ATOMIC_ACQUIRE);
-	cl_fixnum k;
-	if (c != OBJNULL && ECL_CONS_CAR(c) == clas) {
-		k = ecl_fixnum(ECL_CONS_CDR(c));
-	} else {
-		cl_object d = slot_description(ECL_CLASS_NAME(clas), "TABLED", 0);
-		cl_object offset = Null(d) ? ECL_NIL : nth_or_nil(4, d);
-		k = ECL_FIXNUMP(offset) ? ecl_fixnum(offset) : -1;
-		__atomic_store_n(&tabled_cache, ecl_cons(clas, ecl_make_fixnum(k)),
-				 __ATOMIC_RELEASE);
-	}
+	cl_fixnum k = cached_slot(&tabled_cache, ECL_CLASS_OF(x), "TABLED");
+	cl_object f;
 	if (k < 0 || (cl_index)k >= ECL_STRUCT_LENGTH(x) || !Null(ECL_STRUCT_SLOT(x, k)))
 		return;
-	f = __atomic_load_n(&table_fn, __ATOMIC_ACQUIRE);
-	if (!f) {
-		f = find_c_symbol("WORKERS", "%TABLE-WORKER");
-		if (!f || Null(cl_fboundp(f)))
-			return;
-		__atomic_store_n(&table_fn, f, __ATOMIC_RELEASE);
-	}
-	cl_funcall(2, f, x);
+	if ((f = cached_function(&table_fn, "%TABLE-WORKER")))
+		cl_funcall(2, f, x);
 }
 
 static void
@@ -1971,14 +1979,9 @@ read_worker(struct dec *d)
 	uint64_t id;
 	if (!get_varint(d, &id))
 		return OBJNULL;
-	// Acquire pairs with the release below (any thread's).
-	cl_object f = __atomic_load_n(&worker_fn, __ATOMIC_ACQUIRE);
-	if (!f) {
-		f = find_c_symbol("WORKERS", "%WORKER-FROM-ID");
-		if (!f || Null(cl_fboundp(f)))
-			return fail(d, "a worker arrived but WORKERS::%WORKER-FROM-ID is undefined");
-		__atomic_store_n(&worker_fn, f, __ATOMIC_RELEASE);
-	}
+	cl_object f = cached_function(&worker_fn, "%WORKER-FROM-ID");
+	if (!f)
+		return fail(d, "a worker arrived but WORKERS::%WORKER-FROM-ID is undefined");
 	cl_object w = cl_funcall(2, f, ecl_make_uint64_t(id));
 	number(d, w);
 	return w;
