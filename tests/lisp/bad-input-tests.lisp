@@ -81,9 +81,11 @@ polls; a huge one (a century or more) waits like NIL."
 RECEIVE-LOOP server that meets it with a TYPE-ERROR naming the variable;
 set right again, servers run."
   (flet ((server-reason (variable value)
+           ;; Set, not bound: the servers run on other threads.
            (let ((old (symbol-value variable))
-                 (*log-worker-errors* nil))
-             (setf (symbol-value variable) value)
+                 (old-log *log-worker-errors*))
+             (setf (symbol-value variable) value
+                   *log-worker-errors* nil)
              (unwind-protect
                   ;; Two messages at once: the budgets are read when a
                   ;; slice has a second message to look at.
@@ -93,7 +95,8 @@ set right again, servers run."
                     (send w :a) (send w :b) (send w :stop) (send w :go)
                     (handler-case (join w :timeout *long*)
                       (worker-failed (c) (worker-failed-reason c))))
-               (setf (symbol-value variable) old)))))
+               (setf (symbol-value variable) old
+                     *log-worker-errors* old-log)))))
     (dolist (bad '(0 -3 :many nil 2.5))
       (let ((reason (server-reason '*slice-messages* bad)))
         (is (typep reason 'type-error))
