@@ -27,8 +27,10 @@
  */
 #ifdef WK_FAULT_INJECTION
 
-#include "internal.h"
 #include "fault.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
 
 enum { OFF, NTH, RANDOM };
 

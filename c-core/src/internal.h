@@ -1,126 +1,61 @@
 /*
  * internal.h - what the core's subsystems share.  Nothing here is API.
  *
- * Subsystems (one file each): pool.c (per-thread object caches), arena.c
- * (worker arenas carved from reserved slabs), worker.c (ids, spawn, exit),
- * mailbox.c (send, receive, park/wake), timer.c (per-scheduler timer heap),
- * sched.c (run queues, the scheduler loop, stealing, sleeping, handoff of a
- * blocked scheduler), runtime.c (start, stop, stats), fault.c (failing
- * chosen allocations on purpose, in a -DWK_FAULT_INJECTION build only).
+ * Layering.  Two kinds of files, and the rule that keeps them apart.
+ *
+ * The leaves depend on nothing else of the core (at most on another leaf),
+ * so any subsystem may use them and they call none back:
+ *
+ *   clock.h    monotonic nanoseconds (header only)
+ *   spin.h     relax, then yield: short waits for another thread's store
+ *   futex.h    sleeping on a 32-bit word (header only)
+ *   counter.h  one-writer statistics counters (header only)
+ *   queue.c/h  the MPSC queue of mailboxes and run queues (uses spin.h)
+ *   pool.c/h   fixed-size object pools, cached per thread (uses fault.h)
+ *   fault.c/h  failing chosen allocations, -DWK_FAULT_INJECTION only
+ *
+ * The rest is one loop, declared below, around struct wkint_worker and its
+ * state word: each file owns some of a worker's transitions (sched.c lists
+ * them), and the transitions chain into each other.
+ *
+ *   worker.c   spawn places the new worker on a scheduler (sched); exit
+ *              drops its messages (mailbox) and its arena (arena), and
+ *              counts it (runtime).
+ *   mailbox.c  a send holds its receiver against exit (worker) and wakes
+ *              it into a run queue (sched); a blocking receive hands its
+ *              scheduler to a spare thread (sched).
+ *   sched.c    runs steps; answers them by parking (mailbox), arming a
+ *              timer (timer) or ending the worker (worker).
+ *   timer.c    a due timer makes its worker runnable (sched).
+ *   arena.c    a worker's private memory; calls nothing back.
+ *   runtime.c  start and stop, which set up and tear down the others; the
+ *              live-worker count (worker.c counts into it), stats, errors.
+ *
+ * Why a loop and not layers: a worker goes round it (runnable, running,
+ * waiting, runnable...), and each step of the round is on a hot path.  A
+ * send must push its receiver on a run queue itself, a scheduler must
+ * park and end workers itself: routing those through callbacks or event
+ * queues, so that one side would not know the other, costs an indirect
+ * call or a queue hop per message for a separation that buys nothing (the
+ * files share one state machine whichever way they call).  What the loop
+ * must not do is grow: a piece that needs none of the loop (a clock, a
+ * spin, a queue, a pool) is a leaf, and may not call into the loop.
  *
  * Names: wkint_<subsystem>_* for what crosses files; static helpers are bare.
  */
 #ifndef WK_INTERNAL_H
 #define WK_INTERNAL_H
 
-#ifndef _LGPL_SOURCE
-#define _LGPL_SOURCE /* liburcu's queue inlined: no library to link */
-#endif
-
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <pthread.h>
-#include <urcu/wfcqueue.h>
 
 #include "workers.h"
-
-#if !defined(__x86_64__) && !defined(__aarch64__)
-#error "workers: the tagged pointers in pool.c assume 48-bit user addresses"
-#endif
+#include "queue.h"
 
 #define WK_CACHELINE 64
-
-/* ---------------------------------------------------------------- misc */
-
-int64_t wkint_now_ns(void);
-void wkint_cpu_relax(void);
-/* Spins politely: relax at first, then give the CPU away. */
-void wkint_backoff(unsigned *spins);
-
-/*
- * ThreadSanitizer cannot see liburcu's inline-assembly atomics, and gcc
- * instruments its inline functions whatever attribute the caller carries.
- * So the TSan build compiles queue.c uninstrumented, with
- * WK_TSAN_ANNOTATE defined, and the queue tells TSan about the
- * happens-before edge each push/pop pair carries.
- */
-#if defined(WK_TSAN_ANNOTATE) || defined(__SANITIZE_THREAD__)
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-#define wk_tsan_acquire(p) __tsan_acquire(p)
-#define wk_tsan_release(p) __tsan_release(p)
-#else
-#define wk_tsan_acquire(p) ((void)0)
-#define wk_tsan_release(p) ((void)0)
-#endif
-
-/*
- * An MPSC queue (liburcu wfcqueue) with the caller owning dequeue.  The
- * functions take the two ends apart: a run queue keeps them together
- * (struct wkint_queue), a mailbox keeps its head among its reader's fields
- * and its tail among its writers' (struct wkint_worker), so that a reader
- * and its senders do not write one cache line for every message.
- */
-struct wkint_queue {
-	struct __cds_wfcq_head head;
-	struct cds_wfcq_tail tail;
-};
-void wkint_queue_init_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t);
-/* Any thread.  Returns true if the queue was empty before. */
-bool wkint_queue_push_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t,
-			   struct cds_wfcq_node *n);
-/* One dequeuer at a time.  NULL when empty; spins past a half-done push. */
-struct cds_wfcq_node *wkint_queue_pop_ends(struct __cds_wfcq_head *h,
-					   struct cds_wfcq_tail *t);
-bool wkint_queue_empty_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t);
-
-static inline void wkint_queue_init(struct wkint_queue *q)
-{
-	wkint_queue_init_ends(&q->head, &q->tail);
-}
-
-static inline bool wkint_queue_push(struct wkint_queue *q,
-				    struct cds_wfcq_node *n)
-{
-	return wkint_queue_push_ends(&q->head, &q->tail, n);
-}
-
-static inline struct cds_wfcq_node *wkint_queue_pop(struct wkint_queue *q)
-{
-	return wkint_queue_pop_ends(&q->head, &q->tail);
-}
-
-static inline bool wkint_queue_empty(struct wkint_queue *q)
-{
-	return wkint_queue_empty_ends(&q->head, &q->tail);
-}
-
-/* ---------------------------------------------------------------- pools */
-
-/*
- * Fixed-size object pools with a cache per thread.  Objects are never
- * returned to the OS (type-stable memory): a stale pointer may still be
- * read, which the worker table relies on.  A free object's first two words
- * belong to the pool.
- */
-enum {
-	WKINT_POOL_WORKER,
-	WKINT_POOL_MSG64,
-	WKINT_POOL_MSG128,
-	WKINT_POOL_MSG256,
-	WKINT_POOL_MSG512,
-	WKINT_POOL_MSG1K,
-	WKINT_POOL_MSG2K,
-	WKINT_POOL_MSG4K,
-	WKINT_NPOOLS
-};
-void *wkint_pool_alloc(int pool);
-void wkint_pool_free(int pool, void *obj);
-/* Registers a fresh object that was never in the pool (worker chunks). */
-void wkint_pool_seed(int pool, void *obj);
-size_t wkint_pool_obj_size(int pool);
 
 /* ---------------------------------------------------------------- workers */
 

@@ -23,8 +23,10 @@
  * parking published; its seq makes a stale timer's CAS fail.
  */
 #include "internal.h"
+#include "clock.h"
 #include "fault.h"
 #include "futex.h"
+#include "pool.h"
 
 #include <stdlib.h>
 #include <string.h>

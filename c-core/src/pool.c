@@ -21,14 +21,24 @@
  *   chain's length in its third; objects are at least 24 bytes.
  * - A thread's cache is flushed to the stack when the thread exits.
  */
-#include "internal.h"
+#include "pool.h"
 #include "fault.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
+
+#if !defined(__x86_64__) && !defined(__aarch64__)
+#error "workers: the stack's tagged pointers assume 48-bit user addresses"
+#endif
 
 #define BATCH 64
 #define PTR_MASK ((UINT64_C(1) << 48) - 1)
+/* A block starts with a cache line of its own (its link in `blocks`), so
+ * that its objects are as aligned as the block. */
+#define BLOCK_HEADER 64
 
 struct chain {                 /* overlays a free object */
 	struct chain *next;    /* next object of the same chain */
@@ -42,7 +52,7 @@ struct pool {
 };
 
 static struct pool pools[WKINT_NPOOLS] = {
-	[WKINT_POOL_WORKER] = { sizeof(struct wkint_worker), 0 },
+	[WKINT_POOL_WORKER] = { 0, 0 },    /* never grown: needs no size */
 	[WKINT_POOL_MSG64] = { 64, 0 },    [WKINT_POOL_MSG128] = { 128, 0 },
 	[WKINT_POOL_MSG256] = { 256, 0 },  [WKINT_POOL_MSG512] = { 512, 0 },
 	[WKINT_POOL_MSG1K] = { 1024, 0 },  [WKINT_POOL_MSG2K] = { 2048, 0 },
@@ -153,12 +163,12 @@ static struct chain *grow(struct pool *p)
 {
 	char *mem = wkint_fault(WK_FAULT_POOL)
 		    ? NULL
-		    : aligned_alloc(WK_CACHELINE, WK_CACHELINE + p->size * BATCH);
+		    : aligned_alloc(BLOCK_HEADER, BLOCK_HEADER + p->size * BATCH);
 
 	if (!mem)
 		return NULL;
 	remember((struct block *)mem);
-	mem += WK_CACHELINE;
+	mem += BLOCK_HEADER;
 	for (unsigned i = 0; i < BATCH; i++) {
 		struct chain *o = (struct chain *)(mem + i * p->size);
 

@@ -1,5 +1,5 @@
 /*
- * runtime.c - starting and stopping the runtime, counters, small helpers.
+ * runtime.c - starting and stopping the runtime, stats, the live count.
  *
  * wk_start and wk_stop are not meant to race each other (the Lisp layer
  * calls them under its own lock); everything else may run concurrently
@@ -13,35 +13,15 @@
  * below the truth at that instant, and never reaches zero early.
  */
 #include "internal.h"
+#include "clock.h"
+#include "counter.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 struct wkint_runtime wkint_rt;
-
-int64_t wkint_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-void wkint_cpu_relax(void)
-{
-	caa_cpu_relax();
-}
-
-void wkint_backoff(unsigned *spins)
-{
-	if (++*spins < 64)
-		caa_cpu_relax();
-	else
-		sched_yield();
-}
 
 static _Atomic uint64_t *own_counter(bool spawn)
 {
@@ -57,9 +37,7 @@ static void count_one(bool spawn)
 	_Atomic uint64_t *c = own_counter(spawn);
 
 	if (c)
-		atomic_store_explicit(
-			c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-			memory_order_release);
+		wkint_counter_add(c, 1);
 	else
 		atomic_fetch_add_explicit(spawn ? &wkint_rt.foreign_spawned
 						: &wkint_rt.foreign_exited,

@@ -65,8 +65,11 @@
  * runtime (no step running) makes no system calls.
  */
 #include "internal.h"
+#include "clock.h"
+#include "counter.h"
 #include "fault.h"
 #include "futex.h"
+#include "spin.h"
 
 #include <sched.h>
 #include <stdlib.h>
@@ -115,13 +118,6 @@ static uint64_t rng_next(uint64_t *x)
 	*x ^= *x >> 7;
 	*x ^= *x << 17;
 	return *x;
-}
-
-static void count(_Atomic uint64_t *c, uint64_t n)
-{
-	/* One writer at a time: a plain add, published for readers. */
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_release);
 }
 
 /* ---------------------------------------------------------------- wake */
@@ -215,7 +211,7 @@ static bool lock_runq(struct wkint_sched *x, bool wait)
 		if (!wait)
 			return false;
 		free_ = 0;
-		wkint_backoff(&spins);
+		wkint_spin_backoff(&spins);
 	}
 	return true;
 }
@@ -236,7 +232,7 @@ static struct wkint_worker *pop_runq_locked(struct wkint_sched *x)
 	struct wkint_worker *w = as_worker(wkint_queue_pop(&x->runq));
 
 	if (w)
-		count(&x->rq_popped, 1);
+		wkint_counter_add(&x->rq_popped, 1);
 	return w;
 }
 
@@ -317,7 +313,7 @@ static struct wkint_worker *steal(struct wkint_sched *s)
 		}
 		unlock_runq(x);
 		if (first) {
-			count(&s->steals, (uint64_t)got);
+			wkint_counter_add(&s->steals, (uint64_t)got);
 			return first;
 		}
 	}
@@ -384,7 +380,7 @@ static struct wkint_worker *steal_woken(struct wkint_sched *s)
 				     memory_order_acquire);
 	if (w) {
 		w->home = s->index;
-		count(&s->steals, 1);
+		wkint_counter_add(&s->steals, 1);
 	}
 	return w;
 }
@@ -526,7 +522,8 @@ static void run_one(struct wkint_thread *t, struct wkint_sched *s,
 	}
 	atomic_store_explicit(&w->state, WS_WITH(state, WS_RUNNING),
 			      memory_order_relaxed);
-	count(&s->slices, 1); /* now: after the step s may be another's */
+	/* Now: after the step, s may be another thread's. */
+	wkint_counter_add(&s->slices, 1);
 	wkint_tls.worker = w;
 	if (!w->started) {
 		w->started = 1;
@@ -552,7 +549,7 @@ static struct wkint_worker *spin_for_work(struct wkint_sched *s)
 
 	atomic_fetch_add_explicit(&idle.spinning, 1, memory_order_seq_cst);
 	for (unsigned i = 0; i < SPIN_ROUNDS && !stopping(); i++) {
-		wkint_cpu_relax();
+		wkint_spin_relax();
 		if (has_local_work(s) && (w = pop_local(s)))
 			break;
 		if ((i & 63) == 63 && ((w = steal(s)) || (w = steal_woken(s))))
@@ -588,7 +585,7 @@ static bool sleep_until_work(struct wkint_sched *s, int64_t next_timer)
 		int64_t now = wkint_now_ns();
 
 		if (next_timer > now) {
-			count(&s->sleeps, 1);
+			wkint_counter_add(&s->sleeps, 1);
 			wkint_futex_wait(&s->sleeping, 1,
 					 next_timer == INT64_MAX ? -1
 								 : next_timer - now);
@@ -753,7 +750,7 @@ void wkint_sched_block_begin(void)
 	if (!room)
 		return; /* keep the scheduler: its queue waits (documented) */
 	t->sched = NULL;
-	count(&s->handoffs, 1);
+	wkint_counter_add(&s->handoffs, 1);
 	if (!hand_to_spare(s))
 		t->sched = s;
 }

@@ -34,6 +34,8 @@
  */
 #include "internal.h"
 #include "fault.h"
+#include "pool.h"
+#include "spin.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -188,7 +190,7 @@ static void wait_for_sends(struct wkint_worker *w)
 	unsigned spins = 0;
 
 	while (atomic_load_explicit(&w->senders, memory_order_acquire))
-		wkint_backoff(&spins);
+		wkint_spin_backoff(&spins);
 	for (uint32_t i = 0; i < n; i++) {
 		_Atomic uint64_t *seq = &send_slots[i].seq;
 		uint64_t v = atomic_load_explicit(seq, memory_order_seq_cst);
@@ -197,7 +199,7 @@ static void wait_for_sends(struct wkint_worker *w)
 		 * value, so its enqueue is seen by the drain. */
 		spins = 0;
 		while ((v & 1) && atomic_load_explicit(seq, memory_order_acquire) == v)
-			wkint_backoff(&spins);
+			wkint_spin_backoff(&spins);
 	}
 }
 

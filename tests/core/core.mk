@@ -66,7 +66,7 @@ $(eval $(call core_test_build,faults-tsan,$(CORE_TSAN_FLAGS) $(FAULT_FLAGS),\
 
 # TSan cannot see liburcu's inline-assembly atomics, so its build compiles
 # the core's queue uninstrumented and the queue annotates its happens-before
-# edges itself (c-core/src/internal.h, WK_TSAN_ANNOTATE).
+# edges itself (c-core/src/queue.c, WK_TSAN_ANNOTATE).
 $(BUILD)/tsan/c-core/src/queue.o $(BUILD)/faults-tsan/c-core/src/queue.o: \
 		c-core/src/queue.c $(CORE_HDR)
 	@mkdir -p $(dir $@)
