@@ -125,6 +125,15 @@ WK_API int wk_wait_all(int64_t timeout_ns);
 /* Number of scheduler threads, 0 when stopped. */
 WK_API int wk_schedulers(void);
 
+/*
+ * Monotonic time in nanoseconds: CLOCK_MONOTONIC, the clock the core's own
+ * deadlines are on.  Any thread, at any time (before wk_start too).  Never
+ * goes back, on one thread or across threads; unaffected by changes of the
+ * wall clock; its zero is arbitrary (boot), so only differences mean
+ * anything.
+ */
+WK_API int64_t wk_now_ns(void);
+
 /* ---------------------------------------------------------------- workers */
 
 typedef struct wk_spawn_opts {

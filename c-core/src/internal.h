@@ -29,7 +29,8 @@
  *   timer.c    a due timer makes its worker runnable (sched).
  *   arena.c    a worker's private memory; calls nothing back.
  *   runtime.c  start and stop, which set up and tear down the others; the
- *              live-worker count (worker.c counts into it), stats, errors.
+ *              live-worker count (worker.c counts into it), stats, errors,
+ *              the public clock (clock.h's, for the Lisp layer).
  *
  * Why a loop and not layers: a worker goes round it (runnable, running,
  * waiting, runnable...), and each step of the round is on a hot path.  A

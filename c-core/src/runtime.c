@@ -1,5 +1,6 @@
 /*
- * runtime.c - starting and stopping the runtime, stats, the live count.
+ * runtime.c - starting and stopping the runtime, stats, the live count,
+ * the public clock.
  *
  * wk_start and wk_stop are not meant to race each other (the Lisp layer
  * calls them under its own lock); everything else may run concurrently
@@ -185,6 +186,11 @@ int wk_wait_all(int64_t timeout_ns)
 int wk_schedulers(void)
 {
 	return atomic_load(&wkint_rt.running) ? wkint_rt.nsched : 0;
+}
+
+int64_t wk_now_ns(void)
+{
+	return wkint_now_ns();
 }
 
 int wk_stats(int i, wk_sched_stats *out)
