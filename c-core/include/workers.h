@@ -260,6 +260,69 @@ WK_API void wk_msg_free(wk_msg *msg);
  */
 WK_API void *wk_msg_take(wk_msg *msg);
 
+/* ---------------------------------------------------------------- pools */
+
+/*
+ * Object pools: fixed-size objects allocated and freed very often, on any
+ * threads (the core's message nodes come from such pools).  Each thread
+ * keeps a cache per pool, and objects move between threads in chains of
+ * 64 through a lock-free stack per pool: an allocation or a free is a few
+ * instructions, and takes no lock.
+ *
+ * Memory.  A pool grows by calling grow(bytes, ctx) when it runs out:
+ * bytes is a 64-byte header the pool keeps for itself plus 64 objects.
+ * grow returns memory aligned to at least 8 bytes, or NULL (that
+ * allocation then answers NULL; the next one asks again).  It may be
+ * called on any thread that allocates, at the same time on several, and
+ * must not call the pool back.  A block is never returned, to grow's
+ * allocator or anyone: a pool's memory only grows, and a freed object
+ * stays readable (type-stable memory).  A thread's cache holds up to 127
+ * free objects of each pool that other threads cannot take until it
+ * exits; at its exit (a pthread key destructor) they go back to the pool.
+ *
+ * Objects.  obj_size is rounded up to a multiple of 8, and to at least 24
+ * bytes; objects lie back to back after the header, so each is aligned to
+ * 8 bytes (to 16 if grow's memory is and the rounded size is a multiple
+ * of 16).  While an object is free, the pool owns its first three words
+ * (24 bytes): wk_pool_free overwrites them with its links, and after
+ * wk_pool_alloc they hold garbage.  The rest keeps what was last written
+ * there (memory a garbage collector scans still shows it).
+ *
+ * Lifetime.  Pools live for the whole process: they are not tied to
+ * wk_start/wk_stop (they may be created and used before, between and
+ * after), are never destroyed, and at most 8 can be created.
+ *
+ * Threads.  The three functions may be called from any thread, workers or
+ * not, at the same time as each other, on one pool or several.  A handle
+ * must reach another thread by something that orders it after
+ * wk_pool_create returned (a mutex, a release store read with acquire,
+ * thread creation, a message).
+ */
+typedef void *(*wk_pool_grow_fn)(size_t bytes, void *ctx);
+
+/*
+ * Creates a pool of objects of obj_size bytes (1 to 65536) whose memory
+ * comes from grow(bytes, ctx).  Returns the pool's handle (>= 0), or
+ * -WK_EINVAL (obj_size 0 or above 65536, grow NULL), or -WK_ELIMIT (8
+ * pools exist already).  grow is not called until the first allocation.
+ */
+WK_API int wk_pool_create(size_t obj_size, wk_pool_grow_fn grow, void *ctx);
+
+/*
+ * An object of the pool, or NULL if the pool had none left and grow
+ * answered NULL.  pool is a handle from wk_pool_create (anything else is
+ * undefined).  Pair with wk_pool_free, on any thread.
+ */
+WK_API void *wk_pool_alloc(int pool);
+
+/*
+ * Gives obj, which wk_pool_alloc(pool) returned, back to that pool.  Any
+ * thread, not only the one that allocated it.  obj must not be used after
+ * (its first three words are the pool's); freeing it twice, or into
+ * another pool, is undefined.
+ */
+WK_API void wk_pool_free(int pool, void *obj);
+
 /* ---------------------------------------------------------------- stats */
 
 typedef struct wk_sched_stats {

@@ -19,8 +19,10 @@
  *   WK_FAULT_MSG     a message node with its copied payload: wk_send
  *                    answers -WK_ENOMEM, nothing is enqueued, and a shared
  *                    payload still belongs to the caller.
- *   WK_FAULT_POOL    a refill of an object pool from the C heap (message
- *                    nodes up to 4 KiB): as MSG.
+ *   WK_FAULT_POOL    a refill of an object pool: the core's (message nodes
+ *                    up to 4 KiB, from the C heap): as MSG; a pool of
+ *                    wk_pool_create: wk_pool_alloc answers NULL, and the
+ *                    pool's grow is not called.
  *   WK_FAULT_TIMER   growing a scheduler's timer heap: a step that
  *                    answered WK_WAIT with a timeout runs again at once
  *                    with wk_timed_out() 1 (a message wakes it as usual).

@@ -1,28 +1,35 @@
 /*
- * pool.c - fixed-size object pools with a cache per thread.
+ * pool.c - fixed-size object pools with a cache per thread: the core's
+ * own (pool.h) and the users' (wk_pool_*, workers.h), in one table.
  *
  * Message nodes and worker slots are allocated and freed millions of times
  * a second, often on different threads (a sender allocates, the receiver
- * frees).  Each thread keeps, per pool, a free list and at most one full
- * chain of BATCH objects set aside; when the free list reaches BATCH and a
- * full chain is already set aside, that older chain goes to the pool's
- * global stack whole (no walk to cut it off), and when both are empty the
- * thread takes a whole chain back.  The global stack is touched once per
- * BATCH operations, so it is a Treiber stack of chains, lock-free.
+ * frees); so are the Lisp binding's share boxes.  Each thread keeps, per
+ * pool, a free list and at most one full chain of BATCH objects set aside;
+ * when the free list reaches BATCH and a full chain is already set aside,
+ * that older chain goes to the pool's global stack whole (no walk to cut
+ * it off), and when both are empty the thread takes a whole chain back.
+ * The global stack is touched once per BATCH operations, so it is a
+ * Treiber stack of chains, lock-free.  Only when the stack is empty too
+ * does the pool grow: one block of BATCH objects from its grow function
+ * (aligned_alloc for the core's pools, the user's for theirs).
  *
  * Invariants:
- * - Memory is never returned to the OS: a pointer to a freed object stays
- *   readable (type-stable memory), which the worker table relies on and
- *   which makes the stack's read of a popped chain's link safe.
+ * - Memory is never returned: a pointer to a freed object stays readable
+ *   (type-stable memory), which the worker table relies on and which
+ *   makes the stack's read of a popped chain's link safe.
  * - ABA on the stack is caught by a 16-bit tag in the top word's high bits
  *   (user-space addresses fit in 48 bits).
  * - A free object's first word links it within a chain, its second word
  *   links chains on the stack, and a chain's first object keeps the
  *   chain's length in its third; objects are at least 24 bytes.
- * - A thread's cache is flushed to the stack when the thread exits.
+ * - A thread's cache is flushed to the stacks when the thread exits.
+ * - The table only grows: slots up to WKINT_NPOOLS are the core's, set at
+ *   build time; user slots are claimed once, filled, never changed.
  */
 #include "pool.h"
 #include "fault.h"
+#include "workers.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -39,6 +46,10 @@
 /* A block starts with a cache line of its own (its link in `blocks`), so
  * that its objects are as aligned as the block. */
 #define BLOCK_HEADER 64
+#define USER_POOLS 8
+#define NPOOLS (WKINT_NPOOLS + USER_POOLS)
+#define OBJ_MIN 24             /* the three words a free object lends us */
+#define OBJ_MAX (64 * 1024)    /* a block of BATCH: 4 MiB at most        */
 
 struct chain {                 /* overlays a free object */
 	struct chain *next;    /* next object of the same chain */
@@ -47,17 +58,33 @@ struct chain {                 /* overlays a free object */
 };
 
 struct pool {
+	/* Set once, before the pool is used (build time, wk_pool_create). */
 	size_t size;
+	wk_pool_grow_fn grow;  /* NULL: never grows (seeded only)     */
+	void *ctx;
 	_Atomic uint64_t top;  /* tagged pointer to the first chain */
 };
 
-static struct pool pools[WKINT_NPOOLS] = {
-	[WKINT_POOL_WORKER] = { 0, 0 },    /* never grown: needs no size */
-	[WKINT_POOL_MSG64] = { 64, 0 },    [WKINT_POOL_MSG128] = { 128, 0 },
-	[WKINT_POOL_MSG256] = { 256, 0 },  [WKINT_POOL_MSG512] = { 512, 0 },
-	[WKINT_POOL_MSG1K] = { 1024, 0 },  [WKINT_POOL_MSG2K] = { 2048, 0 },
-	[WKINT_POOL_MSG4K] = { 4096, 0 },
+static void *heap_grow(size_t bytes, void *unused)
+{
+	return aligned_alloc(BLOCK_HEADER, bytes);
+}
+
+#define CORE_POOL(bytes) { (bytes), heap_grow, NULL, 0 }
+
+static struct pool pools[NPOOLS] = {
+	[WKINT_POOL_WORKER] = { 0, NULL, NULL, 0 }, /* worker.c seeds it */
+	[WKINT_POOL_MSG64] = CORE_POOL(64),
+	[WKINT_POOL_MSG128] = CORE_POOL(128),
+	[WKINT_POOL_MSG256] = CORE_POOL(256),
+	[WKINT_POOL_MSG512] = CORE_POOL(512),
+	[WKINT_POOL_MSG1K] = CORE_POOL(1024),
+	[WKINT_POOL_MSG2K] = CORE_POOL(2048),
+	[WKINT_POOL_MSG4K] = CORE_POOL(4096),
 };
+
+/* User slots claimed so far (wk_pool_create). */
+static _Atomic int user_pools;
 
 struct cache {
 	struct chain *head;    /* handed out first: the most recently freed */
@@ -72,7 +99,7 @@ struct block {
 };
 static _Atomic(struct block *) blocks;
 
-static __thread struct cache caches[WKINT_NPOOLS];
+static __thread struct cache caches[NPOOLS];
 static __thread bool cache_registered;
 static pthread_key_t flush_key;
 static pthread_once_t flush_once = PTHREAD_ONCE_INIT;
@@ -116,10 +143,14 @@ static struct chain *stack_pop(struct pool *p)
 	return c;
 }
 
-/* Moves a whole cache to its pool's stack (thread exit). */
+/*
+ * Moves a whole cache to the pools' stacks (thread exit).  A pool call
+ * from a later destructor of the same thread registers the cache again,
+ * and POSIX runs this again for it (up to PTHREAD_DESTRUCTOR_ITERATIONS).
+ */
 static void flush(void *unused)
 {
-	for (int i = 0; i < WKINT_NPOOLS; i++) {
+	for (int i = 0; i < NPOOLS; i++) {
 		struct cache *c = &caches[i];
 
 		if (c->full) {
@@ -133,6 +164,7 @@ static void flush(void *unused)
 		c->head = NULL;
 		c->count = 0;
 	}
+	cache_registered = false;
 }
 
 static void make_key(void)
@@ -158,14 +190,14 @@ static void remember(struct block *b)
 		&blocks, &old, b, memory_order_release, memory_order_relaxed));
 }
 
-/* A fresh chain of BATCH objects from the C heap. */
-static struct chain *grow(struct pool *p)
+/* A fresh chain of BATCH objects: a block from the pool's grow. */
+static struct chain *new_chain(struct pool *p)
 {
-	char *mem = wkint_fault(WK_FAULT_POOL)
-		    ? NULL
-		    : aligned_alloc(BLOCK_HEADER, BLOCK_HEADER + p->size * BATCH);
+	char *mem;
 
-	if (!mem)
+	if (!p->grow || wkint_fault(WK_FAULT_POOL))
+		return NULL;
+	if (!(mem = p->grow(BLOCK_HEADER + p->size * BATCH, p->ctx)))
 		return NULL;
 	remember((struct block *)mem);
 	mem += BLOCK_HEADER;
@@ -189,9 +221,8 @@ void *wkint_pool_alloc(int pool)
 			register_cache();
 		if ((o = c->full))
 			c->full = NULL;
-		else if (!(o = stack_pop(&pools[pool])) &&
-			 pool != WKINT_POOL_WORKER)
-			o = grow(&pools[pool]);
+		else if (!(o = stack_pop(&pools[pool])))
+			o = new_chain(&pools[pool]);
 		if (!o)
 			return NULL;
 		c->count = o->count;
@@ -228,4 +259,47 @@ void wkint_pool_free(int pool, void *obj)
 void wkint_pool_seed(int pool, void *obj)
 {
 	wkint_pool_free(pool, obj);
+}
+
+/* ---------------------------------------------------------------- API */
+
+static int claim_user_slot(void)
+{
+	/* Relaxed: the count only hands out slots; the slot's fields reach
+	 * other threads with the handle, which the caller publishes. */
+	int n = atomic_load_explicit(&user_pools, memory_order_relaxed);
+
+	do {
+		if (n >= USER_POOLS)
+			return -WK_ELIMIT;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&user_pools, &n, n + 1, memory_order_relaxed,
+		memory_order_relaxed));
+	return n;
+}
+
+int wk_pool_create(size_t obj_size, wk_pool_grow_fn grow, void *ctx)
+{
+	struct pool *p;
+	int h;
+
+	if (!obj_size || obj_size > OBJ_MAX || !grow)
+		return -WK_EINVAL;
+	if ((h = claim_user_slot()) < 0)
+		return h;
+	p = &pools[WKINT_NPOOLS + h];
+	p->size = obj_size < OBJ_MIN ? OBJ_MIN : (obj_size + 7) & ~(size_t)7;
+	p->grow = grow;
+	p->ctx = ctx;
+	return h;
+}
+
+void *wk_pool_alloc(int pool)
+{
+	return wkint_pool_alloc(WKINT_NPOOLS + pool);
+}
+
+void wk_pool_free(int pool, void *obj)
+{
+	wkint_pool_free(WKINT_NPOOLS + pool, obj);
 }

@@ -1,7 +1,9 @@
 /*
  * pool.h - fixed-size object pools with a cache per thread (pool.c).
  *
- * A leaf: pool.c depends on nothing else of the core but fault.h.
+ * A leaf: pool.c depends on nothing else of the core but fault.h.  The
+ * same table serves the public pools (wk_pool_*, workers.h), after the
+ * core's own.
  *
  * Objects are never returned to the OS (type-stable memory): a stale
  * pointer may still be read, which the worker table relies on.  A free
