@@ -243,8 +243,23 @@ WK_API wk_msg *wk_recv_match(int (*match)(const wk_msg *, void *), void *ctx);
 WK_API wk_msg *wk_recv_wait(int (*match)(const wk_msg *, void *), void *ctx,
 			    int64_t timeout_ns);
 
-/* Number of messages in the caller's mailbox (worker only, approximate). */
+/*
+ * Worker only: how many messages wait in the caller's mailbox, those a
+ * wk_recv_match passed over included.  Moves nothing: every message stays
+ * where it is, in its order.  Amortized O(1): each message is looked at
+ * by at most one call, however often this is called.  Approximate while
+ * messages arrive: never more than what is there (a send still under way
+ * may be left out), exact when no send is under way.  0 outside a worker.
+ */
 WK_API size_t wk_mailbox_count(void);
+
+/*
+ * Worker only: 1 if no message waits in the caller's mailbox (neither a
+ * new one nor one a wk_recv_match passed over), else 0.  O(1); moves
+ * nothing.  A send already under way counts as waiting: after a 0, the
+ * next wk_recv returns a message.  1 outside a worker.
+ */
+WK_API int wk_mailbox_empty(void);
 
 WK_API const void *wk_msg_data(const wk_msg *msg);
 WK_API size_t wk_msg_size(const wk_msg *msg);

@@ -103,6 +103,10 @@ struct wkint_worker {
 	int64_t timeout_ns;
 	uintptr_t reason;
 	struct wkint_msg_list saved; /* taken from the mailbox, not matched */
+	/* wk_mailbox_count's progress: the queue's first count_done nodes,
+	 * up to and including count_cursor, are counted (mailbox.c). */
+	struct cds_wfcq_node *count_cursor;
+	size_t count_done;
 
 	/* Arena: the slot is taken lazily and kept by the struct for good. */
 	char *arena_slot;
@@ -149,6 +153,9 @@ void wkint_arena_release(struct wkint_worker *w);
 
 /* ---------------------------------------------------------------- mailbox */
 
+/* An empty mailbox, for a new (or reused) worker that nobody sends to
+ * yet. */
+void wkint_mailbox_init(struct wkint_worker *w);
 /* Makes a WAITING or BLOCKED worker run again (a message arrived). */
 void wkint_mailbox_wake(struct wkint_worker *w);
 /* Drops every message a dying worker still holds. */

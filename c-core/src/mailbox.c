@@ -4,7 +4,19 @@
  * Each worker's mailbox is an MPSC queue (queue.c): any thread enqueues,
  * only the worker dequeues.  Messages the worker looked at without taking
  * (selective receive) move to its private `saved` list, in order, and are
- * looked at first next time.
+ * looked at first next time.  Nothing else moves a message: counting
+ * walks the queue without taking (below), so a message is in the queue,
+ * in `saved`, or with its receiver, and never moved only to be counted.
+ *
+ * Counting.  wk_mailbox_count is saved.count plus the queue's messages,
+ * counted with a cursor private to the receiver: count_done nodes, from
+ * the queue's first up to count_cursor, were counted by earlier calls,
+ * and a call walks on from the cursor only.  Pops take from the front, so
+ * each pop of a counted node takes one off count_done (the counted nodes
+ * stay a prefix), and the pop that takes the cursor's node (count_done
+ * reaching 0) clears the cursor before the node can be freed.  Each
+ * message is walked at most once: amortized O(1) per message.  A walk
+ * stops at a push still under way, so the count never exceeds the truth.
  *
  * Parking without lost wakeups.  The receiver and the sender each do one
  * seq_cst store followed by a load of what the other stored:
@@ -188,7 +200,13 @@ void wkint_mailbox_interrupt(struct wkint_worker *w, void *unused)
 
 static struct wk_msg *pull(struct wkint_worker *w)
 {
-	return as_msg(wkint_queue_pop_ends(&w->mb_head, &w->mb_tail));
+	struct cds_wfcq_node *n = wkint_queue_pop_ends(&w->mb_head,
+						       &w->mb_tail);
+
+	/* n was the first node: counted, if any was. */
+	if (n && w->count_done && !--w->count_done)
+		w->count_cursor = NULL;
+	return as_msg(n);
 }
 
 wk_msg *wk_recv(void)
@@ -229,13 +247,19 @@ wk_msg *wk_recv_match(int (*match)(const wk_msg *, void *), void *ctx)
 size_t wk_mailbox_count(void)
 {
 	struct wkint_worker *w = wkint_tls.worker;
-	struct wk_msg *m;
 
 	if (!w)
 		return 0;
-	while ((m = pull(w)))
-		saved_append(&w->saved, m);
-	return w->saved.count;
+	w->count_done += wkint_queue_walk_ends(&w->mb_head, &w->mb_tail,
+					       &w->count_cursor);
+	return w->saved.count + w->count_done;
+}
+
+int wk_mailbox_empty(void)
+{
+	struct wkint_worker *w = wkint_tls.worker;
+
+	return !w || (!w->saved.count && mailbox_empty(w));
 }
 
 /* Back to RUNNING from a published BLOCKED; false if a waker won. */
@@ -322,6 +346,19 @@ int wkint_mailbox_park(struct wkint_worker *w, uint64_t *parked)
 
 /* ---------------------------------------------------------------- messages */
 
+static void forget_count(struct wkint_worker *w)
+{
+	w->count_cursor = NULL;
+	w->count_done = 0;
+}
+
+void wkint_mailbox_init(struct wkint_worker *w)
+{
+	w->saved = (struct wkint_msg_list){ NULL, NULL, 0 };
+	forget_count(w);
+	wkint_queue_init_ends(&w->mb_head, &w->mb_tail);
+}
+
 void wkint_mailbox_drain(struct wkint_worker *w)
 {
 	struct wk_msg *m;
@@ -332,6 +369,9 @@ void wkint_mailbox_drain(struct wkint_worker *w)
 	}
 	while ((m = pull(w)))
 		wk_msg_free(m);
+	/* Zero by now (every counted node was popped); said outright, as a
+	 * dead worker's slot must keep no cursor into freed nodes. */
+	forget_count(w);
 }
 
 const void *wk_msg_data(const wk_msg *m)

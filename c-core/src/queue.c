@@ -15,8 +15,8 @@
  * instruments its inline functions whatever attribute the caller carries.
  * So the TSan build compiles this file uninstrumented, with
  * WK_TSAN_ANNOTATE defined (tests/core/core.mk), and these wrappers
- * annotate the happens-before edge from a push to the pop that returns
- * the same node.
+ * annotate the happens-before edge from a push to the pop, or the walk,
+ * that reaches the same node.
  */
 #include "queue.h"
 #include "spin.h"
@@ -67,4 +67,23 @@ struct cds_wfcq_node *wkint_queue_pop_ends(struct __cds_wfcq_head *h,
 bool wkint_queue_empty_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t)
 {
 	return cds_wfcq_empty(h, t);
+}
+
+size_t wkint_queue_walk_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t,
+			     struct cds_wfcq_node **cursor)
+{
+	struct cds_wfcq_node *n = *cursor
+		? __cds_wfcq_next_nonblocking(h, t, *cursor)
+		: __cds_wfcq_first_nonblocking(h, t);
+	size_t walked = 0;
+
+	/* NULL: the end; WOULDBLOCK: a push between its xchg and its link,
+	 * counted by a later walk from the same cursor. */
+	while (n && n != CDS_WFCQ_WOULDBLOCK) {
+		tsan_acquire(n);
+		*cursor = n;
+		walked++;
+		n = __cds_wfcq_next_nonblocking(h, t, n);
+	}
+	return walked;
 }

@@ -16,6 +16,7 @@
  *   pop    one dequeuer at a time: the caller provides the mutual
  *          exclusion (a mailbox has one reader, its worker; a run queue
  *          is popped under its scheduler's lock);
+ *   walk   the dequeuer, like a pop (it reads the links a pop rewrites);
  *   empty  any thread.  Exact for the dequeuer: false as soon as a push
  *          has begun.  For anyone else a hint (a thief's glance at a
  *          victim's run queue), stale by the time it returns.
@@ -28,6 +29,7 @@
 #endif
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <urcu/wfcqueue.h>
 
 struct wkint_queue {
@@ -43,6 +45,15 @@ bool wkint_queue_push_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t,
 struct cds_wfcq_node *wkint_queue_pop_ends(struct __cds_wfcq_head *h,
 					   struct cds_wfcq_tail *t);
 bool wkint_queue_empty_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t);
+/*
+ * The dequeuer only: counts the nodes after *cursor (from the first node
+ * when *cursor is NULL) without taking any, and leaves *cursor on the last
+ * node counted.  Stops at the end or at a push still under way, and never
+ * spins: the answer is never more than what is in the queue.  The caller
+ * keeps *cursor valid: it clears it when it pops the cursor's node.
+ */
+size_t wkint_queue_walk_ends(struct __cds_wfcq_head *h, struct cds_wfcq_tail *t,
+			     struct cds_wfcq_node **cursor);
 
 static inline void wkint_queue_init(struct wkint_queue *q)
 {

@@ -102,9 +102,8 @@ struct wkint_worker *wkint_worker_new(void)
 	w->mode = WK_MODE_COPY;
 	w->timeout_ns = -1;
 	w->reason = WK_REASON_NORMAL;
-	w->saved = (struct wkint_msg_list){ NULL, NULL, 0 };
 	w->arena_want = 0;
-	wkint_queue_init_ends(&w->mb_head, &w->mb_tail);
+	wkint_mailbox_init(w);
 	atomic_store_explicit(&w->blk_futex, 0, memory_order_relaxed);
 	/* Release: a sender that sees the tag sees an initialised mailbox. */
 	atomic_store_explicit(&w->tag, w->id, memory_order_release);
