@@ -1,5 +1,5 @@
 /*
- * fuzz_decode.c - the message decoder (lisp/codec.c) as a libFuzzer target.
+ * fuzz_decode.c - the message decoder (codec/decode.c) as a libFuzzer target.
  *
  * Each input is a message from a hostile peer.  codec.h promises that
  * wkl_codec_decode either decodes it or returns WKL_CODEC_EMALFORMED with a
@@ -19,7 +19,7 @@
  * compiled in as WKF_IMAGE): the structure types the seed corpus names and
  * a stand-in for the WORKERS package (worker-stub.lisp).  Loading the real
  * build/workers.fas instead would bring a second, uninstrumented copy of
- * codec.c and the whole runtime into a process that has no use for them.
+ * the codec and the whole runtime into a process that has no use for them.
  *
  * Signals.  ECL would turn SIGSEGV and SIGBUS into Lisp conditions; they
  * are left to ASan, which reports them, and SIGINT to libFuzzer, which

@@ -1,5 +1,5 @@
 ;;;; worker-stub.lisp - stands in for the Lisp layer in the fuzz target:
-;;;; the two things of the WORKERS package that lisp/codec.c reaches.
+;;;; the two things of the WORKERS package that the codec (codec/) reaches.
 ;;;;
 ;;;; The codec encodes an instance of WORKERS::WORKER as the integer in its
 ;;;; slot named ID, and decodes the WORKER tag by calling

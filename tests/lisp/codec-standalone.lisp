@@ -1,11 +1,12 @@
-;;;; codec-standalone.lisp - builds lisp/codec.c into this ECL, runs the
-;;;; CODEC suite (codec-tests.lisp) and a small benchmark, without the rest
-;;;; of the project.
+;;;; codec-standalone.lisp - links the copy codec (codec/, built by `make
+;;;; codec` into build/codec/libcodec.a) into this ECL, runs the CODEC suite
+;;;; (codec-tests.lisp) and a small benchmark, without the rest of the
+;;;; project.
 ;;;;
 ;;;;   ecl --norc --shell tests/lisp/codec-standalone.lisp
 ;;;;
-;;;; Exits 0 when every test passed, 1 otherwise.  The build goes to
-;;;; build/codec/ under the repository root.  It stands in for the Lisp
+;;;; Exits 0 when every test passed, 1 otherwise.  Its own files go to
+;;;; build/codec-standalone/ under the repository root.  It stands in for the Lisp
 ;;;; layer: a stub WORKERS package with the two conditions, the WORKER
 ;;;; structure, WORKERS::%WORKER-FROM-ID, and %ENCODE / %DECODE wrappers that
 ;;;; behave as the real ones must.
@@ -40,8 +41,8 @@
   (:report (lambda (c s)
              (format s "Malformed message: ~A." (malformed-message-reason c)))))
 
-;;; Compiled into a fas: the WORKER stub, codec.c with the same wrappers as
-;;; the real layer, and a C benchmark loop.
+;;; Compiled into a fas: the WORKER stub, the codec's wrappers as the real
+;;; layer has them, and a C benchmark loop.
 (defparameter *ffi-forms*
   `((in-package :workers)
     ;; ID is not the first slot on purpose: the codec finds it by name.
@@ -52,8 +53,8 @@
     (defun %worker-from-id (id)
       (or (gethash id *workers*)
           (setf (gethash id *workers*) (%make-worker id))))
-    (ffi:clines ,(format nil "#include \"~A\"~%#include <time.h>"
-                         (namestring (merge-pathnames "lisp/codec.c" *root*))))
+    (ffi:clines "#include <stdlib.h>" "#include <string.h>" "#include <time.h>"
+                "#include \"codec.h\"")
     (ffi:clines "
 static double now_ns(void)
 {
@@ -103,17 +104,32 @@ static double bench_codec(cl_object obj, long iters, int mode)
       (ffi:c-inline (object iterations mode) (:object :long :int) :double
                     "bench_codec(#0, #1, #2)" :one-liner t))))
 
+(defparameter *build* (merge-pathnames "build/codec-standalone/" *root*))
+
+(defun build-codec ()
+  "Builds build/codec/libcodec.a as `make` does; returns its path."
+  (multiple-value-bind (stream status)
+      (ext:run-program "make" (list "-C" (namestring *root*) "--no-print-directory"
+                                    "build/codec/libcodec.a")
+                       :input nil :output t :error t)
+    (declare (ignore stream))
+    (unless (eql status 0)
+      (error "make build/codec/libcodec.a failed (exit status ~S)." status)))
+  (namestring (merge-pathnames "build/codec/libcodec.a" *root*)))
+
 (defun build-ffi ()
-  (let* ((dir (merge-pathnames "build/codec/" *root*))
-         (source (merge-pathnames "codec-ffi.lisp" dir)))
-    (ensure-directories-exist dir)
+  (let ((library (build-codec))
+        (source (merge-pathnames "codec-ffi.lisp" *build*)))
+    (ensure-directories-exist *build*)
     (with-open-file (s source :direction :output :if-exists :supersede)
       (with-standard-io-syntax
         (let ((*package* (find-package :workers)))
           (dolist (form *ffi-forms*) (print form s)))))
-    (let ((c::*user-cc-flags* "-O2 -Wall -Wno-unused-function")
+    (let ((c::*user-cc-flags* (format nil "-O2 -Wall -Wno-unused-function -I~A"
+                                      (namestring (merge-pathnames "codec/" *root*))))
+          (c:*user-ld-flags* library)
           (*compile-verbose* nil) (*compile-print* nil))
-      (load (compile-file source :output-file (merge-pathnames "codec-ffi.fas" dir))))))
+      (load (compile-file source :output-file (merge-pathnames "codec-ffi.fas" *build*))))))
 
 (build-ffi)
 
@@ -135,8 +151,7 @@ static double bench_codec(cl_object obj, long iters, int mode)
 
 (let ((*compile-verbose* nil) (*compile-print* nil))
   (load (compile-file (merge-pathnames "tests/lisp/codec-tests.lisp" *root*)
-                      :output-file (merge-pathnames "build/codec/codec-tests.fas"
-                                                    *root*))))
+                      :output-file (merge-pathnames "codec-tests.fas" *build*))))
 
 ;;; ------------------------------------------------------------- benchmark
 

@@ -9,7 +9,7 @@
 
 (defpackage :workers-tests.codec
   (:use :cl :fiveam)
-  (:documentation "Tests of the message copy codec (lisp/codec.c).")
+  (:documentation "Tests of the message copy codec (codec/).")
   (:export #:codec))
 
 (in-package :workers-tests.codec)

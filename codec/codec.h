@@ -22,8 +22,8 @@
  *
  * Stack.  Neither function recurses on the data: deep nesting costs heap.
  */
-#ifndef WORKERS_LISP_CODEC_H
-#define WORKERS_LISP_CODEC_H
+#ifndef WORKERS_CODEC_H
+#define WORKERS_CODEC_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,6 +31,13 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* The library is built with -fvisibility=hidden: these leave it. */
+#if defined(__GNUC__)
+#define WKL_CODEC_API __attribute__((visibility("default")))
+#else
+#define WKL_CODEC_API
 #endif
 
 /* Return codes.  The values are part of the contract with the Lisp FFI. */
@@ -74,8 +81,8 @@ enum {
  * first time a worker (with a TABLED slot still NIL) is encoded, calls
  * WORKERS::%TABLE-WORKER on it, which must not exit non-locally.
  */
-int wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len,
-		     cl_object *bad, cl_object *path);
+WKL_CODEC_API int wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len,
+				   cl_object *bad, cl_object *path);
 
 /*
  * Like wkl_codec_encode, but hands the bytes to consume(bytes, len, ctx)
@@ -83,9 +90,9 @@ int wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len,
  * returned, and the bytes are gone after it returns.  A small message is
  * encoded on the C stack and never malloc'd (SEND in copy mode).
  */
-int wkl_codec_encode_to(cl_object obj,
-			int (*consume)(const uint8_t *bytes, size_t len, void *ctx),
-			void *ctx, int *consumed, cl_object *bad, cl_object *path);
+WKL_CODEC_API int wkl_codec_encode_to(cl_object obj,
+				      int (*consume)(const uint8_t *bytes, size_t len, void *ctx),
+				      void *ctx, int *consumed, cl_object *bad, cl_object *path);
 
 /*
  * Decodes the len bytes at buf into *result and returns WKL_CODEC_OK.
@@ -110,11 +117,11 @@ int wkl_codec_encode_to(cl_object obj,
  * bounded in time and stack (the rule is in CODEC.md); a key that fails makes
  * the message malformed.
  */
-int wkl_codec_decode(const uint8_t *buf, size_t len, cl_object *result,
-		     const char **err_msg);
+WKL_CODEC_API int wkl_codec_decode(const uint8_t *buf, size_t len, cl_object *result,
+				   const char **err_msg);
 
 #ifdef __cplusplus
 }
 #endif
 
-#endif /* WORKERS_LISP_CODEC_H */
+#endif /* WORKERS_CODEC_H */
