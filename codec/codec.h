@@ -1,6 +1,7 @@
 /*
  * codec.h - the message copy codec: a Lisp object graph to flat bytes and
- * back, for messages sent in copy mode.  The byte format is in CODEC.md.
+ * back, for messages sent in copy mode.  The byte format is in CODEC.md,
+ * which also says which file of codec/ holds what.
  *
  * What it carries: fixnums, bignums, ratios, single/double/long floats
  * (bit-exact: -0.0, infinities, NaN payloads), complexes (rational and
@@ -9,16 +10,19 @@
  * conses, vectors and arrays of every specialized element type ECL has
  * (fill pointer and adjustable flag kept; displacement dropped: a displaced
  * array arrives as a fresh array holding the same elements), hash tables
- * (test EQ, EQL, EQUAL or EQUALP kept), structure instances, and workers
- * (instances of WORKERS::WORKER, sent as their ID and rebuilt by
- * WORKERS::%WORKER-FROM-ID).  EQ-ness inside one message is kept: shared
- * structure and cycles arrive shared and cyclic.
+ * (test EQ, EQL, EQUAL or EQUALP kept), structure instances, and workers:
+ * instances of the structure class given to wkl_codec_register_worker(),
+ * sent as their id and rebuilt by the function registered with it.  EQ-ness
+ * inside one message is kept: shared structure and cycles arrive shared and
+ * cyclic.  The codec knows neither the C core nor the Lisp layer, which
+ * registers its WORKER type when it loads (lisp/ffi.lisp).
  *
- * Threads.  Both functions may be called from any thread that ECL knows
- * (created by ECL or imported with ecl_import_current_thread), concurrently
- * on different messages.  They keep all state per call, apart from a few
- * caches filled once and published atomically.  The caller must not mutate
- * the object being encoded from another thread during the call.
+ * Threads.  wkl_codec_encode, _encode_to and _decode may be called from any
+ * thread that ECL knows (created by ECL or imported with
+ * ecl_import_current_thread), concurrently on different messages.  They
+ * keep all state per call, apart from the symbols looked up once and the
+ * registered worker type, each published atomically.  The caller must not
+ * mutate the object being encoded from another thread during the call.
  *
  * Stack.  Neither function recurses on the data: deep nesting costs heap.
  */
@@ -49,7 +53,64 @@ enum {
 	                               /* it was being encoded               */
 	WKL_CODEC_EMALFORMED = -4,     /* decode: the bytes are not a valid  */
 	                               /* message (see *err_msg)             */
+	WKL_CODEC_EBADCLASS = -5,      /* register: not a structure class    */
+	WKL_CODEC_EBADSLOT = -6,       /* register: a slot index out of range */
+	WKL_CODEC_EBADFUNCTION = -7,   /* register: not a function designator */
 };
+
+/*
+ * Registers the worker type: the structure class clas, whose instances
+ * travel as an id (the WORKER tag, CODEC.md) instead of as structures.
+ *
+ *   id_slot        the index of the slot that holds the id, an
+ *                  (unsigned-byte 64); an instance whose id slot is
+ *                  missing or holds anything else is refused
+ *                  (WKL_CODEC_UNSERIALIZABLE).
+ *   from_id        a function designator (a function, or a symbol naming a
+ *                  global function, called through the symbol so that a
+ *                  redefinition counts): decoding a worker calls it with
+ *                  the id, an integer, and the message holds its value.
+ *   copied_slot    the index of a slot that stays NIL until a copy of the
+ *   on_first_copy  instance was sent, and a function designator: encoding
+ *                  a worker whose id is not 0 and whose copied slot is NIL
+ *                  calls on_first_copy with it, which should make the slot
+ *                  true and must not exit non-locally (the encoder would
+ *                  leak its buffers).  copied_slot -1 with on_first_copy
+ *                  NIL: never.
+ *
+ * Slot indexes are ECL_STRUCT_SLOT's, the offsets in the type's
+ * SI::STRUCTURE-SLOT-DESCRIPTIONS.  Any slot may hold the id; put it first
+ * if workers end up in keys of EQUALP tables: EQUALP compares slots in
+ * order, and stops at two different ids only if no other slot comes before
+ * (CODEC.md, "EQUAL and EQUALP keys").
+ *
+ * Without a registration, no instance is a worker (every structure travels
+ * as a structure) and a WORKER tag is malformed input.  With one, a STRUCT
+ * tag naming the registered type is malformed input.
+ *
+ * Returns WKL_CODEC_OK, or, changing nothing:
+ *   WKL_CODEC_EBADCLASS     clas is not a structure class;
+ *   WKL_CODEC_EBADSLOT      id_slot is not in [0, n) or copied_slot not in
+ *                           [-1, n) (n: the class's slot count), or they are
+ *                           the same slot;
+ *   WKL_CODEC_EBADFUNCTION  from_id is not a function designator, nor is
+ *                           on_first_copy while copied_slot is not -1, or
+ *                           on_first_copy is not NIL while copied_slot is -1.
+ *
+ * Threads and GC.  Meant to be called once, at load time, before any
+ * message is encoded or decoded (lisp/ffi.lisp registers WORKERS::WORKER
+ * so).  Registering again replaces the registration: the new one is
+ * published by a release store, and each lookup of an encoder or decoder
+ * (an acquire load) sees the old one or the new one, whole, but a message
+ * encoded or decoded meanwhile may meet both.  Of calls from several
+ * threads at once, the last store wins.  Any thread that ECL knows may
+ * call it.  The codec keeps clas, from_id and on_first_copy reachable (a
+ * GC root: Boehm does not scan a loaded library's static data), so they
+ * need no other reference.
+ */
+WKL_CODEC_API int wkl_codec_register_worker(cl_object clas, cl_fixnum id_slot,
+					    cl_fixnum copied_slot, cl_object from_id,
+					    cl_object on_first_copy);
 
 /*
  * Encodes obj.  On success returns WKL_CODEC_OK, and *out is a malloc'd
@@ -68,7 +129,7 @@ enum {
  * when obj itself is refused.  Refused: functions, streams, packages,
  * pathnames, random states, CLOS instances and conditions, weak hash tables
  * and tables with a user-defined test, threads, locks, foreign data, a
- * worker whose ID slot is missing or not an (unsigned-byte 64), and a key
+ * worker whose id slot is missing or not an (unsigned-byte 64), and a key
  * of an EQUAL or EQUALP table that is circular, too large or too deep to
  * compare, or (EQUALP) holds a hash table (CODEC.md, "EQUAL and EQUALP
  * keys"): the decoder would reject it.
@@ -77,9 +138,9 @@ enum {
  * left alone.  *out and *len are set only on success.
  *
  * Allocates Lisp objects only to report a refusal (the path) and once per
- * process to fill the WORKER caches; may be called with any GC state.  The
- * first time a worker (with a TABLED slot still NIL) is encoded, calls
- * WORKERS::%TABLE-WORKER on it, which must not exit non-locally.
+ * process for its statics; may be called with any GC state.  Calls the
+ * registered on_first_copy on a worker whose copied slot is NIL (see
+ * wkl_codec_register_worker).
  */
 WKL_CODEC_API int wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len,
 				   cl_object *bad, cl_object *path);
@@ -101,13 +162,13 @@ WKL_CODEC_API int wkl_codec_encode_to(cl_object obj,
  * WKL_CODEC_EMALFORMED with *err_msg pointing to a static English sentence,
  * never crashes, and never allocates more than a small constant times len
  * before it fails.  Unknown packages, structure types that do not exist or
- * differ in slot count, a structure of type WORKERS::WORKER (a worker
- * travels as its ID), and symbols missing from a locked package are
- * malformed input too; no package is ever created (a missing symbol in an
- * unlocked package is interned).
+ * differ in slot count, a structure of the registered worker type (a worker
+ * travels as its id), a worker when no type is registered, and symbols
+ * missing from a locked package are malformed input too; no package is ever
+ * created (a missing symbol in an unlocked package is interned).
  *
- * Decoding a worker calls the Lisp function WORKERS::%WORKER-FROM-ID with the
- * ID (an integer); whatever it signals propagates.  Decoding mallocs nothing,
+ * Decoding a worker calls the registered from_id with the id (an integer);
+ * whatever it signals propagates.  Decoding mallocs nothing,
  * so such a non-local exit leaks nothing.  buf is only read, and must stay
  * valid for the call (the decoder keeps a pointer to buf[0], which keeps a
  * GC-allocated buffer starting there alive).  Keys of EQUAL and EQUALP

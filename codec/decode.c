@@ -647,15 +647,6 @@ read_hash(struct dec *d, struct dframe *child)
 	return h;
 }
 
-static size_t
-list_length(cl_object l)
-{
-	size_t n = 0;
-	for (; ECL_CONSP(l); l = ECL_CONS_CDR(l))
-		n++;
-	return n;
-}
-
 static cl_object
 read_struct(struct dec *d, struct dframe *child)
 {
@@ -675,11 +666,11 @@ read_struct(struct dec *d, struct dframe *child)
 	cl_object clas = cl_find_class(2, name, ECL_NIL);
 	if (!ECL_INSTANCEP(clas))
 		return fail(d, "a structure type does not exist");
-	/* The encoder sends a worker as its ID, and only %WORKER-FROM-ID may
-	 * make one here: its other slots are this image's runtime state. */
-	if (wkc_worker_class_p(clas))
+	/* The encoder sends a worker as its id, and only the registered
+	 * from_id may make one here: its other slots are this image's state. */
+	if (wkc_worker_type_of(clas))
 		return fail(d, "a worker sent as a structure");
-	if (n != list_length(ECL_CLASS_SLOTS(clas)))
+	if (n != wkc_class_slot_count(clas))
 		return fail(d, "a structure type has a different number of slots");
 	if (!need(d, n))
 		return OBJNULL;
@@ -702,10 +693,11 @@ read_worker(struct dec *d)
 	uint64_t id;
 	if (!get_varint(d, &id))
 		return OBJNULL;
-	cl_object f = wkc_worker_from_id_function();
-	if (!f)
-		return fail(d, "a worker arrived but WORKERS::%WORKER-FROM-ID is undefined");
-	cl_object w = cl_funcall(2, f, ecl_make_uint64_t(id));
+	const struct wkc_worker_type *type = wkc_registered_worker_type();
+	if (!type)
+		return fail(d, "a worker arrived, but no worker type is "
+			       "registered with the codec");
+	cl_object w = cl_funcall(2, type->from_id, ecl_make_uint64_t(id));
 	number(d, w);
 	return w;
 }

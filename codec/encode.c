@@ -536,14 +536,29 @@ emit_hash(struct enc *e, cl_object x)
 		push_eframe(e, F_HASH, x, 2 * live);
 }
 
+/*
+ * The first copy of a worker w: its copied slot is still NIL, and the
+ * registered function marks it (WORKERS::%TABLE-WORKER enters it in the id
+ * table, so that its receivers decode this very object even after its
+ * end).  Nothing for a type registered without a copied slot.
+ */
 static void
-emit_worker(struct enc *e, cl_object x)
+note_first_copy(cl_object x, const struct wkc_worker_type *w)
+{
+	cl_fixnum k = w->copied_slot;
+	if (k >= 0 && (cl_index)k < ECL_STRUCT_LENGTH(x) && Null(ECL_STRUCT_SLOT(x, k)))
+		cl_funcall(2, w->on_first_copy, x);
+}
+
+/* A worker travels as the (unsigned-byte 64) in its id slot; 0 means no id
+ * yet, and such a worker is not marked copied. */
+static void
+emit_worker(struct enc *e, cl_object x, const struct wkc_worker_type *w)
 {
 	if (share(e, x))
 		return;
-	cl_fixnum k = wkc_worker_id_slot(ECL_CLASS_OF(x));
-	cl_object id = k >= 0 && (cl_index)k < ECL_STRUCT_LENGTH(x)
-		? ECL_STRUCT_SLOT(x, k) : ECL_NIL;
+	cl_object id = w->id_slot < ECL_STRUCT_LENGTH(x) ? ECL_STRUCT_SLOT(x, w->id_slot)
+							: ECL_NIL;
 	uint64_t v;
 	if (ECL_FIXNUMP(id) && ecl_fixnum(id) >= 0)
 		v = (uint64_t)ecl_fixnum(id);
@@ -554,7 +569,7 @@ emit_worker(struct enc *e, cl_object x)
 		return;
 	}
 	if (v != 0)
-		wkc_note_copied(x);
+		note_first_copy(x, w);
 	put_tag_varint(e, TAG_WORKER, v);
 }
 
@@ -579,8 +594,9 @@ static void
 emit_instance(struct enc *e, cl_object x)
 {
 	// Workers are structures too: test for them first.
-	if (wkc_worker_class_p(ECL_CLASS_OF(x)))
-		emit_worker(e, x);
+	const struct wkc_worker_type *w = wkc_worker_type_of(ECL_CLASS_OF(x));
+	if (w)
+		emit_worker(e, x, w);
 	else if (!Null(si_structurep(x)))
 		emit_struct(e, x);
 	else
@@ -711,6 +727,31 @@ step(struct enc *e)
 
 /* ------------------------------------------------------------ refusal path */
 
+/* The n-th element of l, or NIL; never signals (ecl_nth does on a dotted
+ * list). */
+static cl_object
+nth_or_nil(size_t n, cl_object l)
+{
+	for (; ECL_CONSP(l); l = ECL_CONS_CDR(l), n--)
+		if (n == 0)
+			return ECL_CONS_CAR(l);
+	return ECL_NIL;
+}
+
+/* The name of the slot at index in the structure x, or NIL: from the slot
+ * descriptions (name init type read-only offset accessor) of its type. */
+static cl_object
+slot_name(cl_object x, size_t index)
+{
+	cl_object l = si_get_sysprop(ECL_STRUCT_NAME(x), wkc_statics[S_SLOT_DESCRIPTIONS]);
+	for (; ECL_CONSP(l); l = ECL_CONS_CDR(l)) {
+		cl_object d = ECL_CONS_CAR(l);
+		if (ECL_CONSP(d) && nth_or_nil(4, d) == ecl_make_fixnum(index))
+			return ECL_CONS_CAR(d);
+	}
+	return ECL_NIL;
+}
+
 /* Where the child being written sits in frame f, as a path step. */
 static cl_object
 path_step(const struct eframe *f)
@@ -732,9 +773,9 @@ path_step(const struct eframe *f)
 		return ecl_cons(ecl_make_keyword("AREF"), subscripts);
 	}
 	case F_STRUCT: {
-		cl_object d = wkc_slot_description(ECL_STRUCT_NAME(x), NULL, (cl_fixnum)j);
+		cl_object name = slot_name(x, j);
 		return cl_list(2, ecl_make_keyword("SLOT"),
-			       Null(d) ? ecl_make_fixnum(j) : ECL_CONS_CAR(d));
+			       Null(name) ? ecl_make_fixnum(j) : name);
 	}
 	default: /* F_HASH */
 		if (j % 2 == 0)

@@ -3,8 +3,8 @@
  * public (the API and its contracts are in codec.h, the byte format and
  * the reasons behind it in CODEC.md).
  *
- *   state.c   the symbols and constants looked up once, the worker type,
- *             the table of element types, packages found by name
+ *   state.c   the symbols and constants looked up once, the registered
+ *             worker type, the table of element types, packages by name
  *   keys.c    the bound on keys of EQUAL and EQUALP tables (both sides)
  *   encode.c  an object graph to bytes: wkl_codec_encode, _encode_to
  *   decode.c  bytes to an object graph: wkl_codec_decode
@@ -131,6 +131,7 @@ extern const struct wkc_wire_type wkc_wire_types[W_COUNT];
 enum {
 	S_EQ, S_EQL, S_EQUAL, S_EQUALP,  /* indexed by wire hash test */
 	S_SLOT_DESCRIPTIONS,             /* SI::STRUCTURE-SLOT-DESCRIPTIONS */
+	S_STRUCTURE_CLASS,               /* CL:STRUCTURE-CLASS */
 	S_REHASH_SIZE, S_REHASH_THRESHOLD,
 	S_COUNT
 };
@@ -145,21 +146,39 @@ wkc_ensure_statics(void)
 	pthread_once(&wkc_statics_once, wkc_statics_init);
 }
 
-/* Is clas the class WORKERS::WORKER? */
-int wkc_worker_class_p(cl_object clas);
+/* The number of slots of the instances of the structure class clas. */
+size_t wkc_class_slot_count(cl_object clas);
 
-/* Index of the ID slot of a worker of class clas, or -1. */
-cl_fixnum wkc_worker_id_slot(cl_object clas);
+/* A worker type as wkl_codec_register_worker() takes it (codec.h), checked.
+ * Never changed once published: a new registration publishes a new one. */
+struct wkc_worker_type {
+	cl_object clas;          /* the structure class of workers            */
+	cl_object from_id;       /* function designator: id -> worker         */
+	cl_object on_first_copy; /* function designator, or NIL               */
+	cl_index id_slot;        /* < the class's slot count                  */
+	cl_fixnum copied_slot;   /* -1: none                                  */
+};
 
-/* Called when the worker x goes into a message (state.c says what for). */
-void wkc_note_copied(cl_object x);
+/* The registration, or NULL (state.c). */
+extern const struct wkc_worker_type *wkc_worker_type;
 
-/* The symbol WORKERS::%WORKER-FROM-ID if it names a function, or OBJNULL. */
-cl_object wkc_worker_from_id_function(void);
+/* The registered worker type, or NULL. */
+static inline const struct wkc_worker_type *
+wkc_registered_worker_type(void)
+{
+	// Acquire pairs with the release in wkl_codec_register_worker(): the
+	// record's fields are complete.
+	return __atomic_load_n(&wkc_worker_type, __ATOMIC_ACQUIRE);
+}
 
-/* The slot description (name init type read-only offset accessor) of the
- * structure named type whose name is slot_name, or whose offset is index. */
-cl_object wkc_slot_description(cl_object type, const char *slot_name, cl_fixnum index);
+/* The worker type if clas is its class, else NULL.  Asked of every
+ * structure the encoder meets, hence inline. */
+static inline const struct wkc_worker_type *
+wkc_worker_type_of(cl_object clas)
+{
+	const struct wkc_worker_type *w = wkc_registered_worker_type();
+	return w && w->clas == clas ? w : NULL;
+}
 
 /* The package named name (a string), by its name or a global nickname. */
 cl_object wkc_find_package_named(cl_object name);

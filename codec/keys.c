@@ -24,10 +24,12 @@
  * EQUALP compares two hash tables by looking each key of one up in the
  * other, which costs up to the product of their sizes times the cost of
  * comparing keys: too rare a key to be worth a bound of its own.
- * Workers are leaves: the decoder makes them only by %WORKER-FROM-ID
- * (a STRUCT of the worker type is malformed), and their first slot is the
- * ID, so EQUALP on two workers stops there (their other slots are local
- * state, and differ between sender and receiver).
+ * Workers (the registered type, codec.h) are leaves: the decoder makes
+ * them only by the registered from_id (a STRUCT of that type is
+ * malformed), and their other slots are local state that differs between
+ * sender and receiver.  EQUALP on two of them compares slots in order, so
+ * it stops at two different ids when the id slot comes first, as codec.h
+ * asks and WORKERS::WORKER has it.
  */
 #include "internal.h"
 
@@ -80,7 +82,7 @@ wkc_key_parts(cl_object x, int equalp)
 	case t_array:
 		return equalp && x->array.elttype == ecl_aet_object ? x->array.dim : 0;
 	case t_instance:
-		return equalp && !wkc_worker_class_p(ECL_CLASS_OF(x)) &&
+		return equalp && !wkc_worker_type_of(ECL_CLASS_OF(x)) &&
 		       !Null(si_structurep(x)) ? ECL_STRUCT_LENGTH(x) : 0;
 	default:
 		return 0;

@@ -137,6 +137,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
+/* Evaluates form; crashes, saying what, if it signals. */
+static cl_object
+eval_or_die(cl_object form, const char *what)
+{
+	cl_object failed = ecl_make_keyword("FAILED");
+	cl_object value = si_safe_eval(3, form, ECL_NIL, failed);
+	if (value == failed)
+		die(what, NULL);
+	return value;
+}
+
+/* Registers the worker type that image.lisp describes: its function
+ * WORKERS-FUZZ::CODEC-REGISTRATION gives the arguments, in order. */
+static void
+register_worker_type(void)
+{
+	cl_object form = ecl_list1(ecl_make_symbol("CODEC-REGISTRATION", "WORKERS-FUZZ"));
+	cl_object args = eval_or_die(form, "WORKERS-FUZZ::CODEC-REGISTRATION signalled");
+	int rc = wkl_codec_register_worker(cl_first(args), ecl_fixnum(cl_second(args)),
+					   ecl_fixnum(cl_third(args)), cl_fourth(args),
+					   cl_fifth(args));
+	if (rc != WKL_CODEC_OK)
+		die("wkl_codec_register_worker refused image.lisp's worker type", NULL);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -148,11 +173,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	ecl_set_option(ECL_OPT_SIGNAL_HANDLING_THREAD, 0);
 	cl_boot(1, ecl_argv);
 	serious_condition = ecl_make_symbol("SERIOUS-CONDITION", "CL");
-	cl_object failed = ecl_make_keyword("FAILED");
 	cl_object load = cl_list(4, ecl_make_symbol("LOAD", "CL"),
 				 ecl_make_simple_base_string(WKF_IMAGE, -1),
 				 ecl_make_keyword("VERBOSE"), ECL_NIL);
-	if (si_safe_eval(3, load, ECL_NIL, failed) == failed)
-		die("could not load " WKF_IMAGE, NULL);
+	eval_or_die(load, "could not load " WKF_IMAGE);
+	register_worker_type();
 	return 0;
 }

@@ -26,3 +26,8 @@
 
 (unless (find-package "WORKERS")
   (load (merge-pathnames "worker-stub.lisp" *load-truename*) :verbose nil))
+
+(defun codec-registration ()
+  "The arguments of wkl_codec_register_worker for the worker type, which
+fuzz_decode.c registers after loading this file."
+  (list (find-class 'workers::worker) 0 -1 'workers::%worker-from-id nil))
