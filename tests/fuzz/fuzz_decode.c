@@ -4,8 +4,8 @@
  * Each input is a message from a hostile peer.  codec.h promises that
  * wkl_codec_decode either decodes it or returns WKL_CODEC_EMALFORMED with a
  * sentence saying why: it never crashes, never signals (the one Lisp
- * function it calls, WORKERS::%WORKER-FROM-ID, does not signal for an
- * integer), never leaks.  ASan and UBSan catch the faults; this file checks
+ * function it calls, the registered worker type's from_id, does not signal
+ * for an integer here), never leaks.  ASan and UBSan catch the faults; this file checks
  * the rest, and abort()s (a crash for libFuzzer) when one fails:
  *
  *   - the result is WKL_CODEC_OK with *result set, or WKL_CODEC_EMALFORMED
@@ -17,7 +17,9 @@
  * The Lisp side.  The decoder builds ECL objects, so ECL is booted once,
  * in LLVMFuzzerInitialize, and then tests/fuzz/image.lisp is loaded (path
  * compiled in as WKF_IMAGE): the structure types the seed corpus names and
- * a stand-in for the WORKERS package (worker-stub.lisp).  Loading the real
+ * a worker type, which is registered with wkl_codec_register_worker as the
+ * Lisp layer registers its own, so that the WORKER tag decodes (into a
+ * WORKERS-FUZZ::WORKER) and encodes again.  Loading the real
  * build/workers.fas instead would bring a second, uninstrumented copy of
  * the codec and the whole runtime into a process that has no use for them.
  *
