@@ -52,6 +52,9 @@ clean:
 
 # The C core's tests, sanitizer runs and benchmarks.
 -include tests/core/core.mk
+# The message copy codec: build/codec/libcodec.a (before lisp.mk, which
+# links it).
+-include codec/codec.mk
 # The Lisp layer: workers.fas, install, the FiveAM suites.
 -include lisp/lisp.mk
 # The benchmarks against the peers: bench, bench-peers.

@@ -13,6 +13,10 @@ one scheduler per core, selective RECEIVE, copy or share messages."
   :components ((:static-file "Makefile")
                (:module "c-core"
                 :components ((:module "include" :components ((:static-file "workers.h")))))
+               (:module "codec"
+                :components ((:static-file "codec.h")
+                             (:static-file "codec.mk")
+                             (:static-file "CODEC.md")))
                (:module "lisp"
                 :components ((:static-file "lisp.mk")
                              (:static-file "build.lisp")

@@ -1,6 +1,6 @@
 ;;;; build.lisp - builds build/workers.fas: the Lisp layer with the C core
-;;;; (build/libworkers.a) and the copy codec (build/lisp/codec.o, compiled
-;;;; by lisp/lisp.mk) linked in.
+;;;; (build/libworkers.a) and the copy codec (build/codec/libcodec.a, built
+;;;; by codec/codec.mk) linked in.
 ;;;;
 ;;;; Run from the repository root:  ecl --norc --shell lisp/build.lisp
 ;;;; Each file is compiled to an object (:system-p t), then loaded as source
@@ -26,8 +26,8 @@
 (defparameter *core-lib* (or (ext:getenv "WORKERS_CORE_LIB") "build/libworkers.a"))
 
 (setf c::*user-cc-flags*
-      (format nil "-I~A -I~A -O2 -g ~A"
-              (root-path "c-core/include/") (root-path "lisp/")
+      (format nil "-I~A -I~A -I~A -O2 -g ~A"
+              (root-path "c-core/include/") (root-path "codec/") (root-path "lisp/")
               (or (ext:getenv "WORKERS_CFLAGS") "")))
 
 (ensure-directories-exist (root-path (format nil "~Alisp/" *build*)))
@@ -55,7 +55,7 @@
     (let ((objects (mapcar #'compile-one *files*)))
       (c:build-fasl (root-path (format nil "~Aworkers.fas" *build*))
                     :lisp-files objects
-                    :ld-flags (append (list (root-path "build/lisp/codec.o")
+                    :ld-flags (append (list (root-path "build/codec/libcodec.a")
                                             (root-path *core-lib*))
                                       (split-flags (or (ext:getenv "WORKERS_LDLIBS")
                                                        "-pthread"))))

@@ -594,6 +594,15 @@ or NIL and the decoder's complaint."
 	@(return 1) = rc == 0 ? obj : err;
     }"))
 
+(defun %codec-register-worker (class id-slot copied-slot from-id on-first-copy)
+  "Makes the instances of the structure CLASS travel as the id in slot
+ID-SLOT, rebuilt by FROM-ID; the first copy of one whose slot COPIED-SLOT
+is NIL is passed to ON-FIRST-COPY (-1 and NIL: none).  0, or a negative
+WKL_CODEC_* code (codec/codec.h, wkl_codec_register_worker)."
+  (ffi:c-inline (class id-slot copied-slot from-id on-first-copy)
+                (:object :fixnum :fixnum :object :object) :int
+                "wkl_codec_register_worker(#0, #1, #2, #3, #4)" :one-liner t))
+
 ;;; Fault tolerance (signals.lisp): the locks of workers' links and
 ;;; monitors, references, and the signal mask a kill leaves behind.
 
@@ -705,3 +714,15 @@ NTH+COUNT-1 from now; 0 or -WK_E*."
 (defun %fault-reset ()
   "Disarms every fault site; 0, or -WK_ESTATE without fault injection."
   (ffi:c-inline () () :int "wkl_fault_reset()" :one-liner t))
+
+;;; The codec carries a WORKER as its id: registered when the fas loads
+;;; (not when this file is loaded as source at build time: C-INLINE does
+;;; not run then).
+(eval-when (:load-toplevel)
+  (let ((code (%codec-register-worker
+               (find-class 'workers::worker)
+               (workers::%slot-location 'workers::worker 'workers::id)
+               (workers::%slot-location 'workers::worker 'workers::tabled)
+               'workers::%worker-from-id 'workers::%table-worker)))
+    (unless (zerop code)
+      (error "The copy codec refused the WORKER type (code ~D, codec/codec.h)." code))))

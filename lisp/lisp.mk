@@ -1,9 +1,11 @@
 # lisp/lisp.mk - the Lisp layer: workers.fas, install, the FiveAM suites.
 # Included by the top-level Makefile, which defines CC, BUILD, CORE_LIB,
-# LDLIBS_CORE and the phony targets; `make test` passes SUMMARY, the file
-# each suite appends its "LABEL: N passed, N failed" line to.
+# LDLIBS_CORE and the phony targets, after codec/codec.mk (CODEC_LIB);
+# `make test` passes SUMMARY, the file each suite appends its "LABEL: N
+# passed, N failed" line to.
 #
-#   make fas        build/workers.fas (the Lisp code with the C core inside)
+#   make fas        build/workers.fas (the Lisp code with the C core and the
+#                   copy codec inside)
 #   make install    copies it into ECL's system directory: (require :workers)
 #   make test-lisp  the FiveAM suites, in a fresh ECL, on build/workers.fas
 #   make run        install, then the hello example
@@ -14,10 +16,6 @@
 ECL      ?= ecl
 FAS      := $(BUILD)/workers.fas
 LISP_SRC := $(wildcard lisp/*.lisp)
-# The copy codec is C that walks ECL objects (lisp/codec.c).
-LISP_C_OBJ := $(BUILD)/lisp/codec.o
-LISP_CFLAGS = $(shell ecl-config --cflags) -std=gnu11 -O2 -g -fPIC -Wall \
-              -Ic-core/include -Ilisp
 # ECL's system directory, where a plain (require :workers) looks.
 ECL_SYSDIR = $(shell $(ECL) --norc -eval \
 	'(progn (princ (namestring (translate-logical-pathname "SYS:"))) (ext:quit 0))')
@@ -27,11 +25,7 @@ LISP_TEST_LINE := $(BUILD)/test-lisp.line
 
 fas: $(FAS)
 
-$(BUILD)/lisp/%.o: lisp/%.c $(wildcard lisp/*.h) $(CORE_HDR)
-	@mkdir -p $(dir $@)
-	$(CC) $(LISP_CFLAGS) -c $< -o $@
-
-$(FAS): $(CORE_LIB) $(LISP_SRC) $(LISP_C_OBJ)
+$(FAS): $(CORE_LIB) $(LISP_SRC) $(CODEC_LIB)
 	@mkdir -p $(BUILD)/lisp
 	WORKERS_LDLIBS="$(LDLIBS_CORE)" $(ECL) --norc --shell lisp/build.lisp
 
@@ -72,7 +66,7 @@ $(FI_CORE_LIB): $(patsubst c-core/src/%.c,$(FI_BUILD)/core/%.o,$(CORE_SRC))
 	@rm -f $@
 	ar rcs $@ $^
 
-$(FI_FAS): $(FI_CORE_LIB) $(LISP_SRC) $(LISP_C_OBJ)
+$(FI_FAS): $(FI_CORE_LIB) $(LISP_SRC) $(CODEC_LIB)
 	@mkdir -p $(FI_BUILD)/lisp
 	WORKERS_BUILD=$(FI_BUILD)/ WORKERS_CORE_LIB=$(FI_CORE_LIB) \
 	WORKERS_CFLAGS=-DWK_FAULT_INJECTION WORKERS_LDLIBS="$(LDLIBS_CORE)" \

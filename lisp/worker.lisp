@@ -61,7 +61,6 @@ every slice take cannot afford.  SETF-able."
                    (:predicate worker-p))
   "A lightweight process.  Made by WITH-WORKER, SPAWN and SPAWN*, by SELF in a
 thread that is not a worker, and by messages that carry a worker's id."
-  ;; The codec reads this slot: keep it first and keep its name.
   (id 0 :type (unsigned-byte 64))
   (name nil)
   ;; :runnable :running :waiting :dead, or NIL when only the id is known.
@@ -104,8 +103,7 @@ thread that is not a worker, and by messages that carry a worker's id."
   (running nil)
   ;; The name REGISTER gave it, if any.
   (registered-name nil)
-  ;; True once the id table has an entry for it (%TABLE-WORKER).  The
-  ;; codec reads this slot: keep its name.
+  ;; True once the id table has an entry for it (%TABLE-WORKER).
   (tabled nil)
   ;; For the worker of an attached thread: that thread.
   (thread nil))

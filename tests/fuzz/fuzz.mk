@@ -1,6 +1,7 @@
-# tests/fuzz/fuzz.mk - the message decoder (lisp/codec.c) as a libFuzzer
+# tests/fuzz/fuzz.mk - the message decoder (codec/decode.c) as a libFuzzer
 # target.  Included by the top-level Makefile, which defines BUILD; uses
-# LISP_CFLAGS (ECL's flags and the include paths) and fas from lisp/lisp.mk.
+# CODEC_SRC, CODEC_HDR and CODEC_CFLAGS from codec/codec.mk and fas from
+# lisp/lisp.mk.
 #
 #   make fuzz          builds build/fuzz/fuzz_decode and fuzzes it for
 #                      FUZZ_SECONDS (60) from the seed corpus; ends with
@@ -25,8 +26,9 @@ FUZZ_BIN     := $(FUZZ_DIR)/fuzz_decode
 # negative fixnum.
 FUZZ_SAN     := -fsanitize=fuzzer,address,undefined -fno-sanitize=shift-base \
                 -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-# codec.c as lisp.mk compiles it, plus coverage and the sanitizers.
-FUZZ_CFLAGS   = $(LISP_CFLAGS) $(FUZZ_SAN)
+# The codec as codec.mk compiles it, plus coverage and the sanitizers.
+FUZZ_CFLAGS   = $(CODEC_CFLAGS) $(FUZZ_SAN)
+FUZZ_CODEC_OBJ := $(patsubst codec/%.c,$(FUZZ_DIR)/codec/%.o,$(CODEC_SRC))
 FUZZ_ENV     := FUZZ_BIN=$(FUZZ_BIN) FUZZ_DIR=$(FUZZ_DIR) \
                 FUZZ_RSS_MB=$(FUZZ_RSS_MB)
 
@@ -35,18 +37,18 @@ FUZZ_ENV     := FUZZ_BIN=$(FUZZ_BIN) FUZZ_DIR=$(FUZZ_DIR) \
 fuzz-deps:
 	@WORKERS_PKGS="$(FUZZ_PKGS)" sh tools/deps.sh
 
-$(FUZZ_DIR)/codec.o: lisp/codec.c lisp/codec.h tests/fuzz/fuzz.mk
+$(FUZZ_DIR)/codec/%.o: codec/%.c $(CODEC_HDR) tests/fuzz/fuzz.mk
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fvisibility=hidden -c $< -o $@
 
-$(FUZZ_DIR)/fuzz_decode.o: tests/fuzz/fuzz_decode.c lisp/codec.h tests/fuzz/fuzz.mk
+$(FUZZ_DIR)/fuzz_decode.o: tests/fuzz/fuzz_decode.c codec/codec.h tests/fuzz/fuzz.mk
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -DWKF_IMAGE='"$(abspath tests/fuzz/image.lisp)"' \
 		-c $< -o $@
 
-# codec.c calls GMP (mpz_import): the link does not take it from libecl's
-# own dependencies.
-$(FUZZ_BIN): $(FUZZ_DIR)/fuzz_decode.o $(FUZZ_DIR)/codec.o
+# The decoder calls GMP (mpz_import): the link does not take it from
+# libecl's own dependencies.
+$(FUZZ_BIN): $(FUZZ_DIR)/fuzz_decode.o $(FUZZ_CODEC_OBJ)
 	$(FUZZ_CC) $(FUZZ_SAN) $^ -o $@ $(shell ecl-config --libs) -lgmp
 
 fuzz: fuzz-deps $(FUZZ_BIN)

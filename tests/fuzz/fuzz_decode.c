@@ -1,11 +1,11 @@
 /*
- * fuzz_decode.c - the message decoder (lisp/codec.c) as a libFuzzer target.
+ * fuzz_decode.c - the message decoder (codec/decode.c) as a libFuzzer target.
  *
  * Each input is a message from a hostile peer.  codec.h promises that
  * wkl_codec_decode either decodes it or returns WKL_CODEC_EMALFORMED with a
  * sentence saying why: it never crashes, never signals (the one Lisp
- * function it calls, WORKERS::%WORKER-FROM-ID, does not signal for an
- * integer), never leaks.  ASan and UBSan catch the faults; this file checks
+ * function it calls, the registered worker type's from_id, does not signal
+ * for an integer here), never leaks.  ASan and UBSan catch the faults; this file checks
  * the rest, and abort()s (a crash for libFuzzer) when one fails:
  *
  *   - the result is WKL_CODEC_OK with *result set, or WKL_CODEC_EMALFORMED
@@ -17,9 +17,11 @@
  * The Lisp side.  The decoder builds ECL objects, so ECL is booted once,
  * in LLVMFuzzerInitialize, and then tests/fuzz/image.lisp is loaded (path
  * compiled in as WKF_IMAGE): the structure types the seed corpus names and
- * a stand-in for the WORKERS package (worker-stub.lisp).  Loading the real
+ * a worker type, which is registered with wkl_codec_register_worker as the
+ * Lisp layer registers its own, so that the WORKER tag decodes (into a
+ * WORKERS-FUZZ::WORKER) and encodes again.  Loading the real
  * build/workers.fas instead would bring a second, uninstrumented copy of
- * codec.c and the whole runtime into a process that has no use for them.
+ * the codec and the whole runtime into a process that has no use for them.
  *
  * Signals.  ECL would turn SIGSEGV and SIGBUS into Lisp conditions; they
  * are left to ASan, which reports them, and SIGINT to libFuzzer, which
@@ -137,6 +139,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	return 0;
 }
 
+/* Evaluates form; crashes, saying what, if it signals. */
+static cl_object
+eval_or_die(cl_object form, const char *what)
+{
+	cl_object failed = ecl_make_keyword("FAILED");
+	cl_object value = si_safe_eval(3, form, ECL_NIL, failed);
+	if (value == failed)
+		die(what, NULL);
+	return value;
+}
+
+/* Registers the worker type that image.lisp describes: its function
+ * WORKERS-FUZZ::CODEC-REGISTRATION gives the arguments, in order. */
+static void
+register_worker_type(void)
+{
+	cl_object form = ecl_list1(ecl_make_symbol("CODEC-REGISTRATION", "WORKERS-FUZZ"));
+	cl_object args = eval_or_die(form, "WORKERS-FUZZ::CODEC-REGISTRATION signalled");
+	int rc = wkl_codec_register_worker(cl_first(args), ecl_fixnum(cl_second(args)),
+					   ecl_fixnum(cl_third(args)), cl_fourth(args),
+					   cl_fifth(args));
+	if (rc != WKL_CODEC_OK)
+		die("wkl_codec_register_worker refused image.lisp's worker type", NULL);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -148,11 +175,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	ecl_set_option(ECL_OPT_SIGNAL_HANDLING_THREAD, 0);
 	cl_boot(1, ecl_argv);
 	serious_condition = ecl_make_symbol("SERIOUS-CONDITION", "CL");
-	cl_object failed = ecl_make_keyword("FAILED");
 	cl_object load = cl_list(4, ecl_make_symbol("LOAD", "CL"),
 				 ecl_make_simple_base_string(WKF_IMAGE, -1),
 				 ecl_make_keyword("VERBOSE"), ECL_NIL);
-	if (si_safe_eval(3, load, ECL_NIL, failed) == failed)
-		die("could not load " WKF_IMAGE, NULL);
+	eval_or_die(load, "could not load " WKF_IMAGE);
+	register_worker_type();
 	return 0;
 }

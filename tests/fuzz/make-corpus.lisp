@@ -1,7 +1,7 @@
 ;;;; make-corpus.lisp - writes the fuzz target's seed corpus: one file per
 ;;;; message in *MESSAGES*, holding the octets that WORKERS::%ENCODE makes
 ;;;; of it.  The fuzzer starts from these, so they cover every tag, element
-;;;; type, hash-table test and the sharing the format has (lisp/CODEC.md).
+;;;; type, hash-table test and the sharing the format has (codec/CODEC.md).
 ;;;;
 ;;;; Run from the repository root after `make fas` (or `make fuzz-corpus`):
 ;;;;   ecl --norc --shell tests/fuzz/make-corpus.lisp

@@ -1,14 +1,17 @@
-;;;; codec-standalone.lisp - builds lisp/codec.c into this ECL, runs the
-;;;; CODEC suite (codec-tests.lisp) and a small benchmark, without the rest
-;;;; of the project.
+;;;; codec-standalone.lisp - links the copy codec (codec/, built by `make
+;;;; codec` into build/codec/libcodec.a) into this ECL, runs the CODEC suite
+;;;; (codec-tests.lisp) and a small benchmark, without the rest of the
+;;;; project.
 ;;;;
 ;;;;   ecl --norc --shell tests/lisp/codec-standalone.lisp
 ;;;;
-;;;; Exits 0 when every test passed, 1 otherwise.  The build goes to
-;;;; build/codec/ under the repository root.  It stands in for the Lisp
-;;;; layer: a stub WORKERS package with the two conditions, the WORKER
-;;;; structure, WORKERS::%WORKER-FROM-ID, and %ENCODE / %DECODE wrappers that
-;;;; behave as the real ones must.
+;;;; Exits 0 when every test passed, 1 otherwise.  Its own files go to
+;;;; build/codec-standalone/ under the repository root.  It stands in for
+;;;; the Lisp layer: a stub WORKERS package with the two conditions, the
+;;;; WORKER structure, WORKERS::%WORKER-FROM-ID, %ENCODE / %DECODE wrappers
+;;;; that behave as the real ones must, and WORKERS.FFI's wrapper of the
+;;;; registration, with which it registers its WORKER type as the real layer
+;;;; does (lisp/ffi.lisp), after checking what the codec does without one.
 
 (require :asdf)
 (require :cmp)
@@ -18,6 +21,10 @@
   (:use :cl)
   (:documentation "Stub of the workers Lisp layer, enough for the codec tests.")
   (:export #:unserializable-object #:malformed-message))
+
+(defpackage :workers.ffi
+  (:use :cl)
+  (:documentation "Stub of the layer's FFI package: the registration wrapper."))
 
 (in-package :workers)
 
@@ -40,11 +47,12 @@
   (:report (lambda (c s)
              (format s "Malformed message: ~A." (malformed-message-reason c)))))
 
-;;; Compiled into a fas: the WORKER stub, codec.c with the same wrappers as
-;;; the real layer, and a C benchmark loop.
+;;; Compiled into a fas: the WORKER stub, the codec's wrappers as the real
+;;; layer has them, and a C benchmark loop.
 (defparameter *ffi-forms*
   `((in-package :workers)
-    ;; ID is not the first slot on purpose: the codec finds it by name.
+    ;; ID is not the first slot on purpose: the codec takes its index from
+    ;; the registration (below), not from the slot's name or place.
     (defstruct (worker (:constructor %make-worker (id)))
       (name nil)
       (id 0 :type (unsigned-byte 64)))
@@ -52,8 +60,8 @@
     (defun %worker-from-id (id)
       (or (gethash id *workers*)
           (setf (gethash id *workers*) (%make-worker id))))
-    (ffi:clines ,(format nil "#include \"~A\"~%#include <time.h>"
-                         (namestring (merge-pathnames "lisp/codec.c" *root*))))
+    (ffi:clines "#include <stdlib.h>" "#include <string.h>" "#include <time.h>"
+                "#include \"codec.h\"")
     (ffi:clines "
 static double now_ns(void)
 {
@@ -99,21 +107,41 @@ static double bench_codec(cl_object obj, long iters, int mode)
         @(return 0) = r; @(return 1) = rc;
         @(return 2) = m ? ecl_make_simple_base_string((char *)m, -1) : ECL_NIL;
 }"))
+    (defun workers.ffi::%codec-register-worker (class id-slot copied-slot from-id
+                                                on-first-copy)
+      (ffi:c-inline (class id-slot copied-slot from-id on-first-copy)
+                    (:object :fixnum :fixnum :object :object) :int
+                    "wkl_codec_register_worker(#0, #1, #2, #3, #4)" :one-liner t))
     (defun %bench (object iterations mode)
       (ffi:c-inline (object iterations mode) (:object :long :int) :double
                     "bench_codec(#0, #1, #2)" :one-liner t))))
 
+(defparameter *build* (merge-pathnames "build/codec-standalone/" *root*))
+
+(defun build-codec ()
+  "Builds build/codec/libcodec.a as `make` does; returns its path."
+  (multiple-value-bind (stream status)
+      (ext:run-program "make" (list "-C" (namestring *root*) "--no-print-directory"
+                                    "build/codec/libcodec.a")
+                       :input nil :output t :error t)
+    (declare (ignore stream))
+    (unless (eql status 0)
+      (error "make build/codec/libcodec.a failed (exit status ~S)." status)))
+  (namestring (merge-pathnames "build/codec/libcodec.a" *root*)))
+
 (defun build-ffi ()
-  (let* ((dir (merge-pathnames "build/codec/" *root*))
-         (source (merge-pathnames "codec-ffi.lisp" dir)))
-    (ensure-directories-exist dir)
+  (let ((library (build-codec))
+        (source (merge-pathnames "codec-ffi.lisp" *build*)))
+    (ensure-directories-exist *build*)
     (with-open-file (s source :direction :output :if-exists :supersede)
       (with-standard-io-syntax
         (let ((*package* (find-package :workers)))
           (dolist (form *ffi-forms*) (print form s)))))
-    (let ((c::*user-cc-flags* "-O2 -Wall -Wno-unused-function")
+    (let ((c::*user-cc-flags* (format nil "-O2 -Wall -Wno-unused-function -I~A"
+                                      (namestring (merge-pathnames "codec/" *root*))))
+          (c:*user-ld-flags* library)
           (*compile-verbose* nil) (*compile-print* nil))
-      (load (compile-file source :output-file (merge-pathnames "codec-ffi.fas" dir))))))
+      (load (compile-file source :output-file (merge-pathnames "codec-ffi.fas" *build*))))))
 
 (build-ffi)
 
@@ -135,8 +163,41 @@ static double bench_codec(cl_object obj, long iters, int mode)
 
 (let ((*compile-verbose* nil) (*compile-print* nil))
   (load (compile-file (merge-pathnames "tests/lisp/codec-tests.lisp" *root*)
-                      :output-file (merge-pathnames "build/codec/codec-tests.fas"
-                                                    *root*))))
+                      :output-file (merge-pathnames "codec-tests.fas" *build*))))
+
+;;; ------------------------------------------------------ the registration
+
+(fiveam:def-suite codec-unregistered
+  :description "The codec before any worker type is registered.")
+
+(fiveam:test (unregistered--worker-tag--malformed :suite codec-unregistered)
+  "With no worker type registered, a WORKER tag is malformed input, with a
+reason that says so."
+  (fiveam:is (equal "a worker arrived, but no worker type is registered with the codec"
+                    (handler-case (progn (%decode #(#x57 1 #x16 7)) nil)
+                      (malformed-message (c) (malformed-message-reason c))))))
+
+(fiveam:test (unregistered--worker--travels-as-a-structure :suite codec-unregistered)
+  "With no worker type registered, no instance is a worker: a WORKER goes
+as a structure, slot by slot, and arrives as a copy."
+  (let* ((w (%make-worker 7))
+         (bytes (%encode w))
+         (copy (%decode bytes)))
+    (fiveam:is (eql #x15 (aref bytes 2)))
+    (fiveam:is (typep copy 'worker))
+    (fiveam:is (not (eq w copy)))
+    (fiveam:is (eql 7 (worker-id copy)))))
+
+(defun slot-index (type slot)
+  "The index of SLOT in the instances of the structure TYPE."
+  (fifth (assoc slot (si::get-sysprop type 'si::structure-slot-descriptions))))
+
+(defun register-worker ()
+  "Registers WORKER as the layer does: no copied slot in this stub."
+  (let ((code (workers.ffi::%codec-register-worker
+               (find-class 'worker) (slot-index 'worker 'id) -1 '%worker-from-id nil)))
+    (unless (zerop code)
+      (error "The copy codec refused the stub WORKER type (code ~D)." code))))
 
 ;;; ------------------------------------------------------------- benchmark
 
@@ -158,7 +219,9 @@ static double bench_codec(cl_object obj, long iters, int mode)
                   (%bench object n 0) (%bench object n 1) (%bench object n 2)
                   (length (%encode object))))))))
 
-(let ((ok (fiveam:run! 'workers-tests.codec::codec)))
+(let ((ok (and (fiveam:run! 'codec-unregistered)
+               (progn (register-worker)
+                      (fiveam:run! 'workers-tests.codec::codec)))))
   (benchmark)
   (finish-output)
   (ext:quit (if ok 0 1)))

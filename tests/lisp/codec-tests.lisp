@@ -4,12 +4,13 @@
 ;;;;
 ;;;; ECL only.  Needs the WORKERS package (the real layer, or the stub in
 ;;;; codec-standalone.lisp) with the WORKER structure (slot ID, accessor
-;;;; WORKER-ID), %WORKER-FROM-ID, and the readers
-;;;; UNSERIALIZABLE-OBJECT-OBJECT and UNSERIALIZABLE-OBJECT-PATH.
+;;;; WORKER-ID) registered with the codec, %WORKER-FROM-ID, the readers
+;;;; UNSERIALIZABLE-OBJECT-OBJECT and UNSERIALIZABLE-OBJECT-PATH, and
+;;;; WORKERS.FFI::%CODEC-REGISTER-WORKER.
 
 (defpackage :workers-tests.codec
   (:use :cl :fiveam)
-  (:documentation "Tests of the message copy codec (lisp/codec.c).")
+  (:documentation "Tests of the message copy codec (codec/).")
   (:export #:codec))
 
 (in-package :workers-tests.codec)
@@ -557,6 +558,43 @@ and arrives as WORKERS::%WORKER-FROM-ID's answer, once per message."
       (is (eql 42 (workers::worker-id (first y))))
       (is (eql (1- (expt 2 64)) (workers::worker-id (second y))))
       (is (eq (first y) (third y))))))
+
+;; 0 or WKL_CODEC_EBADCLASS, EBADSLOT, EBADFUNCTION (codec/codec.h).
+(defconstant +bad-class+ -5)
+(defconstant +bad-slot+ -6)
+(defconstant +bad-function+ -7)
+
+(test workers--bad-registrations--refused-and-changing-nothing
+  "wkl_codec_register_worker refuses what is not a structure class, slot
+indexes out of range or the same, and what is not a function designator,
+and the registered worker type stays as it was."
+  (let* ((class (find-class 'workers::worker))
+         (slots (length (clos:class-slots class)))
+         (id (fifth (assoc 'workers::id (si::get-sysprop 'workers::worker
+                                                         'si::structure-slot-descriptions))))
+         (other (if (zerop id) 1 0))
+         (from-id 'workers::%worker-from-id))
+    (flet ((register (&rest arguments)
+             (apply 'workers.ffi::%codec-register-worker arguments)))
+      (is (= +bad-class+ (register 42 0 -1 from-id nil)))
+      (is (= +bad-class+ (register (find-class 'standard-object) 0 -1 from-id nil)))
+      (is (= +bad-class+ (register 'workers::worker id -1 from-id nil)))
+      (is (= +bad-slot+ (register class -1 -1 from-id nil)))
+      (is (= +bad-slot+ (register class slots -1 from-id nil)))
+      (is (= +bad-slot+ (register class id -2 from-id nil)))
+      (is (= +bad-slot+ (register class id slots from-id 'identity)))
+      (is (= +bad-slot+ (register class id id from-id 'identity)))
+      (is (= +bad-function+ (register class id -1 'no-such-function nil)))
+      (is (= +bad-function+ (register class id -1 'when nil)))
+      (is (= +bad-function+ (register class id -1 42 nil)))
+      (is (= +bad-function+ (register class id -1 nil nil)))
+      (is (= +bad-function+ (register class id other from-id nil)))
+      (is (= +bad-function+ (register class id -1 from-id 'identity))))
+    (let* ((bytes (workers::%encode (workers::%worker-from-id 42)))
+           (w (workers::%decode bytes)))
+      (is (eql #x16 (aref bytes 2)))
+      (is (worker-p w))
+      (is (eql 42 (workers::worker-id w))))))
 
 ;;; ------------------------------------------------- EQUAL and EQUALP keys
 
