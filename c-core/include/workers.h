@@ -16,8 +16,10 @@
  * wk_attach()).  The core never takes a process-wide lock on spawn, send,
  * receive, yield or exit.
  *
- * Ids.  A wk_id is 64 bits and never reused.  An id stays safe to use after
- * its worker died: sending to it answers WK_EDEAD.  Id 0 is never a worker.
+ * Ids.  A wk_id is never reused, and is below 2^WK_ID_BITS: the bits above
+ * are 0, left to the layers on top (the Lisp layer keeps a node number
+ * there).  An id stays safe to use after its worker died: sending to it
+ * answers WK_EDEAD.  Id 0 is never a worker.
  *
  * Errors.  Functions that can fail return 0 on success or a negative WK_E*
  * code; wk_strerror() names it.
@@ -39,6 +41,9 @@ extern "C" {
 #endif
 
 typedef uint64_t wk_id;
+
+/* Every id fits in this many low bits. */
+#define WK_ID_BITS 48
 
 /* Error codes (negated on return). */
 enum {
@@ -137,12 +142,14 @@ WK_API int64_t wk_now_ns(void);
 /* ---------------------------------------------------------------- workers */
 
 typedef struct wk_spawn_opts {
-	int sched;           /* -1: placed random-but-even; else pinned there  */
+	int sched;           /* WK_SCHED_ANY: placed random-but-even; else    */
+	                     /* pinned to that scheduler                       */
 	wk_mode mode;        /* default mode of this worker's sends            */
 	size_t arena_size;   /* 0: the runtime's slot size; more: its own map  */
 } wk_spawn_opts;
 
-#define WK_SPAWN_OPTS_INIT { -1, WK_MODE_COPY, 0 }
+#define WK_SCHED_ANY (-1)
+#define WK_SPAWN_OPTS_INIT { WK_SCHED_ANY, WK_MODE_COPY, 0 }
 
 /*
  * Creates a worker that runs step(data) once per slice.  opts may be NULL.

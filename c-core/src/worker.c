@@ -3,8 +3,12 @@
  *
  * A worker lives in a slot of the worker table: chunks of CHUNK structs,
  * allocated on demand and never freed, indexed by the low INDEX_BITS of
- * the id.  The high bits are the slot's generation, bumped at each reuse,
- * so an id is never reused; a slot whose generation would wrap is retired.
+ * the id.  The bits above, up to WK_ID_BITS (workers.h), are the slot's
+ * generation, bumped at each reuse, so an id is never reused; a slot whose
+ * generation would wrap is retired.  With 26 index bits (64 M workers
+ * alive at once) a slot serves 4 M generations: a program that spawns and
+ * ends one worker at a time, ten million times a second, retires a slot
+ * (a few hundred bytes) about twice a second.
  *
  * Sending to an id must never touch a slot that has been recycled for
  * another worker.  A sender announces the send on a counter, then checks
@@ -40,12 +44,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define INDEX_BITS 28
+#define INDEX_BITS 26
 #define INDEX_MASK ((UINT64_C(1) << INDEX_BITS) - 1)
 #define CHUNK_BITS 10
 #define CHUNK (1u << CHUNK_BITS)
 #define MAX_CHUNKS (1u << (INDEX_BITS - CHUNK_BITS))
-#define GEN_MAX ((UINT64_C(1) << (64 - INDEX_BITS)) - 1)
+#define GEN_MAX ((UINT64_C(1) << (WK_ID_BITS - INDEX_BITS)) - 1)
 
 static _Atomic(struct wkint_worker *) chunks[MAX_CHUNKS];
 static _Atomic uint32_t chunks_used;

@@ -1,6 +1,6 @@
 /*
  * test_ids.c - ids: never 0, never reused (also when many threads spawn at
- * once), safe after death: wk_alive says 0 and a send answers -WK_EDEAD.
+ * once), below 2^WK_ID_BITS, safe after death: wk_alive says 0 and a send answers -WK_EDEAD.
  */
 #include "runner.h"
 
@@ -38,6 +38,8 @@ static void check_distinct(wk_id *ids, size_t n)
 {
 	qsort(ids, n, sizeof *ids, by_value);
 	CHECK(n == 0 || ids[0] != 0);
+	CHECKF(n == 0 || ids[n - 1] >> WK_ID_BITS == 0,
+	       "id %llu has bits above WK_ID_BITS", (unsigned long long)ids[n - 1]);
 	for (size_t i = 1; i < n; i++)
 		if (!CHECKF(ids[i] != ids[i - 1], "id %llu given twice",
 			    (unsigned long long)ids[i]))
