@@ -19,7 +19,7 @@ CORE_OBJ := $(patsubst c-core/src/%.c,$(BUILD)/core/%.o,$(CORE_SRC))
 CORE_LIB := $(BUILD)/libworkers.a
 
 .PHONY: all core deps run test test-core test-lisp sanitize bench-core \
-        install fas clean help fuzz soak soak-short
+        install fas clean help fuzz soak soak-short test-glue sanitize-glue
 
 all: core fas
 
@@ -28,6 +28,7 @@ help:
 	@echo "make test       every test (C core, its sanitizer runs, Lisp); ends with N passed, N failed"
 	@echo "make test-core  the C core's tests"
 	@echo "make sanitize   the core tests under ASan+UBSan and under TSan"
+	@echo "make test-glue  the tests of the Lisp layer's C half (sanitize-glue: under ASan, TSan)"
 	@echo "make test-faults the core under injected allocation failures (SAN=asan|tsan: under a sanitizer)"
 	@echo "make bench-core the core's benchmarks"
 	@echo "make install    put workers.fas in ECL's system directory"
@@ -57,6 +58,8 @@ clean:
 -include codec/codec.mk
 # The Lisp layer: workers.fas, install, the FiveAM suites.
 -include lisp/lisp.mk
+# The tests of the Lisp layer's C half: test-glue, sanitize-glue.
+-include tests/glue/glue.mk
 # The benchmarks against the peers: bench, bench-peers.
 -include bench/bench.mk
 # The message decoder as a libFuzzer target: fuzz, fuzz-regress.
@@ -72,6 +75,8 @@ test: deps
 	@rm -f $(BUILD)/summary.txt; mkdir -p $(BUILD)
 	@$(MAKE) --no-print-directory test-core SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 $(MAKE) --no-print-directory sanitize SUMMARY=$(abspath $(BUILD)/summary.txt); \
+	 $(MAKE) --no-print-directory test-glue SUMMARY=$(abspath $(BUILD)/summary.txt); \
+	 $(MAKE) --no-print-directory sanitize-glue SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 $(MAKE) --no-print-directory test-faults SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 $(MAKE) --no-print-directory test-faults SAN=asan SUMMARY=$(abspath $(BUILD)/summary.txt); \
 	 $(MAKE) --no-print-directory fuzz-regress SUMMARY=$(abspath $(BUILD)/summary.txt) \

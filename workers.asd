@@ -17,19 +17,18 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                 :components ((:static-file "codec.h")
                              (:static-file "codec.mk")
                              (:static-file "CODEC.md")))
+               ;; The Lisp files are those lisp/files.sexp names, which
+               ;; lisp/build.lisp reads too.
                (:module "lisp"
-                :components ((:static-file "lisp.mk")
-                             (:static-file "build.lisp")
-                             (:static-file "package.lisp")
-                             (:static-file "conditions.lisp")
-                             (:static-file "worker.lisp")
-                             (:static-file "ffi.lisp")
-                             (:static-file "receive.lisp")
-                             (:static-file "runtime.lisp")
-                             (:static-file "messages.lisp")
-                             (:static-file "spawn.lisp")
-                             (:static-file "signals.lisp")
-                             (:static-file "supervisor.lisp"))))
+                :components
+                #.(list* '(:static-file "lisp.mk")
+                         '(:static-file "build.lisp")
+                         '(:static-file "files.sexp")
+                         (loop for entry in (uiop:read-file-form
+                                             (merge-pathnames "lisp/files.sexp" *load-truename*))
+                               when (stringp entry)
+                                 collect (list :static-file
+                                               (concatenate 'string entry ".lisp"))))))
   :perform (compile-op (o c)
              (uiop:run-program '("make" "--no-print-directory" "fas")
                                :directory (system-source-directory c)
@@ -53,6 +52,7 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                (:file "fault-tests")
                (:file "supervisor-tests")
                (:file "bad-input-tests")
+               (:file "transport-tests")
                (:file "codec-tests")
                (:file "report"))
   :perform (test-op (o c)

@@ -15,7 +15,7 @@
  * sent as their id and rebuilt by the function registered with it.  EQ-ness
  * inside one message is kept: shared structure and cycles arrive shared and
  * cyclic.  The codec knows neither the C core nor the Lisp layer, which
- * registers its WORKER type when it loads (lisp/ffi.lisp).
+ * registers its WORKER type when it loads (lisp/registry.lisp).
  *
  * Threads.  wkl_codec_encode, _encode_to and _decode may be called from any
  * thread that ECL knows (created by ECL or imported with
@@ -98,7 +98,7 @@ enum {
  *                           on_first_copy is not NIL while copied_slot is -1.
  *
  * Threads and GC.  Meant to be called once, at load time, before any
- * message is encoded or decoded (lisp/ffi.lisp registers WORKERS::WORKER
+ * message is encoded or decoded (lisp/registry.lisp registers WORKERS::WORKER
  * so).  Registering again replaces the registration: the new one is
  * published by a release store, and each lookup of an encoder or decoder
  * (an acquire load) sees the old one or the new one, whole, but a message

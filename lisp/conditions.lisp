@@ -60,6 +60,26 @@ the copy codec cannot carry; nothing is enqueued."))
              (format stream "Malformed message: ~A" (malformed-message-reason c))))
   (:documentation "Signalled when the bytes of a copied message do not decode."))
 
+(define-condition codec-failed (workers-error)
+  ((object :initarg :object :reader codec-failed-object
+           :documentation "The object being copied."))
+  (:report (lambda (c stream)
+             (format stream "The copy codec failed on ~S (out of memory?)."
+                     (codec-failed-object c))))
+  (:documentation "Signalled by SEND (copy mode) when the codec fails for another
+reason than an object it cannot copy; nothing is enqueued."))
+
+(define-condition mailbox-high-water (warning)
+  ((worker :initarg :worker :reader mailbox-high-water-worker)
+   (count :initarg :count :reader mailbox-high-water-count))
+  (:report (lambda (c stream)
+             (format stream "~A has ~D messages waiting in its mailbox: it ~
+                             receives more slowly than it is sent to (mailboxes ~
+                             are unbounded; see *MAILBOX-HIGH-WATER*)."
+                     (mailbox-high-water-worker c) (mailbox-high-water-count c))))
+  (:documentation "Warns that a worker's mailbox grew past *MAILBOX-HIGH-WATER*
+(or ten, a hundred... times it).  Nothing is dropped."))
+
 (define-condition exit-signal (workers-error)
   ((worker :initarg :worker :reader exit-signal-worker
            :documentation "The worker of the thread the signal reached.")

@@ -15,7 +15,16 @@
 
 ECL      ?= ecl
 FAS      := $(BUILD)/workers.fas
-LISP_SRC := $(wildcard lisp/*.lisp)
+LISP_FILES := lisp/files.sexp
+LISP_SRC := $(wildcard lisp/*.lisp) $(LISP_FILES)
+ECL_CFLAGS = $(shell ecl-config --cflags)
+# The binding's C half (lisp/glue/): the project's warnings, like the core.
+GLUE_SRC := $(filter-out lisp/glue/constants.c,$(wildcard lisp/glue/*.c))
+GLUE_HDR := $(wildcard lisp/glue/*.h) $(CODEC_HDR) $(CORE_HDR)
+GLUE_CFLAGS = $(CFLAGS_COMMON) $(ECL_CFLAGS) -Ilisp/glue -Icodec $(CFLAGS) -fPIC
+GLUE_LIB := $(BUILD)/lisp/libglue.a
+# The C constants the Lisp layer uses, written as Lisp (lisp/glue/constants.c).
+CONSTANTS := $(BUILD)/lisp/constants.lisp
 # ECL's system directory, where a plain (require :workers) looks.
 ECL_SYSDIR = $(shell $(ECL) --norc -eval \
 	'(progn (princ (namestring (translate-logical-pathname "SYS:"))) (ext:quit 0))')
@@ -25,7 +34,26 @@ LISP_TEST_LINE := $(BUILD)/test-lisp.line
 
 fas: $(FAS)
 
-$(FAS): $(CORE_LIB) $(LISP_SRC) $(CODEC_LIB)
+# $(call glue_build,DIR,EXTRA_FLAGS): the glue's objects and library in DIR.
+define glue_build
+$1/lisp/glue/%.o: lisp/glue/%.c $(GLUE_HDR)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(GLUE_CFLAGS) $2 -c $$< -o $$@
+
+$1/lisp/libglue.a: $(patsubst lisp/glue/%.c,$1/lisp/glue/%.o,$(GLUE_SRC))
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(eval $(call glue_build,$(BUILD),))
+
+$(BUILD)/lisp/gen-constants: lisp/glue/constants.c $(GLUE_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(GLUE_CFLAGS) $< -o $@
+
+$(CONSTANTS): $(BUILD)/lisp/gen-constants
+	$< > $@.tmp && mv $@.tmp $@
+
+$(FAS): $(CORE_LIB) $(LISP_SRC) $(CODEC_LIB) $(GLUE_LIB) $(CONSTANTS)
 	@mkdir -p $(BUILD)/lisp
 	WORKERS_LDLIBS="$(LDLIBS_CORE)" $(ECL) --norc --shell lisp/build.lisp
 
@@ -66,10 +94,12 @@ $(FI_CORE_LIB): $(patsubst c-core/src/%.c,$(FI_BUILD)/core/%.o,$(CORE_SRC))
 	@rm -f $@
 	ar rcs $@ $^
 
-$(FI_FAS): $(FI_CORE_LIB) $(LISP_SRC) $(CODEC_LIB)
+$(eval $(call glue_build,$(FI_BUILD),-DWK_FAULT_INJECTION))
+
+$(FI_FAS): $(FI_CORE_LIB) $(LISP_SRC) $(CODEC_LIB) $(FI_BUILD)/lisp/libglue.a $(CONSTANTS)
 	@mkdir -p $(FI_BUILD)/lisp
 	WORKERS_BUILD=$(FI_BUILD)/ WORKERS_CORE_LIB=$(FI_CORE_LIB) \
-	WORKERS_CFLAGS=-DWK_FAULT_INJECTION WORKERS_LDLIBS="$(LDLIBS_CORE)" \
+	WORKERS_GLUE_LIB=$(FI_BUILD)/lisp/libglue.a WORKERS_LDLIBS="$(LDLIBS_CORE)" \
 		$(ECL) --norc --shell lisp/build.lisp
 
 .PHONY: fas-faults test-lisp-faults

@@ -1,151 +1,33 @@
-;;;; receive.lisp - the pattern compiler, RECEIVE and RECEIVE-LOOP.
+;;;; receive.lisp - receiving: RECEIVE and RECEIVE-LOOP, the inbox, taking
+;;;; messages out of the C mailbox, the high-water warning, and the three
+;;;; ways of waiting.  The one file that reads a worker's messages.
 ;;;;
-;;;; A RECEIVE compiles to four parts (see %RECEIVE-PARTS):
-;;;;   a matcher, (lambda (message) ...), which returns the index of the
-;;;;     first clause whose pattern and guard accept MESSAGE, or NIL;
-;;;;   a runner, (lambda (index message) ...), which binds the pattern's
-;;;;     variables of clause INDEX (known to match) and runs its body;
-;;;;   the timeout form of the :AFTER clause (NIL: wait forever);
-;;;;   a thunk running the :AFTER clause's body.
-;;;; Matching and running are apart because selective receive must take the
-;;;; message out of the mailbox between the two: the body may RECEIVE too.
-;;;; Neither allocates.  Where the receive runs decides how it waits: as a
-;;;; body form of its own in WITH-WORKER it becomes a RECEIVE-SLICE (parks,
-;;;; holds no thread, see spawn.lisp); anywhere else it blocks the calling
-;;;; thread (%RECEIVE).
+;;;; Where a message sits.  A sender's message goes to the worker's C
+;;;; mailbox (the core's lock-free queue).  Receiving takes messages out of
+;;;; it one at a time (%RECV, read by %RECEIVED, the one place that reads
+;;;; its statuses) and tries each against the RECEIVE's matcher; one that
+;;;; matches no clause goes to the worker's inbox, a FIFO in the WORKER
+;;;; structure that the next RECEIVE tries first.  So a message is in the C
+;;;; mailbox or in the inbox, never both; only the worker itself touches
+;;;; its inbox, one slice at a time, so it needs no lock.  A wake-up (sent
+;;;; by an exit signal to a parked worker, signals.lisp) never reaches Lisp:
+;;;; the glue drops it.
+;;;;
+;;;; Waiting.
+;;;;  - A RECEIVE or RECEIVE-LOOP written as a body form of its own in
+;;;;    WITH-WORKER is a RECEIVE-SLICE: when nothing matches, the slice
+;;;;    answers +WAIT+ and the worker parks, holding no thread; the core
+;;;;    runs the slice again when a message comes or its deadline passes.
+;;;;  - Anywhere else in a worker, RECEIVE blocks the thread in the core's
+;;;;    wk_recv_wait, which hands the scheduler to a spare thread meanwhile.
+;;;;  - In a thread that is not a worker (the REPL), the same wait, cut into
+;;;;    pieces of +INTERRUPT-CHECK-NS+ so that Ctrl-C gets in.
+;;;; Every wait checks for STOP and pending exit signals when it wakes
+;;;; (%CHECK-SIGNALS).
 
 (in-package #:workers)
 
-(defun %wildcard-p (x)
-  (and (symbolp x) (string= (symbol-name x) "_")))
-
-(defun %pattern-variable-p (x)
-  "Symbols bind, except _, keywords, T, NIL and other constants."
-  (and (symbolp x) (not (%wildcard-p x)) (not (constantp x))))
-
-(defun %quoted-p (x)
-  (and (consp x) (eq (car x) 'quote) (consp (cdr x)) (null (cddr x))))
-
-(defun %match-form (pattern var seen k)
-  "Code that runs the code (FUNCALL K SEEN*) where the value of VAR (a
-symbol) matches PATTERN, its variables bound, and answers NIL otherwise.
-SEEN lists the variables the pattern bound already (left of this part): a
-variable seen twice must match EQUAL values."
-  (cond ((%wildcard-p pattern)
-         (funcall k seen))
-        ((%pattern-variable-p pattern)
-         (if (member pattern seen)
-             `(when (equal ,pattern ,var) ,(funcall k seen))
-             `(let ((,pattern ,var))
-                (declare (ignorable ,pattern))
-                ,(funcall k (cons pattern seen)))))
-        ((%quoted-p pattern)
-         `(when (equal ,var ',(second pattern)) ,(funcall k seen)))
-        ((null pattern)
-         `(when (null ,var) ,(funcall k seen)))
-        ((or (keywordp pattern) (eq pattern t))
-         `(when (eq ,var ,pattern) ,(funcall k seen)))
-        ((symbolp pattern)              ; other constants
-         `(when (equal ,var ,pattern) ,(funcall k seen)))
-        ((consp pattern)
-         (let ((head (gensym "HEAD")) (tail (gensym "TAIL")))
-           `(when (consp ,var)
-              (let ((,head (car ,var)) (,tail (cdr ,var)))
-                (declare (ignorable ,head ,tail))
-                ,(%match-form (car pattern) head seen
-                              (lambda (seen)
-                                (%match-form (cdr pattern) tail seen k)))))))
-        ((or (typep pattern 'fixnum) (characterp pattern))
-         `(when (eql ,var ',pattern) ,(funcall k seen)))
-        (t                              ; other numbers, strings, ...
-         `(when (equal ,var ',pattern) ,(funcall k seen)))))
-
-(defun %parse-clause (clause)
-  "Splits (pattern [:when guard] form...) into its three parts."
-  (unless (consp clause)
-    (error "Malformed RECEIVE clause ~S: expected (PATTERN [:WHEN GUARD] FORM...)."
-           clause))
-  (destructuring-bind (pattern &rest rest) clause
-    (if (and (consp rest) (eq (car rest) :when))
-        (progn
-          (unless (consp (cdr rest))
-            (error "RECEIVE clause ~S: :WHEN needs a guard form." clause))
-          (values pattern (cadr rest) (cddr rest)))
-        (values pattern t rest))))
-
-(defun %after-clause-p (clause)
-  (and (consp clause) (eq (car clause) :after)))
-
-(defun %split-clauses (clauses)
-  "Returns the message clauses and the :AFTER clause (or NIL)."
-  (let ((after (find-if #'%after-clause-p clauses))
-        (others (remove-if #'%after-clause-p clauses)))
-    (when (> (count-if #'%after-clause-p clauses) 1)
-      (error "RECEIVE: more than one :AFTER clause in ~S." clauses))
-    (when (and after (not (eq after (car (last clauses)))))
-      (error "RECEIVE: the :AFTER clause must come last in ~S." clauses))
-    (when (and after (not (consp (cdr after))))
-      (error "RECEIVE: :AFTER needs a timeout in seconds: ~S." after))
-    (values others after)))
-
-;; Pattern variables of a matched message, bound again by the runner.
-(defun %bind-form (pattern var forms)
-  "Code that runs FORMS with PATTERN's variables bound to their parts of
-the value of VAR, which is known to match PATTERN."
-  (let ((bindings '()))
-    (labels ((walk (pattern place)
-               (cond ((%wildcard-p pattern))
-                     ((%pattern-variable-p pattern)
-                      (unless (assoc pattern bindings)
-                        (push (list pattern place) bindings)))
-                     ((and (consp pattern) (not (%quoted-p pattern)))
-                      (walk (car pattern) `(car ,place))
-                      (walk (cdr pattern) `(cdr ,place))))))
-      (walk pattern var)
-      `(let* ,(reverse bindings)
-         (declare (ignorable ,@(mapcar #'first bindings)))
-         ,@forms))))
-
-(defun %receive-parts (clauses wrap-body)
-  "Returns the matcher form, the runner form, the timeout form and the
-after-thunk form of a RECEIVE with CLAUSES.  WRAP-BODY turns a clause's
-body forms into the forms the runner runs."
-  (multiple-value-bind (message-clauses after) (%split-clauses clauses)
-    (let ((message (gensym "MESSAGE"))
-          (index (gensym "INDEX"))
-          (parsed (mapcar (lambda (clause)
-                            (multiple-value-list (%parse-clause clause)))
-                          message-clauses)))
-      (values
-       `(lambda (,message)
-          (declare (ignorable ,message))
-          (or ,@(loop for (pattern guard) in parsed
-                      for i from 0
-                      collect (%match-form pattern message '()
-                                           (lambda (seen)
-                                             (declare (ignore seen))
-                                             `(when ,guard ,i))))))
-       `(lambda (,index ,message)
-          (declare (ignorable ,message) (fixnum ,index))
-          (case ,index
-            ,@(loop for (pattern nil body) in parsed
-                    for i from 0
-                    collect `(,i ,(%bind-form pattern message
-                                              (funcall wrap-body body))))))
-       (second after)
-       (and after `(lambda () ,@(funcall wrap-body (cddr after))))))))
-
-(defun %loop-body (body)
-  "The body of a RECEIVE-LOOP clause: (RETURN values) inside it stops the
-loop; the runner answers :CONTINUE when the body falls through, else :STOP
-and the list of values to return."
-  (let ((outer (gensym "CLAUSE")))
-    `((block ,outer
-        (values :stop
-                (multiple-value-list
-                 (block nil
-                   ,@body
-                   (return-from ,outer :continue))))))))
+(workers.ffi::%c-lines "#include \"glue.h\"")   ; for the inline C calls
 
 (defmacro receive (&body clauses)
   "Takes the oldest message that matches a clause out of the calling worker's
@@ -210,3 +92,275 @@ Elsewhere it loops in the calling thread like a nested RECEIVE."
   (loop (multiple-value-bind (status values) (%receive matcher runner timeout after)
           (when (eq status :stop)
             (return (values-list values))))))
+
+;;; The inbox.
+
+(declaim (inline %inbox-push))
+(defun %inbox-push (worker message)
+  (let ((cell (list message)))
+    (if (%w inbox-head worker)
+        (setf (cdr (%w inbox-tail worker)) cell)
+        (setf (worker-inbox-head worker) cell))
+    (setf (worker-inbox-tail worker) cell)
+    (setf (worker-inbox-count worker) (1+ (%w inbox-count worker)))))
+
+(defun %inbox-take (worker matcher)
+  "Finds the oldest message of WORKER's inbox that MATCHER accepts, removes
+it and returns what MATCHER returned for it (a clause index) and the
+message; NIL if none matches."
+  (loop for prev = nil then cell
+        for cell = (%w inbox-head worker) then (cdr cell)
+        while cell
+        do (let* ((message (car cell))
+                  (found (funcall (the function matcher) message)))
+             (when found
+               (let ((next (cdr cell)))
+                 (if prev
+                     (setf (cdr prev) next)
+                     (setf (worker-inbox-head worker) next))
+                 (unless next
+                   (setf (worker-inbox-tail worker) prev))
+                 (setf (worker-inbox-count worker) (1- (%w inbox-count worker))))
+               (return (values found message))))))
+
+;;; Taking messages out of the C mailbox.
+
+(declaim (inline %received))
+(defun %received (status object)
+  "Reads what %RECV or %RECV-WAIT answered: true when OBJECT is a message,
+NIL when there was none.  Signals MALFORMED-MESSAGE (OBJECT is then the
+decoder's complaint) for bytes that did not decode."
+  (cond ((eql status +recv-message+) t)
+        ((eql status +recv-empty+) nil)
+        (t (error 'malformed-message :reason object))))
+
+(defun %next-message (worker matcher)
+  "The oldest message of the calling worker's mailbox (WORKER's) that
+MATCHER accepts, taken out: returns MATCHER's clause index and the message,
+or NIL when none matches.  Messages of the C mailbox are taken one at a
+time, and only those that match no clause are filed in the inbox.
+MATCHER runs with interrupts enabled (a guard is user code), so a KILL
+between taking a message and filing it loses the message, with the
+worker it was for."
+  (when (%w inbox-head worker)
+    (multiple-value-bind (index message) (%inbox-take worker matcher)
+      (when index
+        (return-from %next-message (values index message)))))
+  (loop
+    (%deferring (status object) (workers.ffi::%recv)
+      (unless (%received status object)
+        (return nil))
+      (let ((index (funcall (the function matcher) object)))
+        (if index
+            (return (values index object))
+            (%inbox-push worker object))))))
+
+(defun %drain (worker)
+  "Moves every message of the C mailbox into WORKER's inbox, then checks
+the high-water mark.  Interrupts wait until it is done: a message taken
+out of the C mailbox is always filed."
+  (mp:without-interrupts
+    (loop (multiple-value-bind (status object) (workers.ffi::%recv)
+            (if (%received status object)
+                (%inbox-push worker object)
+                (return)))))
+  (let ((mark *mailbox-high-water*))
+    (when mark
+      (%check-high-water worker mark))))
+
+;;; Overload.  Mailboxes are unbounded: SEND never blocks and never drops
+;;; (Erlang's choice).  A receiver far slower than its senders therefore
+;;; grows; the high-water warning says so, once per tenfold growth.
+
+(defun %check-high-water (worker mark)
+  (let ((count (worker-inbox-count worker))
+        (warned (worker-warned-at worker)))
+    (cond ((>= count (if (zerop warned) mark (* 10 warned)))
+           (setf (worker-warned-at worker)
+                 (loop for level = mark then (* 10 level)
+                       while (>= count (* 10 level))
+                       finally (return level)))
+           (warn 'mailbox-high-water :worker worker :count count))
+          ((and (plusp warned) (< (* 2 count) mark))
+           (setf (worker-warned-at worker) 0)))))
+
+(defun %check-mailbox-size (worker)
+  "The high-water check of a receive slice, which takes messages out of the
+C mailbox one at a time: with the C mailbox counted too, a mailbox that
+may warn (or has warned) is drained, which checks it."
+  (let ((mark *mailbox-high-water*))
+    (when (and mark
+               (or (plusp (%w warned-at worker))
+                   (>= (+ (workers.ffi::%mailbox-count) (%w inbox-count worker))
+                       mark)))
+      (%drain worker))))
+
+;;; Deadlines.
+
+(defconstant +forever-seconds+ (* 100 365 24 3600)
+  "Timeouts of a century or more wait forever: the core counts in signed
+64-bit nanoseconds.")
+
+(declaim (inline %deadline %remaining-ns))
+(defun %deadline (seconds)
+  "The monotonic time, in ns, SECONDS from now; :NEVER for NIL (or for a
+century or more).  Signals a TYPE-ERROR for anything but NIL or a
+non-negative real."
+  (cond ((null seconds) :never)
+        ((not (and (realp seconds) (>= seconds 0)))
+         (error 'type-error :datum seconds :expected-type '(or null (real 0))))
+        ((>= seconds +forever-seconds+) :never)
+        (t (+ (workers.ffi::%now-ns) (floor (* (rational seconds) 1000000000))))))
+
+(defun %remaining-ns (deadline)
+  (if (eq deadline :never)
+      -1
+      (max 0 (- deadline (workers.ffi::%now-ns)))))
+
+(defconstant +interrupt-check-ns+ 200000000
+  "How long a thread waits in C before it lets Lisp interrupts (KILL's,
+Ctrl-C in the REPL) run.")
+
+(defun %piece (remaining-ns)
+  "How long to wait in C now, of REMAINING-NS (-1: forever): at most
++INTERRUPT-CHECK-NS+, so that Lisp interrupts get in between pieces."
+  (if (<= 0 remaining-ns +interrupt-check-ns+)
+      remaining-ns
+      +interrupt-check-ns+))
+
+;;; RECEIVE outside a slice of its own: block the thread.
+
+(defun %wait-for-message (worker remaining-ns)
+  "Waits up to REMAINING-NS (-1: forever) for one message into WORKER's
+inbox.  In a worker the core hands the scheduler to a spare thread
+meanwhile and a wake-up ends the wait; elsewhere the wait is cut into
+pieces so that interrupts get in."
+  (let ((ns (if *current-worker* remaining-ns (%piece remaining-ns))))
+    (mp:without-interrupts
+      (multiple-value-bind (status object) (workers.ffi::%recv-wait ns)
+        (when (%received status object)
+          (%inbox-push worker object))))))
+
+(defun %receive (matcher runner timeout after)
+  "RECEIVE nested in a form, or in a thread that is not a worker."
+  (let ((worker (self))
+        (deadline (%deadline timeout)))
+    (loop
+      (%drain worker)
+      (%check-signals worker)
+      (multiple-value-bind (index message) (%inbox-take worker matcher)
+        (when index
+          (return (funcall (the function runner) index message))))
+      (let ((remaining (%remaining-ns deadline)))
+        (when (zerop remaining)
+          (return (and after (funcall (the function after)))))
+        (%wait-for-message worker remaining)))))
+
+;;; RECEIVE as a slice of its own: park.
+
+(defstruct (receive-slice (:constructor %receive-slice
+                              (matcher runner timeout after loop-p))
+                          (:copier nil))
+  "A RECEIVE (or RECEIVE-LOOP) written as a body form of its own: it parks
+the worker instead of blocking a thread.  See %RECEIVE-PARTS."
+  (matcher nil :type function)
+  (runner nil :type function)
+  (timeout nil)                         ; a thunk (seconds or NIL), or NIL
+  (after nil)                           ; a thunk or NIL
+  (loop-p nil))
+
+(defun %receive-slice-step (worker slice)
+  "Runs one slice of the RECEIVE-SLICE SLICE: a message that matches, the
+:AFTER clause once its deadline passed, or parking."
+  (%check-mailbox-size worker)
+  (multiple-value-bind (index message)
+      (%next-message worker (%slot receive-slice matcher slice))
+    (if index
+        (progn
+          (setf (%w deadline worker) nil)
+          (if (%slot receive-slice loop-p slice)
+              (%receive-loop-slice worker slice index message)
+              (%slice-done worker (multiple-value-list
+                                   (funcall (%slot receive-slice runner slice)
+                                            index message)))))
+        (let ((deadline (or (%w deadline worker)
+                            (setf (%w deadline worker) (%slice-deadline slice)))))
+          (if (and (not (eq deadline :never))
+                   (or (workers.ffi::%timed-out-p) (zerop (%remaining-ns deadline))))
+              ;; Only a RECEIVE with an :AFTER clause has a deadline.
+              (let ((after (%slot receive-slice after slice)))
+                (setf (%w deadline worker) nil)
+                (if (%slot receive-slice loop-p slice)
+                    (multiple-value-call #'%loop-after-ran worker (funcall after))
+                    (%slice-done worker (multiple-value-list (funcall after)))))
+              (%park worker deadline))))))
+(defun %slice-deadline (slice)
+  "The deadline of a RECEIVE slice that starts waiting now (see %DEADLINE)."
+  (let ((timeout (%slot receive-slice timeout slice)))
+    (if timeout
+        (%deadline (funcall (the function timeout)))
+        :never)))
+
+(declaim (inline %slice-budget))
+(defun %slice-budget (variable value)
+  "VALUE, the value of VARIABLE, if it is a positive fixnum; else a
+TYPE-ERROR that names VARIABLE."
+  (if (typep value '(and fixnum (integer 1)))
+      value
+      (error 'slice-budget-error :datum value :expected-type '(and fixnum (integer 1))
+                                 :variable variable)))
+
+(defun %receive-loop-slice (worker slice index message)
+  "A slice of a RECEIVE-LOOP: runs the clause INDEX matched for MESSAGE,
+then the next messages that match, while the slice's budget lasts (see
+*SLICE-MESSAGES*).  The clock is read only when a further message waits:
+its time counts from the end of the first message."
+  (let ((matcher (%slot receive-slice matcher slice))
+        (runner (%slot receive-slice runner slice))
+        (budget (%slice-budget '*slice-messages* *slice-messages*))
+        (end nil))
+    (declare (fixnum budget))
+    (loop
+      (multiple-value-bind (status values) (funcall (the function runner) index message)
+        (when (eq status :stop)
+          (return (%slice-done worker values))))
+      (when (or (<= (decf budget) 0)
+                (%w pending-exit worker)
+                (and (or (%w inbox-head worker)
+                         (not (workers.ffi::%mailbox-empty-p)))
+                     (let ((now (workers.ffi::%now-ns)))
+                       (if end
+                           (>= now end)
+                           (progn (setf end (+ now (* 1000 (%slice-budget
+                                                            '*slice-microseconds*
+                                                            *slice-microseconds*))))
+                                  nil)))))
+        (setf (%w %state worker) :runnable)
+        (return +yield+))
+      (multiple-value-setq (index message) (%next-message worker matcher))
+      (unless index
+        ;; Nothing pending: park.  The core re-checks the mailbox after
+        ;; publishing the wait, so nothing is missed.
+        (return (%park worker (setf (%w deadline worker)
+                                    (%slice-deadline slice))))))))
+
+(defun %park (worker deadline)
+  "Ends a receive slice that found nothing: the worker parks until a
+message comes or DEADLINE passes, unless an exit signal is pending."
+  (let ((pending (%w pending-exit worker)))
+    ;; The wake-up that signal sent may have been dropped by this slice.
+    (if pending
+        (%fail worker (car pending))
+        (progn
+          (workers.ffi::%wait-timeout (%remaining-ns deadline))
+          (setf (%w %state worker) :waiting)
+          +wait+))))
+
+(defun %loop-after-ran (worker status &optional values)
+  "After the :AFTER clause of a RECEIVE-LOOP slice answered STATUS and
+VALUES (see %LOOP-BODY): the loop ends, or goes on in the next slice."
+  (if (eq status :stop)
+      (%slice-done worker values)
+      (progn (setf (%w %state worker) :runnable)
+             +yield+)))
+

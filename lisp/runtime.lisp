@@ -1,43 +1,7 @@
-;;;; runtime.lisp - starting and stopping the schedulers.
+;;;; runtime.lisp - starting and stopping the schedulers, and stopping them
+;;;; before ECL exits.
 
 (in-package #:workers)
-
-(defvar *current-worker* nil
-  "The worker whose slice this thread runs, bound by %RUN-SLICE; NIL
-elsewhere (SELF then gives the thread's own attached worker).")
-
-(defvar *killable* nil
-  "The worker whose slice the current thread runs, bound inside the slice's
-catch: the only place KILL's interrupt may throw to (signals.lisp).")
-
-(defvar *wake-marker* (make-symbol "WAKE")
-  "Sent by reference to wake a worker that has a fatal exit signal pending;
-the mailbox drops it.  Uninterned: no message a user sends can be it.")
-
-(defvar *slice-messages* 100
-  "The most messages one time slice of a RECEIVE-LOOP (a body form of its
-own in WITH-WORKER) handles before its worker yields to the others of its
-scheduler.  1 makes every message a slice of its own.")
-
-(defvar *slice-microseconds* 500
-  "How long one time slice of a RECEIVE-LOOP goes on taking messages, in
-microseconds, counted from the end of its first message: once this much
-time has passed, the worker yields before the next message.  (A slice is
-never cut inside a clause.)")
-
-(defvar *log-worker-errors* t
-  "When true, a worker that dies of an error prints one line naming it and
-the condition on *ERROR-OUTPUT*.  The error is kept as the worker's exit
-reason either way (see JOIN and WORKER-EXIT-REASON).")
-
-(defvar *runtime-lock* (mp:make-lock :name "workers runtime"))
-
-(defvar *running* nil "True between START and STOP.")
-
-(defvar *stopping* nil
-  "True while STOP waits for the schedulers: a slice blocked in a nested
-RECEIVE or in JOIN then gives up (see %CHECK-STOPPING), or the scheduler
-thread running it could never end.")
 
 (defun running-p ()
   "True while the schedulers run."

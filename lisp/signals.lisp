@@ -1,4 +1,5 @@
-;;;; signals.lisp - exit reasons, exit signals, KILL, links, monitors, names.
+;;;; signals.lisp - exit reasons, exit signals, KILL, links, monitors, and
+;;;; this image's transport (transport.lisp).
 ;;;;
 ;;;; Erlang's rules, as a Lisp programmer who knows Erlang expects them:
 ;;;;
@@ -28,8 +29,8 @@
 ;;;;    removes it first or finds the DOWN already in the mailbox; so a DOWN
 ;;;;    comes exactly once, and never after (DEMONITOR REF :FLUSH T).
 ;;;;  - A fatal signal is recorded as the target's PENDING-EXIT (the first
-;;;;    one wins), then the target is woken by a wake marker in its mailbox
-;;;;    and, if it is running a slice, interrupted.  The target acts on it
+;;;;    one wins), then the target is woken by a wake-up in its mailbox
+;;;;    (which receiving drops) and, if it is running a slice, interrupted.  The target acts on it
 ;;;;    at the start of its next slice, before parking, whenever a wait in
 ;;;;    a slice wakes up (nested RECEIVE, JOIN, CALL), and in the interrupt.
 ;;;;
@@ -41,29 +42,19 @@
 ;;;; the throw never leaves the core or a lock half-done.  ECL runs the
 ;;;; interrupt inside its signal handler, and the throw leaves the thread's
 ;;;; signals blocked, the collector's included: the slice runner restores
-;;;; the thread's signal mask after every abnormal end (ffi.lisp).
+;;;; the thread's signal mask after every abnormal end (lisp/glue/glue.c).
+;;;;
+;;;; Another worker is reached through its transport (transport.lisp): the
+;;;; public functions here keep the caller's half of a link or monitor and
+;;;; call %SIGNAL-EXIT, %ADD-LINK, ... for the target's half.  The %LOCAL-
+;;;; functions are that half for this image's workers, installed as node
+;;;; 0's transport at the end of this file.
 
 (in-package #:workers)
 
 (workers.ffi::%c-lines "#include \"glue.h\"")   ; for the inline C calls
 
-;;; Finding workers.
-
-(deftype worker-name-designator ()
-  "What REGISTER accepts as a name."
-  '(or (and symbol (not null)) string))
-
-(defun %resolve (designator)
-  "The worker object for DESIGNATOR: a worker, an id, or a registered name.
-Signals NO-SUCH-WORKER for a name nobody holds."
-  (etypecase designator
-    (worker (if (worker-%state designator)
-                designator
-                (%worker-from-id (worker-id designator))))
-    ((integer 1 #.(1- (expt 2 64))) (%worker-from-id designator))
-    (worker-name-designator
-     (or (whereis designator)
-         (error 'no-such-worker :designator designator)))))
+;;; This image's workers.
 
 (defun %gone-p (worker)
   "True if WORKER's links and monitors have fired, or it is known to be
@@ -75,9 +66,12 @@ dead.  Called under its stripe lock."
 
 (defun %send-system (worker message)
   "Sends MESSAGE to WORKER by reference (reasons may be conditions, which
-cannot be copied).  True if WORKER was alive."
-  (zerop (mp:without-interrupts
-           (workers.ffi::%send-share (worker-id worker) message))))
+cannot be copied): the messages of links, monitors and supervisors.  True
+if WORKER was alive.  Signals nothing: a message the core cannot store
+(out of memory) is dropped, as a system message to a node that went down
+would be."
+  (handler-case (%deliver (worker-id worker) message :share)
+    (core-error () nil)))
 
 ;;; Exit signals.
 
@@ -95,9 +89,9 @@ cannot be copied).  True if WORKER was alive."
       (ignore-errors
        (mp:interrupt-process thread (lambda () (%interrupt-check target)))))))
 
-(defun %exit-signal (target from reason &optional kill)
-  "Delivers an exit signal from FROM with REASON to TARGET (KILL true: an
-untrappable one, TARGET ends :KILLED)."
+(defun %local-signal-exit (target from reason kill)
+  "This image's %SIGNAL-EXIT: delivers an exit signal from FROM with
+REASON to TARGET (KILL true: an untrappable one, TARGET ends :KILLED)."
   (let ((action nil))
     (with-links-lock (target)
       (unless (%gone-p target)
@@ -111,7 +105,8 @@ untrappable one, TARGET ends :KILLED)."
               (setf (worker-pending-exit target) (cons reason from))))))
     (case action
       (:message (%send-system target (list :exit from reason)))
-      (:fatal (%send-system target *wake-marker*)
+      (:fatal (mp:without-interrupts
+                (workers.ffi::%send-wake (worker-id target)))
        (%interrupt-if-running target)))
     nil))
 
@@ -140,7 +135,7 @@ a worker, an id or a registered name.  Returns T."
   (if reason-p
       (let ((target (%resolve reason-or-worker))
             (me (self)))
-        (%exit-signal target me reason (eq reason :kill))
+        (%signal-exit target me reason (eq reason :kill))
         (when (eq target me)
           (%check-signals me))
         t)
@@ -175,18 +170,14 @@ name): when either ends, the other gets an exit signal with its reason (see
 EXIT).  Linking to a worker that has ended delivers the signal at once,
 with reason :NOPROC.  Linking twice is linking once.  Returns T."
   (let ((me (self))
-        (other (%resolve worker))
-        (dead nil))
+        (other (%resolve worker)))
     (unless (eq me other)
-      (with-links-lock (other)
-        (if (%gone-p other)
-            (setf dead t)
-            (pushnew me (worker-links other))))
-      (if dead
-          (progn (%exit-signal me other :noproc)
-                 (%check-signals me))
-          (with-links-lock (me)
-            (pushnew other (worker-links me)))))
+      (let ((refused (%add-link other me)))
+        (if refused
+            (progn (%signal-exit me other refused nil)
+                   (%check-signals me))
+            (with-links-lock (me)
+              (pushnew other (worker-links me))))))
     t))
 
 (defun unlink (worker)
@@ -196,9 +187,22 @@ signal the link sent already may still arrive.  Returns T."
         (other (%resolve worker)))
     (with-links-lock (me)
       (setf (worker-links me) (delete other (worker-links me))))
-    (with-links-lock (other)
-      (setf (worker-links other) (delete me (worker-links other))))
+    (%remove-link other me)
     t))
+
+(defun %local-add-link (target from)
+  "This image's %ADD-LINK."
+  (with-links-lock (target)
+    (if (%gone-p target)
+        :noproc
+        (progn (pushnew from (worker-links target))
+               nil))))
+
+(defun %local-remove-link (target from)
+  "This image's %REMOVE-LINK."
+  (with-links-lock (target)
+    (setf (worker-links target) (delete from (worker-links target))))
+  nil)
 
 ;;; Monitors.
 
@@ -228,22 +232,28 @@ Each call makes a new, independent monitor."
          (ref (workers.ffi::%next-ref))
          (target (handler-case (%resolve worker)
                    (no-such-worker () nil)))
-         (dead (null target)))
-    (unless dead
+         (refused (if target nil :noproc)))
+    (when target
       (with-links-lock (me)
         (%watch me ref target))
-      (with-links-lock (target)
-        (if (%gone-p target)
-            (setf dead t)
-            (push (cons ref me) (worker-monitors target)))))
-    (when dead
+      (setf refused (%add-monitor target ref me)))
+    (when refused
       (with-links-lock (me)
         (%unwatch me ref)
-        (%send-system me (list :down ref (or target worker) :noproc))))
+        (%send-system me (list :down ref (or target worker) refused))))
     ref))
 
-(defun %drop-monitor (target ref)
-  "Removes monitor REF from TARGET's watchers; true if it was there."
+(defun %local-add-monitor (target ref watcher)
+  "This image's %ADD-MONITOR."
+  (with-links-lock (target)
+    (if (%gone-p target)
+        :noproc
+        (progn (push (cons ref watcher) (worker-monitors target))
+               nil))))
+
+(defun %local-remove-monitor (target ref)
+  "This image's %REMOVE-MONITOR: removes monitor REF from TARGET's
+watchers; true if it was there."
   (with-links-lock (target)
     (let ((entry (assoc ref (worker-monitors target))))
       (when entry
@@ -268,64 +278,10 @@ removed too, so that none is ever received after this call."
   (let* ((me (self))
          (target (with-links-lock (me) (%unwatch me ref))))
     (when target
-      (%drop-monitor target ref))
+      (%remove-monitor target ref))
     (when flush
       (%flush-messages me :down ref))
     (and target t)))
-
-;;; Names.
-
-(defvar *names* (make-hash-table :test 'equal)
-  "Registered name -> worker, under WITH-REGISTRY-LOCK.")
-
-(defun register (name worker)
-  "Registers WORKER (a worker or an id) under NAME, a non-NIL symbol or a
-string: SEND, CALL, LINK, MONITOR and EXIT then accept NAME for it.  The
-name is released when the worker ends, or by UNREGISTER.  Signals
-NAME-TAKEN if NAME is held, NO-SUCH-WORKER if WORKER has ended, and
-USAGE-ERROR if WORKER is registered under another name.  Returns T."
-  (check-type name worker-name-designator)
-  (let ((worker (%resolve worker)))
-    (with-registry-lock
-      (let ((holder (gethash name *names*)))
-        (cond (holder
-               (error 'name-taken :name name :worker holder))
-              ((or (eq (worker-%state worker) :dead)
-                   (not (workers.ffi::%alive-p (worker-id worker))))
-               (error 'no-such-worker :designator worker))
-              ((worker-registered-name worker)
-               (%usage-error "~A is registered as ~S already."
-                             worker (worker-registered-name worker)))
-              (t (setf (gethash name *names*) worker
-                       (worker-registered-name worker) name)))))
-    t))
-
-(defun unregister (name)
-  "Releases NAME.  Returns T if it was registered, NIL if not."
-  (check-type name worker-name-designator)
-  (with-registry-lock
-    (let ((worker (gethash name *names*)))
-      (when worker
-        (remhash name *names*)
-        (setf (worker-registered-name worker) nil)
-        t))))
-
-(defun whereis (name)
-  "The worker registered under NAME, or NIL."
-  (with-registry-lock (values (gethash name *names*))))
-
-(defun registered-names ()
-  "The names registered now, in no particular order."
-  (with-registry-lock
-    (loop for name being the hash-keys of *names* collect name)))
-
-(defun %release-name (worker)
-  (when (worker-registered-name worker)
-    (with-registry-lock
-      (let ((name (worker-registered-name worker)))
-        (when (and name (eq (gethash name *names*) worker))
-          (remhash name *names*))
-        (setf (worker-registered-name worker) nil)))))
 
 ;;; The end of a worker.
 
@@ -345,15 +301,27 @@ messages of the monitors on it."
             (worker-watching worker) nil
             (worker-pending-exit worker) nil))
     (when watching
-      (maphash (lambda (ref target) (%drop-monitor target ref)) watching))
+      (maphash (lambda (ref target) (%remove-monitor target ref)) watching))
     ;; Links first: whoever sees a DOWN then knows that the linked
     ;; workers (a supervisor) have their signals already.
     (dolist (other links)
-      (with-links-lock (other)
-        (setf (worker-links other) (delete worker (worker-links other))))
-      (%exit-signal other worker reason))
+      (%remove-link other worker)
+      (%signal-exit other worker reason nil))
     ;; Oldest monitor first.
     (loop for (ref . watcher) in (reverse monitors)
           do (with-links-lock (watcher)
                (when (%unwatch watcher ref)
                  (%send-system watcher (list :down ref worker reason)))))))
+
+;;; This image's transport.
+
+(%install-transport
+ 0 (make-transport :name :local
+                   :deliver #'%local-deliver
+                   :signal-exit #'%local-signal-exit
+                   :add-link #'%local-add-link
+                   :remove-link #'%local-remove-link
+                   :add-monitor #'%local-add-monitor
+                   :remove-monitor #'%local-remove-monitor
+                   :target-alive-p (lambda (target)
+                                     (workers.ffi::%alive-p (worker-id target)))))

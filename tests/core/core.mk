@@ -72,17 +72,18 @@ $(BUILD)/tsan/c-core/src/queue.o $(BUILD)/faults-tsan/c-core/src/queue.o: \
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -O1 -g -DWK_TSAN_ANNOTATE -c $< -o $@
 
-# $(call core_suite,LABEL,DIR,ENV): builds $(BUILD)/DIR/core_tests, runs it
-# with ENV; the runner prints (and appends to $(SUMMARY)) its summary line.
-# A build failure or a crashed runner counts as one failed test.
+# $(call core_suite,LABEL,DIR,ENV[,BINARY]): builds $(BUILD)/DIR/BINARY
+# (default core_tests), runs it with ENV; the runner prints (and appends to
+# $(SUMMARY)) its summary line.  A build failure or a crashed runner counts
+# as one failed test.
 core_suite = ( \
 	fail() { echo "$1: 0 passed, 1 failed"; \
 		 [ -z "$(SUMMARY)" ] || \
 			echo "$1: 0 passed, 1 failed" >> "$(SUMMARY)"; \
 		 exit 1; }; \
-	$(MAKE) --no-print-directory $(BUILD)/$2/core_tests || fail; \
+	$(MAKE) --no-print-directory $(BUILD)/$2/$(or $4,core_tests) || fail; \
 	rc=0; \
-	env $3 $(BUILD)/$2/core_tests -p $1 -s $(CORE_TEST_SCHEDS) \
+	env $3 $(BUILD)/$2/$(or $4,core_tests) -p $1 -s $(CORE_TEST_SCHEDS) \
 		$(if $(SUMMARY),-o "$(SUMMARY)") || rc=$$?; \
 	[ $$rc -le 1 ] || fail; \
 	exit $$rc )

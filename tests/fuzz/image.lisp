@@ -27,7 +27,7 @@ fuzz target's worker type."))
 
 ;;; Workers.  A WORKER tag decodes only once a worker type is registered:
 ;;; in the fuzz target this one, as the Lisp layer registers WORKERS::WORKER
-;;; (lisp/ffi.lisp).  The seeds' workers, made by the real layer, decode
+;;; (lisp/registry.lisp).  The seeds' workers, made by the real layer, decode
 ;;; into it; make-corpus.lisp leaves it unregistered.
 
 (defstruct (worker (:constructor make-worker (id)))

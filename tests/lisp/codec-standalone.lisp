@@ -11,7 +11,7 @@
 ;;;; WORKER structure, WORKERS::%WORKER-FROM-ID, %ENCODE / %DECODE wrappers
 ;;;; that behave as the real ones must, and WORKERS.FFI's wrapper of the
 ;;;; registration, with which it registers its WORKER type as the real layer
-;;;; does (lisp/ffi.lisp), after checking what the codec does without one.
+;;;; does (lisp/registry.lisp), after checking what the codec does without one.
 
 (require :asdf)
 (require :cmp)

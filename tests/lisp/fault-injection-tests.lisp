@@ -8,12 +8,9 @@
 (def-suite fault-injection
   :description "SEND and SPAWN when the core runs out of memory.")
 
-(defparameter *fault-sites* '(:spawn 0 :arena 1 :slab 2 :msg 3 :pool 4 :timer 5 :thread 6)
-  "wk_fault_site, by name.")
-
 (defun arm-fault (site &key (nth 1) (count 1))
   "Makes the core's next NTHth allocation at SITE fail, COUNT times."
-  (assert (zerop (workers.ffi::%fault-arm (getf *fault-sites* site) nth count))))
+  (assert (zerop (workers.ffi::%fault-arm (getf workers::*fault-sites* site) nth count))))
 
 (defmacro with-fault ((site &rest options) &body body)
   `(progn (arm-fault ,site ,@options)
@@ -21,7 +18,8 @@
             (workers.ffi::%fault-reset))))
 
 (defun enomem-p (condition)
-  (and (typep condition 'core-error) (= -2 (core-error-code condition))))
+  (and (typep condition 'core-error)
+       (= workers::+e-nomem+ (core-error-code condition))))
 
 (defmacro fault-test (name docstring &body body)
   `(test (,name :suite fault-injection)
@@ -60,7 +58,7 @@ worker handles it and goes on."
               (handler-case (with-fault (:msg) (send me :lost))
                 (core-error (c) (send me (list :refused (core-error-code c)))))
               :done)))
-    (is (equal '(:refused -2) (next-message)))
+    (is (equal (list :refused workers::+e-nomem+) (next-message)))
     (is (eq :done (join w :timeout *long*)))
     (is (eq :empty (receive (_ :unexpected) (:after 0.2 :empty))))))
 

@@ -1,0 +1,38 @@
+;;;; files.sexp - the Lisp layer's files, in the order they are compiled
+;;;; and loaded.  Read by lisp/build.lisp (which builds workers.fas) and by
+;;;; workers.asd (which lists them); nothing else names them.  A string is
+;;;; lisp/NAME.lisp; (:generated NAME) is build/lisp/NAME.lisp, written at
+;;;; build time by lisp/lisp.mk (constants.lisp: lisp/glue/constants.c).
+;;;;
+;;;; Each file sees what the files before it define; the layers, bottom up:
+;;;;   package                  the packages
+;;;;   constants, specials      numbers from C; the special variables
+;;;;   support, conditions      ECL-specific macros; the conditions
+;;;;   ffi                      thin wrappers over workers.h and glue.h
+;;;;   worker, registry         the WORKER structure; ids, slots, names
+;;;;   runtime                  START and STOP
+;;;;   transport                where SEND, EXIT, LINK, MONITOR go
+;;;;   send                     SEND, SELF, the codec wrappers
+;;;;   patterns, receive        the pattern compiler; all of receiving
+;;;;   slices                   the slice runner and the end of a worker
+;;;;   spawn, join              spawning, WITH-WORKER; JOIN
+;;;;   signals                  exits, links, monitors
+;;;;   supervisor               CALL, REPLY, supervisors
+("package"
+ (:generated "constants")
+ "specials"
+ "support"
+ "conditions"
+ "ffi"
+ "worker"
+ "registry"
+ "runtime"
+ "transport"
+ "send"
+ "patterns"
+ "receive"
+ "slices"
+ "spawn"
+ "join"
+ "signals"
+ "supervisor")

@@ -1,0 +1,176 @@
+/*
+ * glue.c - the hooks the binding gives the core, starting the runtime,
+ * spawning a Lisp worker, the signal mask, fault injection.
+ *
+ * Every Lisp worker has the same step, wkl_step, and a data pointer that
+ * is its slot index plus one: the step calls the Lisp function
+ * %RUN-SLICE with the index, which runs one slice and answers what the
+ * core does next.  Nothing leaves the step but its answer: a non-local
+ * exit that reaches it (which the Lisp side never lets happen) ends the
+ * worker as failed.
+ *
+ * Threads.  The core's threads are not ECL's: the thread-start hook
+ * imports each one before anything else and tells ECL where its C stack
+ * is (importing does not, and without it a deep recursion in a worker
+ * overflows into the guard page instead of signalling STACK-OVERFLOW).
+ * The hooks and the step run only on such threads.
+ */
+#include "glue.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "workers_fault.h"
+
+/* ECL's, not in its public headers. */
+extern void ecl_cs_set_org(cl_env_ptr env);
+
+/* The symbols of %RUN-SLICE and %WORKER-ENDED (wkl_start). */
+static cl_object run_slice = ECL_NIL;
+static cl_object worker_ended = ECL_NIL;
+
+/* The C stack size ECL set for this thread when it started (see step). */
+static __thread cl_index cs_size;
+
+/*
+ * The signal mask a thread that runs slices started with (wkl_restore_
+ * sigmask).  ECL runs an interrupt inside its signal handler, with nearly
+ * every signal blocked, and a throw out of it leaves them blocked.
+ */
+static __thread sigset_t start_mask;
+static __thread int start_mask_saved;
+
+static void save_sigmask(void)
+{
+	if (pthread_sigmask(SIG_SETMASK, NULL, &start_mask) == 0)
+		start_mask_saved = 1;
+}
+
+void wkl_restore_sigmask(void)
+{
+	if (start_mask_saved)
+		pthread_sigmask(SIG_SETMASK, &start_mask, NULL);
+}
+
+/* ---------------------------------------------------------------- hooks */
+
+static void thread_start(int sched, void *ctx)
+{
+	cl_env_ptr env;
+
+	ecl_import_current_thread(ECL_NIL, ECL_NIL);
+	env = ecl_process_env();
+	ecl_cs_set_org(env);
+	cs_size = env->cs_size;
+	save_sigmask();
+}
+
+static void thread_stop(int sched, void *ctx)
+{
+	ecl_release_current_thread();
+}
+
+static wk_status step(void *data)
+{
+	const cl_env_ptr env = ecl_process_env();
+	volatile wk_status status = WK_DONE;
+
+	ECL_CATCH_ALL_BEGIN(env) {
+		cl_object r = cl_funcall(2, run_slice,
+					 ecl_make_fixnum((cl_fixnum)(uintptr_t)data - 1));
+
+		if (ECL_FIXNUMP(r) && ecl_fixnum(r) >= WK_YIELD &&
+		    ecl_fixnum(r) <= WK_DONE)
+			status = (wk_status)ecl_fixnum(r);
+		else
+			wk_set_exit_reason(WKL_REASON_FAILED);
+	} ECL_CATCH_ALL_IF_CAUGHT {
+		wk_set_exit_reason(WKL_REASON_FAILED);
+		status = WK_DONE;
+	} ECL_CATCH_ALL_END;
+	/* After a STACK-OVERFLOW, ECL grows its idea of the C stack past
+	 * the thread's real one: take it back for the next slice. */
+	if (env->cs_size != cs_size)
+		ecl_cs_set_org(env);
+	return status;
+}
+
+/* (worker_ended data id reason), dropping whatever escapes it. */
+static void call_worker_ended(const cl_env_ptr env, cl_object data, cl_object id,
+			      cl_object reason)
+{
+	ECL_CATCH_ALL_BEGIN(env) {
+		cl_funcall(4, worker_ended, data, id, reason);
+	} ECL_CATCH_ALL_IF_CAUGHT {
+	} ECL_CATCH_ALL_END;
+}
+
+static void worker_end(wk_id id, void *data, uintptr_t reason, void *ctx)
+{
+	bool imported = false;
+
+	if (!ecl_process_env_unsafe()) { /* not expected: the core runs hooks on its threads */
+		ecl_import_current_thread(ECL_NIL, ECL_NIL);
+		imported = true;
+	}
+	if (reason > WKL_REASON_FAILED)
+		reason = WKL_REASON_FAILED;
+	call_worker_ended(ecl_process_env(),
+			  ecl_make_fixnum((cl_fixnum)(uintptr_t)data),
+			  ecl_make_uint64_t(id), ecl_make_fixnum((cl_fixnum)reason));
+	if (imported)
+		ecl_release_current_thread();
+}
+
+/* ---------------------------------------------------------------- runtime */
+
+int wkl_start(int schedulers, size_t arena_size, cl_object run_slice_fn,
+	      cl_object worker_ended_fn)
+{
+	wk_config c;
+
+	memset(&c, 0, sizeof c);
+	run_slice = run_slice_fn;
+	worker_ended = worker_ended_fn;
+	c.schedulers = schedulers;
+	c.arena_size = arena_size;
+	c.thread_start = thread_start;
+	c.thread_stop = thread_stop;
+	c.worker_end = worker_end;
+	c.release = wkl_box_release;
+	return wk_start(&c);
+}
+
+int wkl_spawn(uintptr_t data, int sched, wk_mode mode, size_t arena_size,
+	      wk_id *id)
+{
+	wk_spawn_opts o = WK_SPAWN_OPTS_INIT;
+
+	o.sched = sched;
+	o.mode = mode;
+	o.arena_size = arena_size;
+	return wk_spawn(step, (void *)data, &o, id);
+}
+
+/* ---------------------------------------------------------------- faults */
+
+int wkl_fault_arm(int site, uint64_t nth, uint64_t count)
+{
+#ifdef WK_FAULT_INJECTION
+	return wk_fault_arm((wk_fault_site)site, nth, count);
+#else
+	return -WK_ESTATE;
+#endif
+}
+
+int wkl_fault_reset(void)
+{
+#ifdef WK_FAULT_INJECTION
+	wk_fault_reset();
+	return 0;
+#else
+	return -WK_ESTATE;
+#endif
+}

@@ -1,0 +1,225 @@
+/*
+ * glue.h - the C half of the Lisp binding: what compiled Lisp code calls
+ * besides workers.h (the core) and codec.h (the copy codec).
+ *
+ * Files (lisp/glue/):
+ *   glue.c      the hooks given to the core (thread start and stop, the step
+ *               of every Lisp worker, the worker-end hook), starting the
+ *               runtime, the signal mask a KILL leaves behind, fault
+ *               injection;
+ *   boxes.c     the boxes that carry a shared message's object;
+ *   messages.c  sending and receiving Lisp objects: the bridge between the
+ *               core's messages, the boxes and the codec;
+ *   sync.c      the locks and waits the Lisp layer needs, as C: the
+ *               registry mutex, the stripe mutexes of links and monitors,
+ *               references, JOIN's wait;
+ *   constants.c a program run at build time that writes the constants of
+ *               this header, workers.h and workers_fault.h as Lisp
+ *               (build/lisp/constants.lisp), so that Lisp never repeats a C
+ *               number.
+ *
+ * Rules every function here keeps (design.md, "ECL facts that bite"):
+ *  - a thread the core made touches no Lisp object before it is imported
+ *    into ECL (the thread-start hook does it first);
+ *  - no Lisp object is held only in memory the collector does not scan:
+ *    a worker's data pointer is its slot index plus one (the Lisp layer's
+ *    registry), and a shared message's object sits in a box from memory
+ *    the collector scans (boxes.c);
+ *  - no non-local exit crosses the core's C frames: the step and the
+ *    worker-end hook catch everything;
+ *  - the functions that block (JOIN's wait, a receive that waits) are
+ *    called by Lisp with interrupts deferred, so that an interrupt never
+ *    unwinds through the core or leaves a mutex held.
+ *
+ * Threads.  Unless a comment says otherwise, a function may be called from
+ * any thread ECL knows (created by ECL, or a scheduler thread after its
+ * start hook), concurrently with any other.
+ */
+#ifndef WORKERS_LISP_GLUE_H
+#define WORKERS_LISP_GLUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <ecl/ecl.h>
+
+#include "workers.h"
+
+/* ---------------------------------------------------------------- codes */
+
+/*
+ * Exit reasons as the core carries them: WK_REASON_NORMAL and
+ * WK_REASON_SHUTDOWN (workers.h), and this one for a worker that failed (a
+ * condition escaped a slice, or it gave EXIT a reason); the Lisp worker
+ * keeps the reason itself.  The worker-end hook passes any larger value on
+ * as WKL_REASON_FAILED.
+ */
+#define WKL_REASON_FAILED ((uintptr_t)2)
+
+/* What wkl_send_copy answers, besides the core's -WK_E* codes. */
+enum {
+	WKL_SENT = 0,
+	WKL_SEND_UNSERIALIZABLE = 1, /* *bad and *path say what and where   */
+	WKL_SEND_CODEC_FAILED = 2,   /* the codec ran out of memory         */
+};
+
+/* What the receiving functions answer. */
+enum {
+	WKL_RECV_EMPTY = 0,      /* no message (or the wait timed out)       */
+	WKL_RECV_MESSAGE = 1,    /* *out is the message                      */
+	WKL_RECV_MALFORMED = -1, /* the bytes did not decode; *out is the    */
+	                         /* decoder's complaint, a string            */
+};
+
+/* ---------------------------------------------------------------- runtime */
+
+/*
+ * wk_start with the binding's hooks.  run_slice and worker_ended are the
+ * symbols of the Lisp functions the step and the worker-end hook call:
+ *   (run_slice slot-index) -> a fixnum wk_status; anything else, or a
+ *     non-local exit, ends the worker with WKL_REASON_FAILED;
+ *   (worker_ended data id reason) -> ignored; data is the worker's data
+ *     pointer as a fixnum (its slot index plus one, 0 for an attached
+ *     thread), reason a WK_REASON_* / WKL_REASON_FAILED code.
+ * Symbols stay reachable from their package, so holding them in static
+ * memory is safe.  0 or the core's -WK_E*.  Not concurrently with itself
+ * or wk_stop (the Lisp layer holds its runtime lock).
+ */
+int wkl_start(int schedulers, size_t arena_size, cl_object run_slice,
+	      cl_object worker_ended);
+
+/*
+ * Spawns a Lisp worker: the binding's step with data (the worker's slot
+ * index plus one).  As wk_spawn.
+ */
+int wkl_spawn(uintptr_t data, int sched, wk_mode mode, size_t arena_size,
+	      wk_id *id);
+
+/*
+ * KILL throws out of a slice from inside ECL's signal handler, which
+ * leaves the thread's signals blocked, the collector's stop-the-world
+ * signal included.  Each thread that runs slices saved its mask when it
+ * started; this puts it back (a no-op on other threads).  Calling thread.
+ */
+void wkl_restore_sigmask(void);
+
+/* ---------------------------------------------------------------- boxes */
+
+/*
+ * A shared message's object travels in a box: memory that the collector
+ * scans while the message waits in a mailbox (which it does not scan).
+ * wkl_box_new needs an ECL thread (it may allocate from the collector);
+ * wkl_box_free may run on any thread, ECL's or not: it touches no Lisp
+ * object.  A free box holds no object.
+ */
+struct wkl_box;
+/* A box holding obj; NULL when out of memory. */
+struct wkl_box *wkl_box_new(cl_object obj);
+/* The object in box. */
+cl_object wkl_box_object(const struct wkl_box *box);
+/* Clears box and takes it back. */
+void wkl_box_free(struct wkl_box *box);
+/* The core's release hook: a shared message nobody received. */
+void wkl_box_release(void *box, size_t size);
+
+/* ---------------------------------------------------------------- messages */
+
+/* Sends obj itself (share mode): WKL_SENT or the core's -WK_E*. */
+int wkl_send_share(wk_id to, cl_object obj);
+
+/*
+ * Sends a copy of obj: WKL_SENT, the core's -WK_E*, or
+ * WKL_SEND_UNSERIALIZABLE (*bad the part that cannot be copied, *path
+ * where it sits) or WKL_SEND_CODEC_FAILED.  Nothing is sent unless
+ * WKL_SENT.
+ */
+int wkl_send_copy(wk_id to, cl_object obj, cl_object *bad, cl_object *path);
+
+/*
+ * Wakes the worker `to` if it is parked or blocked in a receive: sends it
+ * a wake-up, a message that carries nothing and that the receiving
+ * functions below drop.  (An exit signal needs its target to run.)
+ * WKL_SENT or the core's -WK_E*.
+ */
+int wkl_send_wake(wk_id to);
+
+/*
+ * Worker only (or an attached thread).  Takes the next message of the
+ * calling worker's mailbox, dropping wake-ups: a WKL_RECV_* code and *out.
+ */
+int wkl_recv_object(cl_object *out);
+
+/*
+ * Like wkl_recv_object, but waits up to timeout_ns (negative: forever)
+ * for a message, blocking the thread (wk_recv_wait: a step hands its
+ * scheduler to a spare thread meanwhile).  WKL_RECV_EMPTY on timeout and
+ * when a wake-up came.
+ */
+int wkl_recv_wait_object(int64_t timeout_ns, cl_object *out);
+
+/*
+ * The copy codec on octets, for the Lisp functions %ENCODE and %DECODE.
+ * wkl_encode_octets: WKL_SENT and *out a fresh (unsigned-byte 8) vector,
+ * or WKL_SEND_UNSERIALIZABLE (*out the offending part, *path its path) or
+ * WKL_SEND_CODEC_FAILED.  wkl_decode_octets: octets is a simple
+ * (unsigned-byte 8) vector (the caller checks); WKL_RECV_MESSAGE and *out
+ * the object, or WKL_RECV_MALFORMED and *out the complaint.
+ */
+int wkl_encode_octets(cl_object obj, cl_object *out, cl_object *path);
+int wkl_decode_octets(cl_object octets, cl_object *out);
+
+/* ---------------------------------------------------------------- sync */
+
+/*
+ * The registry's mutex (ids, slots and names of the Lisp layer).  A
+ * pthread mutex: ECL's own locks are slow under contention.  Not
+ * recursive.
+ */
+void wkl_registry_lock(void);
+void wkl_registry_unlock(void);
+
+/*
+ * The links and monitors of a worker are guarded by one of WKL_STRIPES
+ * mutexes, picked by its id.  A thread holds at most one at a time, so
+ * they cannot deadlock.  Not recursive.
+ */
+#define WKL_STRIPES 256
+void wkl_stripe_lock(wk_id id);
+void wkl_stripe_unlock(wk_id id);
+/* The index of the stripe of id, in [0, WKL_STRIPES): for tests. */
+unsigned wkl_stripe_of(wk_id id);
+
+/* A reference (MONITOR, CALL): unique in this process, never 0. */
+uint64_t wkl_next_ref(void);
+
+/*
+ * JOIN's wait.  ECL 21.2.1 has no timed condition-variable wait, so the
+ * threads in JOIN wait here, for "some worker ended", and each re-checks
+ * its own worker:
+ *
+ *   joiner:  g = wkl_join_enter();  while (its worker is not dead)
+ *                                     g = wkl_join_wait(g, ns);
+ *            wkl_join_leave();
+ *   ender:   mark the worker dead;  wkl_join_notify();
+ *
+ * No wakeup is lost: the ender stores the dead state, then reads whether
+ * anyone joins (seq_cst); a joiner counts itself in (seq_cst), reads the
+ * generation, then reads the state.  Either the joiner sees the state, or
+ * the ender sees the joiner and moves the generation past g.
+ */
+uint64_t wkl_join_enter(void);
+void wkl_join_leave(void);
+/* Waits until the generation moves past g, or ns (>= 0) pass; the
+ * generation then. */
+uint64_t wkl_join_wait(uint64_t g, int64_t ns);
+void wkl_join_notify(void);
+
+/* ---------------------------------------------------------------- faults */
+
+/*
+ * Fault injection (workers_fault.h), when the core was built with
+ * -DWK_FAULT_INJECTION; elsewhere both answer -WK_ESTATE and do nothing.
+ */
+int wkl_fault_arm(int site, uint64_t nth, uint64_t count);
+int wkl_fault_reset(void);
+
+#endif /* WORKERS_LISP_GLUE_H */
