@@ -37,8 +37,11 @@ build/lisp/NAME.lisp.")
 (defun entry-name (entry)
   (if (consp entry) (second entry) entry))
 
+;;; Every file's C sees glue.h (and through it workers.h), which the INLINE
+;;; wrappers of ffi.lisp call; a call of a function no header declares is
+;;; an error, not an implicit declaration returning int.
 (setf c::*user-cc-flags*
-      (format nil "-I~A -I~A -I~A -O2 -g"
+      (format nil "-I~A -I~A -I~A -include glue.h -Werror=implicit-function-declaration -O2 -g"
               (root-path "c-core/include/") (root-path "codec/") (root-path "lisp/glue/")))
 
 (ensure-directories-exist (root-path (format nil "~Alisp/" *build*)))

@@ -6,8 +6,11 @@
 ;;;; that every message or slice goes through are declared INLINE (ECL
 ;;;; calls a global function through its symbol, which costs more than
 ;;;; most of these calls do); their C lands in the files that inline them,
-;;;; which therefore include glue.h with %C-LINES.  The callers defer Lisp
-;;;; interrupts around every call that blocks or takes a lock.
+;;;; so build.lisp has gcc include glue.h in every file it compiles, and
+;;;; makes a call of an undeclared C function an error (an implicit
+;;;; declaration returns int: a 64-bit clock cut to 32 bits once made a
+;;;; JOIN timeout unreachable).  The callers defer Lisp interrupts around
+;;;; every call that blocks or takes a lock.
 
 (in-package #:workers.ffi)
 
@@ -16,8 +19,7 @@
 as source (FFI:CLINES then signals an error)."
   (and *compile-file-truename* `(ffi:clines ,@lines)))
 
-(%c-lines "#include \"glue.h\"")
-(%c-lines "#include \"codec.h\"")
+(%c-lines "#include \"codec.h\"")   ; the registration (glue.h comes with every file)
 
 ;;; The runtime.
 

@@ -27,8 +27,6 @@
 
 (in-package #:workers)
 
-(workers.ffi::%c-lines "#include \"glue.h\"")   ; for the inline C calls
-
 (defmacro receive (&body clauses)
   "Takes the oldest message that matches a clause out of the calling worker's
 mailbox and runs that clause; returns the values of its last form.

@@ -7,8 +7,6 @@
 
 (in-package #:workers)
 
-(workers.ffi::%c-lines "#include \"glue.h\"")   ; for the inline C calls
-
 ;;; The copy codec.
 
 (defun %encode (object)

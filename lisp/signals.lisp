@@ -52,8 +52,6 @@
 
 (in-package #:workers)
 
-(workers.ffi::%c-lines "#include \"glue.h\"")   ; for the inline C calls
-
 ;;; This image's workers.
 
 (defun %gone-p (worker)

@@ -16,8 +16,6 @@
 
 (in-package #:workers)
 
-(workers.ffi::%c-lines "#include \"glue.h\"")   ; for the inline C calls
-
 ;;; Running slices.
 
 (defun %run-slice (index)

@@ -22,8 +22,6 @@
 
 (in-package #:workers)
 
-(workers.ffi::%c-lines "#include \"glue.h\"")   ; for the inline C calls
-
 ;;; CALL and REPLY.
 
 (defun call (server request &key (timeout 5) mode)

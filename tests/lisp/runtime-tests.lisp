@@ -150,3 +150,30 @@ the supervisor giving up."
                    for at = (search "restarted kv" output :start2 start)
                    while at count t)))
     (is (search ":REACHED-MAX-RESTART-INTENSITY" output))))
+
+(test runtime--short-join-timeouts-expire-at-every-reading-of-the-clock
+  "JOIN with a 10 ms timeout, back to back for 5 seconds, always ends with
+JOIN-TIMEOUT.  5 seconds cover a wrap of a nanosecond clock cut to 32 bits
+(every 4.3 s): a JOIN compiled against such a clock once waited forever
+when its deadline fell past the wrap, which back-to-back waits of 10 ms
+reach with a chance of about 99%.  A thread runs the JOINs and reports;
+this test waits for the report."
+  (let* ((me (self))
+         (sleeper (with-worker () (receive (:never nil)))))
+    (mp:process-run-function
+     "timeouts"
+     (lambda ()
+       (let ((end (+ (get-internal-real-time) (* 5 internal-time-units-per-second)))
+             (rounds 0))
+         (handler-case
+             (progn
+               (loop while (< (get-internal-real-time) end)
+                     do (handler-case (join sleeper :timeout 0.01)
+                          (join-timeout () (incf rounds))))
+               (send me (list :probed rounds)))
+           (error (e) (send me (list :failed e)))))))
+    (let ((report (next-message (+ 5 *long*))))
+      (is (consp report))
+      (is (eq :probed (first report)))
+      (is (< 100 (second report))))
+    (exit sleeper :kill)))
