@@ -62,15 +62,7 @@ a message holding something the codec cannot copy (functions, streams,
       `(%send ,worker ,message ,(second options))
       form))
 
-(defun %send (worker message mode)
-  (let ((id (if (%worker-p worker) (%w id worker) (%target-id worker)))
-        (mode (or mode (let ((me *current-worker*))
-                         (if me (%w mode me) :copy)))))
-    (unless (or (eq mode :copy) (eq mode :share))
-      (error 'type-error :datum mode :expected-type '(member :copy :share)))
-    (%ensure-running)
-    (%deliver id message mode)))
-
+(declaim (inline %local-deliver))
 (defun %local-deliver (id message mode)
   "This image's %DELIVER (transport.lisp).  Starts nothing: the messages
 of a worker's end may go out while STOP buries the workers."
@@ -88,3 +80,12 @@ of a worker's end may go out while STOP buries the workers."
     (cond ((eql rc +sent+) t)
           ((eql rc +e-dead+) nil)
           (t (%core-error rc "Sending a message")))))
+
+(defun %send (worker message mode)
+  (let ((id (if (%worker-p worker) (%w id worker) (%target-id worker)))
+        (mode (or mode (let ((me *current-worker*))
+                         (if me (%w mode me) :copy)))))
+    (unless (or (eq mode :copy) (eq mode :share))
+      (error 'type-error :datum mode :expected-type '(member :copy :share)))
+    (%ensure-running)
+    (%deliver id message mode)))

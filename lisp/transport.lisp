@@ -18,7 +18,8 @@
 ;;;;
 ;;;; Operations.  Seven operations reach a worker other than the caller;
 ;;;; each is a function below that takes the target and dispatches on its
-;;;; node to that node's TRANSPORT, a structure of seven functions:
+;;;; node to that node's TRANSPORT, a structure of seven functions (%DELIVER
+;;;; calls node 0's directly: see there):
 ;;;;
 ;;;;   %DELIVER         (id message mode) -> T if delivered, NIL if dead
 ;;;;   %SIGNAL-EXIT     (target from reason kill) -> NIL
@@ -127,9 +128,18 @@ the transport of the worker whose id ID-FORM gives."
          (funcall (the function (%slot transport ,slot (%transport-of ,id-form)))
                   ,target ,@arguments)))))
 
-(define-transport-operation %deliver (id message mode) id
+(declaim (inline %deliver))
+(defun %deliver (id message mode)
   "Puts MESSAGE in the mailbox of the worker with ID, in MODE (:COPY or
-:SHARE).  T if it was alive, NIL if not (the message is dropped).")
+:SHARE).  T if it was alive, NIL if not (the message is dropped).
+**NOTE** The path of every message: node 0's delivery is called directly,
+inline where SEND is compiled (send.lisp defines %LOCAL-DELIVER inline
+before its callers); the funcall through a TRANSPORT cost a tenth of a
+ring hop.  Node 0's TRANSPORT holds the same function."
+  (if (eql (%node-of id) 0)
+      (%local-deliver id message mode)
+      (funcall (the function (%slot transport deliver (%transport-of id)))
+               id message mode)))
 
 (define-transport-operation %signal-exit (target from reason kill) (worker-id target)
   "Sends TARGET an exit signal from FROM with REASON (KILL true: one that

@@ -22,13 +22,10 @@
 #include "glue.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
-struct wkl_box {
-	cl_object obj;
-	void *pool_words[2]; /* the pool's while the box is free */
-};
-
-static int pool = -1;
+/* The pool's handle once made (-1 before); read on every box. */
+static _Atomic int pool = -1;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
 /* The pool's grow callback: memory the collector scans.  On an ECL
@@ -40,28 +37,40 @@ static void *grow(size_t bytes, void *ctx)
 
 static void make_pool(void)
 {
-	pool = wk_pool_create(sizeof(struct wkl_box), grow, NULL);
+	/* Release: pairs with the acquire in pool_handle; wk_pool_create
+	 * asks that a handle reach other threads ordered after it. */
+	atomic_store_explicit(&pool, wk_pool_create(sizeof(struct wkl_box), grow, NULL),
+			      memory_order_release);
+}
+
+/* The pool, made on first use; -1 if it could not be. */
+static int pool_handle(void)
+{
+	int p = atomic_load_explicit(&pool, memory_order_acquire);
+
+	if (p < 0) {
+		pthread_once(&pool_once, make_pool);
+		p = atomic_load_explicit(&pool, memory_order_acquire);
+	}
+	return p;
 }
 
 struct wkl_box *wkl_box_new(cl_object obj)
 {
+	int p = pool_handle();
 	struct wkl_box *b;
 
-	pthread_once(&pool_once, make_pool);
-	if (pool < 0 || !(b = wk_pool_alloc(pool)))
+	if (p < 0 || !(b = wk_pool_alloc(p)))
 		return NULL;
 	b->obj = obj;
 	return b;
 }
 
-cl_object wkl_box_object(const struct wkl_box *box)
-{
-	return box->obj;
-}
-
 void wkl_box_free(struct wkl_box *box)
 {
-	wk_pool_free(pool, box);
+	/* Relaxed: a box exists, so its pool was made, and its handle reached
+	 * this thread with the box. */
+	wk_pool_free(atomic_load_explicit(&pool, memory_order_relaxed), box);
 }
 
 void wkl_box_release(void *box, size_t size)

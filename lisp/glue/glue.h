@@ -111,11 +111,17 @@ void wkl_restore_sigmask(void);
  * wkl_box_free may run on any thread, ECL's or not: it touches no Lisp
  * object.  A free box holds no object.
  */
-struct wkl_box;
+struct wkl_box {
+	cl_object obj;
+	void *pool_words[2]; /* the pool's while the box is free */
+};
 /* A box holding obj; NULL when out of memory. */
 struct wkl_box *wkl_box_new(cl_object obj);
 /* The object in box. */
-cl_object wkl_box_object(const struct wkl_box *box);
+static inline cl_object wkl_box_object(const struct wkl_box *box)
+{
+	return box->obj;
+}
 /* Clears box and takes it back. */
 void wkl_box_free(struct wkl_box *box);
 /* The core's release hook: a shared message nobody received. */

@@ -60,12 +60,6 @@ int wkl_send_wake(wk_id to)
 
 /* ---------------------------------------------------------------- receive */
 
-/* A wake-up: a shared message with no box (wkl_send_wake). */
-static int is_wake(const wk_msg *m)
-{
-	return wk_msg_mode(m) == WK_MODE_SHARE && wk_msg_data(m) == NULL;
-}
-
 static int decode(const void *data, size_t size, cl_object *out)
 {
 	const char *complaint = NULL;
@@ -77,7 +71,12 @@ static int decode(const void *data, size_t size, cl_object *out)
 	return WKL_RECV_MALFORMED;
 }
 
-/* Turns a received message into an object and frees the message. */
+/*
+ * Turns a received message into an object and frees the message; a
+ * wake-up (a shared message with no box, wkl_send_wake) is freed and
+ * answered WKL_RECV_EMPTY.  One look at the mode per message: this is
+ * the path of every message received.
+ */
 static int unpack(wk_msg *m, cl_object *out)
 {
 	int rc = WKL_RECV_MESSAGE;
@@ -85,8 +84,12 @@ static int unpack(wk_msg *m, cl_object *out)
 	if (wk_msg_mode(m) == WK_MODE_SHARE) {
 		struct wkl_box *box = wk_msg_take(m);
 
-		*out = wkl_box_object(box);
-		wkl_box_free(box);
+		if (box) {
+			*out = wkl_box_object(box);
+			wkl_box_free(box);
+		} else {
+			rc = WKL_RECV_EMPTY;
+		}
 	} else {
 		rc = decode(wk_msg_data(m), wk_msg_size(m), out);
 	}
@@ -97,20 +100,18 @@ static int unpack(wk_msg *m, cl_object *out)
 int wkl_recv_object(cl_object *out)
 {
 	wk_msg *m;
+	int rc;
 
-	while ((m = wk_recv()) && is_wake(m))
-		wk_msg_free(m);
-	return m ? unpack(m, out) : WKL_RECV_EMPTY;
+	do
+		rc = (m = wk_recv()) ? unpack(m, out) : WKL_RECV_EMPTY;
+	while (m && rc == WKL_RECV_EMPTY); /* a wake-up: the next one */
+	return rc;
 }
 
 int wkl_recv_wait_object(int64_t timeout_ns, cl_object *out)
 {
 	wk_msg *m = wk_recv_wait(NULL, NULL, timeout_ns);
 
-	if (m && is_wake(m)) {
-		wk_msg_free(m);
-		return WKL_RECV_EMPTY;
-	}
 	return m ? unpack(m, out) : WKL_RECV_EMPTY;
 }
 
