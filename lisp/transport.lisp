@@ -134,8 +134,10 @@ the transport of the worker whose id ID-FORM gives."
 :SHARE).  T if it was alive, NIL if not (the message is dropped).
 **NOTE** The path of every message: node 0's delivery is called directly,
 inline where SEND is compiled (send.lisp defines %LOCAL-DELIVER inline
-before its callers); the funcall through a TRANSPORT cost a tenth of a
-ring hop.  Node 0's TRANSPORT holds the same function."
+before its callers), as before the seam.  With a funcall through the
+TRANSPORT and a full call of %LOCAL-DELIVER (and two smaller costs in the
+glue, mended with it), share-mode ping-pong measured 10% slower than the
+build before the seam.  Node 0's TRANSPORT holds the same function."
   (if (eql (%node-of id) 0)
       (%local-deliver id message mode)
       (funcall (the function (%slot transport deliver (%transport-of id)))

@@ -36,26 +36,22 @@ void wkl_registry_unlock(void)
 	pthread_mutex_unlock(&registry_mu);
 }
 
-static pthread_mutex_t stripes[WKL_STRIPES];
-static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
-
-static void stripes_init(void)
-{
-	for (int i = 0; i < WKL_STRIPES; i++)
-		pthread_mutex_init(&stripes[i], NULL);
-}
+/* Initialised statically: no pthread_once on every lock (each worker's
+ * end takes its stripe). */
+static pthread_mutex_t stripes[WKL_STRIPES] = {
+	[0 ... WKL_STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER
+};
 
 unsigned wkl_stripe_of(wk_id id)
 {
 	/* Fibonacci hashing: ids that differ only in their low (slot) or
-	 * high (generation) bits still spread over every stripe. */
+	 * high (generation) bits still spread over the stripes. */
 	_Static_assert(WKL_STRIPES == 256, "the shift takes 8 bits");
 	return (unsigned)((id * UINT64_C(0x9E3779B97F4A7C15)) >> 56);
 }
 
 static pthread_mutex_t *stripe(wk_id id)
 {
-	pthread_once(&stripes_once, stripes_init);
 	return &stripes[wkl_stripe_of(id)];
 }
 
