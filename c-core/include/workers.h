@@ -73,6 +73,22 @@ typedef enum {
 
 typedef wk_status (*wk_step_fn)(void *data);
 
+/*
+ * A stack a step can run on (see "Stacks" below).  The core owns it; a
+ * binding reads it in its hooks and, while the world is stopped, in its
+ * garbage collector's root scan (wk_stacks_each).
+ */
+typedef struct wk_stack {
+	char *lo;          /* lowest usable byte (a guard page lies below)   */
+	char *hi;          /* one past the highest: the stack grows down     */
+	void *volatile sp; /* while switched away from: its saved stack      */
+	                   /* pointer, the live part is [sp, hi); else NULL. */
+	                   /* Other threads: a relaxed __atomic_load_n      */
+	void *user;        /* the binding's: stack_init sets it              */
+	int native;        /* a thread's own stack, not one of the pool's    */
+	int fresh;         /* 1 while it starts anew (the first stack_enter) */
+} wk_stack;
+
 /* Releases a shared payload nobody will read (receiver died or stopped). */
 typedef void (*wk_release_fn)(void *ptr, size_t size);
 
@@ -100,6 +116,20 @@ typedef struct wk_config {
 	void *hook_ctx;
 	/* Drops a shared payload that was never received; may be NULL. */
 	wk_release_fn release;
+	/*
+	 * Stacks.  Virtual size of one pooled stack, bytes; 0 means 256 KiB.
+	 * Committed as touched; a guard page below each.  Hooks, any may be
+	 * NULL, all on the thread concerned: stack_init once per stack
+	 * (before first use; pooled stacks and each thread's own, native
+	 * set), stack_leave just before a thread switches from one stack
+	 * to another (on from), stack_enter just after (on to), stack_free
+	 * when a stack goes back to the pool unused (its frames are dead).
+	 */
+	size_t stack_size;
+	void (*stack_init)(wk_stack *s, void *ctx);
+	void (*stack_leave)(wk_stack *from, wk_stack *to, void *ctx);
+	void (*stack_enter)(wk_stack *from, wk_stack *to, void *ctx);
+	void (*stack_free)(wk_stack *s, void *ctx);
 } wk_config;
 
 /*
@@ -146,10 +176,11 @@ typedef struct wk_spawn_opts {
 	                     /* pinned to that scheduler                       */
 	wk_mode mode;        /* default mode of this worker's sends            */
 	size_t arena_size;   /* 0: the runtime's slot size; more: its own map  */
+	int stackful;        /* nonzero: wk_recv_wait parks it (see Stacks)    */
 } wk_spawn_opts;
 
 #define WK_SCHED_ANY (-1)
-#define WK_SPAWN_OPTS_INIT { WK_SCHED_ANY, WK_MODE_COPY, 0 }
+#define WK_SPAWN_OPTS_INIT { WK_SCHED_ANY, WK_MODE_COPY, 0, 0 }
 
 /*
  * Creates a worker that runs step(data) once per slice.  opts may be NULL.
@@ -244,11 +275,54 @@ WK_API wk_msg *wk_recv_match(int (*match)(const wk_msg *, void *), void *ctx);
 
 /*
  * Worker only: like wk_recv_match (match NULL: any message) but waits up to
- * timeout_ns (negative: forever), blocking the thread.  From a step, the
- * scheduler is handed to a spare thread meanwhile.  NULL on timeout.
+ * timeout_ns (negative: forever).  A stackful worker parks, its stack with
+ * it, and the scheduler's thread goes on with the others; the call
+ * returns when a message or the timeout wakes the worker, maybe on
+ * another thread (see Stacks).  Any other caller blocks its thread (from
+ * a step, the scheduler is handed to a spare thread meanwhile).  NULL
+ * when no message came: wk_recv_status says why.
  */
 WK_API wk_msg *wk_recv_wait(int (*match)(const wk_msg *, void *), void *ctx,
 			    int64_t timeout_ns);
+
+/*
+ * Worker only: why the caller's last wk_recv_wait returned: 0 (a
+ * message), -WK_ETIMEDOUT, -WK_ESTATE (the runtime stops), -WK_ENOMEM (a
+ * stackful worker found no stack for its scheduler to go on with: it did
+ * not wait).
+ */
+WK_API int wk_recv_status(void);
+
+/* ---------------------------------------------------------------- stacks */
+
+/*
+ * Stacks.  A scheduler thread runs its loop, and the steps it calls, on a
+ * stack of the core's pool.  When a stackful worker waits inside its step
+ * (wk_recv_wait at any depth), that stack stays with the worker, frames
+ * and all, and the thread goes on with its scheduler on a fresh stack from
+ * the pool: no thread is held.  When the worker runs again (on any
+ * scheduler thread: stealing moves it like any worker), the thread
+ * switches to the worker's stack, the wait returns there, and the thread's
+ * previous stack goes back to the pool.  A step that never waits costs no
+ * switch.  A switch saves and restores the callee-saved registers (a few
+ * instructions, no system call).
+ *
+ * So a stackful step may resume on another thread than the one it
+ * started on: it must not keep thread-local state (errno, __thread
+ * variables, a thread's locks) across a wk_recv_wait.  A thread holds
+ * one stack while it runs steps; each parked stackful worker holds one;
+ * the pool keeps the rest (their memory beyond the first few is given
+ * back to the OS).  A pooled stack is reserved, not committed: memory is
+ * used only as deep as the step went.
+ */
+
+/*
+ * Calls fn on every stack that exists, pooled or native, in no particular
+ * order.  Takes no lock and allocates nothing: safe while every other
+ * thread is stopped (a garbage collector's root scan), and from any
+ * thread at any time, though a stack made meanwhile may be missed.
+ */
+WK_API void wk_stacks_each(void (*fn)(wk_stack *s, void *arg), void *arg);
 
 /*
  * Worker only: how many messages wait in the caller's mailbox, those a

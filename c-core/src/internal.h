@@ -28,6 +28,8 @@
  *              timer (timer) or ending the worker (worker).
  *   timer.c    a due timer makes its worker runnable (sched).
  *   arena.c    a worker's private memory; calls nothing back.
+ *   stack.c    the stack pool and the switch; a fresh stack starts the
+ *              scheduler loop (sched).
  *   runtime.c  start and stop, which set up and tear down the others; the
  *              live-worker count (worker.c counts into it), stats, errors,
  *              the public clock (clock.h's, for the Lisp layer).
@@ -100,6 +102,12 @@ struct wkint_worker {
 	uint8_t started;
 	uint8_t attached;      /* a foreign thread made itself this worker  */
 	uint8_t pending;       /* PENDING_*                                 */
+	uint8_t stackful;      /* wk_recv_wait parks it, stack and all      */
+	int8_t recv_status;    /* wk_recv_status: 0 or a negated WK_E*      */
+	/* The stack it parked on inside its step; NULL if it parked at a
+	 * step's end (or runs).  Written by the thread that parks or
+	 * resumes it. */
+	struct wkint_stack *stack;
 	int64_t timeout_ns;
 	uintptr_t reason;
 	struct wkint_msg_list saved; /* taken from the mailbox, not matched */
@@ -170,6 +178,36 @@ enum { WKINT_PARKED, WKINT_PARK_KEPT, WKINT_PARK_TAKEN };
 int wkint_mailbox_park(struct wkint_worker *w, uint64_t *parked);
 /* Wakes a BLOCKED worker so that its wk_recv_wait returns (stop). */
 void wkint_mailbox_interrupt(struct wkint_worker *w, void *unused);
+
+/* ---------------------------------------------------------------- stacks */
+
+struct wkint_stack {
+	wk_stack pub;
+	struct wkint_stack *next_free; /* in the pool                        */
+	struct wkint_stack *next_all;  /* set once, before it is published   */
+	void *asan_fake;               /* ASan's fake stack while away       */
+	void *tsan_fiber;
+	uint8_t dead;                  /* a native stack whose thread ended  */
+};
+
+/* A stack of the pool, NULL if none can be made (out of memory). */
+struct wkint_stack *wkint_stack_get(void);
+void wkint_stack_put(struct wkint_stack *s);
+/* The thread's own stack as a wkint_stack; _end when the thread ends. */
+struct wkint_stack *wkint_stack_native_begin(void);
+void wkint_stack_native_end(struct wkint_stack *s);
+void wkint_stack_thread_end(void);
+/*
+ * Switches the calling thread from `from` (the stack it runs on) to `to`;
+ * returns when something switches back to `from`, maybe on another
+ * thread, after wkint_stack_arrived.  from_dies: nothing will switch back.
+ */
+void wkint_stack_switch(struct wkint_stack *from, struct wkint_stack *to,
+			bool from_dies);
+/* First thing on arriving on a stack (the switch does it on return). */
+void wkint_stack_arrived(struct wkint_stack *self);
+/* Where a fresh stack starts (sched.c). */
+void wkint_sched_stack_main(struct wkint_stack *self);
 
 /* ---------------------------------------------------------------- timers */
 
@@ -246,7 +284,11 @@ struct wkint_thread {
 	struct wkint_thread *next_all;
 	pthread_t pthread;
 	int first_sched;                   /* -1 for a spare                 */
+	struct wkint_stack *native;        /* the thread's own stack         */
 };
+
+/* What the side arriving on a stack does first (sched.c). */
+enum { AFTER_NONE, AFTER_FREE_PREV, AFTER_PARK };
 
 /* Thread-local: who runs here. */
 struct wkint_tls {
@@ -254,14 +296,29 @@ struct wkint_tls {
 	struct wkint_worker *worker;       /* running or attached worker     */
 	uint32_t rr;                       /* spawn placement cursor         */
 	bool rr_seeded;
+	struct wkint_stack *stack;         /* the stack it runs on now       */
+	struct wkint_stack *prev;          /* the one it last switched from  */
+	int after;                         /* AFTER_*: for the arriving side */
+	struct wkint_worker *after_worker; /* AFTER_PARK's worker            */
+	struct wkint_stack *cache[4];      /* stacks kept for this thread    */
+	int ncache;
 };
 extern __thread struct wkint_tls wkint_tls;
+/* &wkint_tls, read anew: for frames that live across a stack switch. */
+struct wkint_tls *wkint_tls_now(void);
 
 /* Puts a runnable worker where it should run next (see sched.c). */
 void wkint_sched_make_runnable(struct wkint_worker *w);
 /* Puts a new worker on its first scheduler. */
 void wkint_sched_place(struct wkint_worker *w, int sched);
 void wkint_sched_block_begin(void);
+/*
+ * Parks the running stackful worker w inside its step, keeping its stack:
+ * returns when w runs again (maybe on another thread).  False, with
+ * nothing done, if the thread has no scheduler or no stack can be had
+ * (-WK_ENOMEM in *err).
+ */
+bool wkint_sched_park_here(struct wkint_worker *w, int *err);
 int wkint_sched_start_threads(void);
 void wkint_sched_stop_threads(void);
 

@@ -311,19 +311,52 @@ wk_msg *wk_recv_wait(int (*match)(const wk_msg *, void *), void *ctx,
 					  : wkint_now_ns() + timeout_ns;
 	bool handed_off = false; /* wkint_sched_block_begin ran: once only */
 	struct wk_msg *m;
+	int status = 0;
 
 	if (!w)
 		return NULL;
+	/* This frame may park and resume on another thread: it reads no
+	 * thread-local after the first line (w is the worker's own). */
 	while (!(m = wk_recv_match(match, ctx))) {
+		int64_t now;
+
 		if (atomic_load_explicit(&wkint_rt.stopping,
-					 memory_order_relaxed) && !w->attached)
+					 memory_order_relaxed) && !w->attached) {
+			status = -WK_ESTATE;
 			break;
-		if (deadline != INT64_MAX && wkint_now_ns() >= deadline)
+		}
+		now = wkint_now_ns();
+		if (deadline != INT64_MAX && now >= deadline) {
+			status = -WK_ETIMEDOUT;
 			break;
-		if (!sleep_for_message(w, deadline, &handed_off))
+		}
+		if (w->stackful && !handed_off) {
+			int err = 0;
+
+			w->timeout_ns = deadline == INT64_MAX ? -1
+							      : deadline - now;
+			if (wkint_sched_park_here(w, &err))
+				continue;
+			w->timeout_ns = -1;
+			if (err) {
+				status = err;
+				break;
+			}
+		}
+		if (!sleep_for_message(w, deadline, &handed_off)) {
+			status = -WK_ETIMEDOUT;
 			break;
+		}
 	}
+	w->recv_status = (int8_t)status;
 	return m;
+}
+
+int wk_recv_status(void)
+{
+	struct wkint_worker *w = wkint_tls.worker;
+
+	return w ? w->recv_status : -WK_ESTATE;
 }
 
 /* ---------------------------------------------------------------- park */

@@ -19,6 +19,19 @@
  *   WAITING  -> RUNNABLE         a sender or a timer, by CAS: exactly one
  *   RUNNING  -> BLOCKED -> RUNNING   wk_recv_wait, and a sender by CAS
  *   RUNNING  -> EXITING -> FREE  that thread, answer DONE (worker.c exit)
+ *   RUNNING  -> WAITING (stack)  a stackful step in wk_recv_wait: parked
+ *                                like WAIT, but holding its stack; run
+ *                                again, it resumes inside the step
+ *
+ * Stacks.  The loop runs on a pooled stack (stack.c), not the thread's
+ * own.  A stackful step that waits (wkint_sched_park_here) keeps that
+ * stack, loop frames below its own included, and the thread goes on with
+ * a fresh stack, whose first act is to park the worker (AFTER_PARK: only
+ * once its stack is saved can anyone resume it).  Running a worker that
+ * holds a stack switches to it and frees the thread's stack
+ * (AFTER_FREE_PREV); when its step returns, the loop frames under it
+ * carry on as this thread's loop.  So frames of the loop may find
+ * themselves on another thread after a step: they read wkint_tls anew.
  *
  * Only the party that moved a worker to RUNNABLE puts it in a queue, so a
  * worker is in at most one queue, once.  (The `pending_next` slot below
@@ -508,11 +521,23 @@ static void finish_off_sched(struct wkint_worker *w, wk_status st)
 	push_home(w);
 }
 
-static void run_one(struct wkint_thread *t, struct wkint_sched *s,
-		    struct wkint_worker *w)
+/* Runs w on the stack it parked on; the thread's stack goes to the pool. */
+static _Noreturn void resume(struct wkint_worker *w)
+{
+	struct wkint_tls *t = wkint_tls_now();
+	struct wkint_stack *to = w->stack;
+
+	w->stack = NULL;
+	t->after = AFTER_FREE_PREV;
+	wkint_stack_switch(t->stack, to, true);
+	__builtin_unreachable();
+}
+
+static void run_one(struct wkint_sched *s, struct wkint_worker *w)
 {
 	const wk_config *cfg = &wkint_rt.cfg;
 	uint64_t state = atomic_load_explicit(&w->state, memory_order_relaxed);
+	struct wkint_tls *t;
 	wk_status st;
 
 	if (w->pending == PENDING_WAIT) {
@@ -522,23 +547,69 @@ static void run_one(struct wkint_thread *t, struct wkint_sched *s,
 	}
 	atomic_store_explicit(&w->state, WS_WITH(state, WS_RUNNING),
 			      memory_order_relaxed);
-	/* Now: after the step, s may be another thread's. */
 	wkint_counter_add(&s->slices, 1);
 	wkint_tls.worker = w;
+	if (w->stack)
+		resume(w); /* the step goes on where it parked */
 	if (!w->started) {
 		w->started = 1;
 		if (cfg->worker_start)
 			cfg->worker_start(w->id, w->data, cfg->hook_ctx);
 	}
 	st = w->step(w->data);
-	wkint_tls.worker = NULL;
+	/* The step may have parked and resumed on another thread: this
+	 * frame reads the thread anew, and the scheduler is that thread's
+	 * now (none if the step blocked and handed it to a spare). */
+	t = wkint_tls_now();
+	t->worker = NULL;
 	w->timed_out = 0;
-	if (t->sched != s) {
+	if (!(s = t->thread->sched)) {
 		finish_off_sched(w, st);
 		return;
 	}
 	place_woken(s, st);
 	apply(s, w, st);
+}
+
+/* ---------------------------------------------------------------- stacks */
+
+/* What the side arriving on a stack was left to do (stack.c). */
+static void do_after(void)
+{
+	struct wkint_tls *t = wkint_tls_now();
+	int after = t->after;
+
+	t->after = AFTER_NONE;
+	if (after == AFTER_FREE_PREV) {
+		wkint_stack_put(t->prev);
+	} else if (after == AFTER_PARK) {
+		struct wkint_sched *s = t->thread->sched;
+
+		place_woken(s, WK_WAIT);
+		park(s, t->after_worker);
+	}
+}
+
+bool wkint_sched_park_here(struct wkint_worker *w, int *err)
+{
+	struct wkint_tls *t = wkint_tls_now();
+	struct wkint_stack *next;
+
+	if (!t->stack || !t->thread || !t->thread->sched)
+		return false;
+	if (!(next = wkint_stack_get())) {
+		*err = -WK_ENOMEM;
+		return false;
+	}
+	/* Published as WAITING only once this stack is left (the arriving
+	 * side parks it): nobody can resume w before its stack is saved. */
+	w->stack = t->stack;
+	t->worker = NULL;
+	t->after = AFTER_PARK;
+	t->after_worker = w;
+	wkint_stack_switch(t->stack, next, false);
+	do_after();
+	return true;
 }
 
 /* ---------------------------------------------------------------- idle */
@@ -611,13 +682,15 @@ static struct wkint_worker *find_work(struct wkint_sched *s)
 	return w;
 }
 
-/* Runs the scheduler this thread owns until it stops or is handed away. */
-static void run_sched(struct wkint_thread *t)
+/* Runs the scheduler this thread owns until it stops or is handed away.
+ * A step may resume on another thread: the thread is read anew each
+ * round. */
+static void run_sched(void)
 {
-	struct wkint_sched *s;
 	bool watched = false; /* woke from a watch: look, do not spin */
+	struct wkint_sched *s;
 
-	while ((s = t->sched) && !stopping()) {
+	while ((s = wkint_tls_now()->thread->sched) && !stopping()) {
 		int64_t next_timer = INT64_MAX;
 		struct wkint_worker *w;
 
@@ -629,7 +702,7 @@ static void run_sched(struct wkint_thread *t)
 			continue;
 		}
 		watched = false;
-		run_one(t, s, w);
+		run_one(s, w);
 	}
 }
 
@@ -654,15 +727,11 @@ static void wait_as_spare(struct wkint_thread *t)
 	}
 }
 
-static void *thread_main(void *arg)
+/* Schedules, or waits as a spare, until stop. */
+static void thread_loop(void)
 {
-	struct wkint_thread *t = arg;
-	const wk_config *cfg = &wkint_rt.cfg;
-
-	wkint_tls.thread = t;
-	if (cfg->thread_start)
-		cfg->thread_start(t->first_sched, cfg->hook_ctx);
 	for (;;) {
+		struct wkint_thread *t = wkint_tls_now()->thread;
 		struct wkint_sched *s = atomic_load_explicit(
 			&t->handed, memory_order_acquire);
 
@@ -671,11 +740,53 @@ static void *thread_main(void *arg)
 					      memory_order_relaxed);
 			t->sched = s;
 		}
-		run_sched(t);
+		run_sched();
 		if (stopping())
-			break;
-		wait_as_spare(t);
+			return;
+		wait_as_spare(wkint_tls_now()->thread);
 	}
+}
+
+/* A fresh stack starts here: it runs the thread's loop until stop, then
+ * goes back to the thread's own stack, for good. */
+void wkint_sched_stack_main(struct wkint_stack *self)
+{
+	struct wkint_tls *t;
+
+	wkint_stack_arrived(self);
+	do_after();
+	thread_loop();
+	t = wkint_tls_now();
+	t->after = AFTER_FREE_PREV;
+	wkint_stack_switch(self, t->thread->native, true);
+	__builtin_unreachable();
+}
+
+static void *thread_main(void *arg)
+{
+	struct wkint_thread *t = arg;
+	const wk_config *cfg = &wkint_rt.cfg;
+	struct wkint_stack *first = NULL;
+
+	wkint_tls.thread = t;
+	if (cfg->thread_start)
+		cfg->thread_start(t->first_sched, cfg->hook_ctx);
+	if ((t->native = wkint_stack_native_begin()))
+		first = wkint_stack_get();
+	if (first) {
+		/* The loop runs on a pooled stack, which a step that parks
+		 * can keep (stack.c). */
+		wkint_tls.stack = t->native;
+		wkint_tls.after = AFTER_NONE;
+		wkint_stack_switch(t->native, first, false);
+		do_after();
+	} else {
+		thread_loop(); /* no stack: stackful workers cannot park */
+	}
+	wkint_stack_thread_end();
+	if (t->native)
+		wkint_stack_native_end(t->native);
+	wkint_tls.stack = NULL;
 	if (cfg->thread_stop)
 		cfg->thread_stop(t->first_sched, cfg->hook_ctx);
 	wkint_tls.thread = NULL;

@@ -103,6 +103,9 @@ struct wkint_worker *wkint_worker_new(void)
 	w->home = 0;
 	w->pinned = w->timed_out = w->started = w->attached = 0;
 	w->pending = PENDING_NONE;
+	w->stackful = 0;
+	w->recv_status = 0;
+	w->stack = NULL;
 	w->mode = WK_MODE_COPY;
 	w->timeout_ns = -1;
 	w->reason = WK_REASON_NORMAL;
@@ -264,6 +267,10 @@ void wkint_worker_exit(struct wkint_worker *w, bool quiet)
 			      memory_order_relaxed);
 	wkint_mailbox_drain(w);
 	wkint_arena_release(w);
+	if (w->stack) { /* parked inside its step: destroyed by a stop */
+		wkint_stack_put(w->stack);
+		w->stack = NULL;
+	}
 	if (!w->attached) {
 		if (!quiet && cfg->worker_end)
 			cfg->worker_end(w->id, w->data, w->reason,
@@ -310,6 +317,7 @@ int wk_spawn(wk_step_fn step, void *data, const wk_spawn_opts *opts,
 	w->pinned = opts->sched >= 0;
 	w->mode = opts->mode == WK_MODE_DEFAULT ? WK_MODE_COPY : opts->mode;
 	w->arena_want = opts->arena_size;
+	w->stackful = opts->stackful != 0;
 	if (id)
 		*id = w->id; /* before placing: it may run and end at once */
 	wkint_count_spawn();

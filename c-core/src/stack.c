@@ -1,0 +1,409 @@
+/*
+ * stack.c - worker stacks: the pool, and switching a thread between them.
+ *
+ * What a stack is.  A region of the core's own reservation: a guard page,
+ * then stack_size bytes, committed as touched.  Stacks are made in slabs
+ * of SLAB_STACKS (one mapping each, so a hundred thousand stacks stay far
+ * below Linux's ~65k mappings per process) and are never unmapped: a
+ * struct wkint_stack, once made, lives for the process (type-stable), so
+ * wk_stacks_each can walk them while other threads are stopped anywhere.
+ * The guard page is installed with MADV_GUARD_INSTALL where the kernel has
+ * it (6.13+: no new mapping), else with mprotect (a mapping of its own).
+ *
+ * Who holds a stack.  Exactly one of: a thread that runs on it (that
+ * thread's `stack`), a worker parked on it (its `stack`), the pool (a
+ * thread's cache or the free list).  A thread's own stack (native) is held
+ * by its thread only; the thread leaves it once, to run its scheduler on
+ * a pooled stack, and comes back to it to end.
+ *
+ * Switching (wkint_stack_switch).  The thread saves its callee-saved
+ * registers on the stack it leaves, stores that stack pointer in the
+ * stack's `sp`, loads the other's `sp`, and restores.  Nothing but the
+ * registers and `sp` moves: who holds which stack is set by the caller
+ * before, and what the arriving side must do (free the stack it came
+ * from, park a worker) is left in the thread's wkint_tls, which the
+ * arriving side reads first (wkint_stack_arrived).  A fresh stack starts
+ * in wkint_stack_entry.
+ *
+ *   sp != NULL  switched away from: the live part is [sp, hi)
+ *   sp == NULL  running, or free
+ *
+ * `sp` is written by the switch itself, before the thread's stack pointer
+ * moves, and cleared by the arriving side: a garbage collector that stops
+ * the thread anywhere in between sees both stacks (one through `sp`, the
+ * other as the thread's running stack).
+ *
+ * Threads and code that spans a switch.  A step that parks resumes on
+ * whichever thread runs it next, so a frame that lives across a switch
+ * must not keep a thread-local address: the compiler may compute one once
+ * per function.  Such frames read wkint_tls through wkint_tls_now(), which
+ * is opaque to the optimizer.
+ */
+#include "internal.h"
+#include "spin.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define WK_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define WK_TSAN 1
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+#define STACK_DEFAULT (256 * 1024)
+#define SLAB_STACKS 16
+#define CACHE_MAX 4     /* stacks a thread keeps for itself            */
+#define FREE_WARM 32    /* free stacks kept with their memory          */
+
+#if !defined(__x86_64__)
+#error "stack.c: the context switch is written for x86-64 only"
+#endif
+
+/*
+ * wkint_ctx_swap(save, to): pushes the callee-saved registers, the SSE and
+ * x87 control words; stores rsp in *save; loads rsp from to; pops; returns
+ * into the other stack.  wkint_ctx_start is where a fresh stack's first
+ * swap returns to: it calls r13(r12) and never returns.
+ */
+void wkint_ctx_swap(void *volatile *save, void *to);
+void wkint_ctx_start(void);
+__asm__(".text\n"
+	".globl wkint_ctx_swap\n"
+	".hidden wkint_ctx_swap\n"
+	".type wkint_ctx_swap,@function\n"
+	"wkint_ctx_swap:\n"
+	"	pushq %rbp\n"
+	"	pushq %rbx\n"
+	"	pushq %r12\n"
+	"	pushq %r13\n"
+	"	pushq %r14\n"
+	"	pushq %r15\n"
+	"	subq $8, %rsp\n"
+	"	stmxcsr (%rsp)\n"
+	"	fnstcw 4(%rsp)\n"
+	"	movq %rsp, (%rdi)\n"
+	"	movq %rsi, %rsp\n"
+	"	ldmxcsr (%rsp)\n"
+	"	fldcw 4(%rsp)\n"
+	"	addq $8, %rsp\n"
+	"	popq %r15\n"
+	"	popq %r14\n"
+	"	popq %r13\n"
+	"	popq %r12\n"
+	"	popq %rbx\n"
+	"	popq %rbp\n"
+	"	ret\n"
+	".size wkint_ctx_swap, .-wkint_ctx_swap\n"
+	".globl wkint_ctx_start\n"
+	".hidden wkint_ctx_start\n"
+	".type wkint_ctx_start,@function\n"
+	"wkint_ctx_start:\n"
+	"	movq %r12, %rdi\n"
+	"	callq *%r13\n"
+	"	ud2\n"
+	".size wkint_ctx_start, .-wkint_ctx_start\n");
+
+/* ---------------------------------------------------------------- the pool */
+
+static _Atomic(struct wkint_stack *) all_stacks; /* push-only list */
+static _Atomic uint32_t free_lock;
+static struct wkint_stack *free_list;
+static size_t free_count;
+static size_t page_size;
+
+__attribute__((noinline, noipa)) struct wkint_tls *wkint_tls_now(void)
+{
+	struct wkint_tls *t = &wkint_tls;
+
+	__asm__ volatile("" : "+r"(t) : : "memory");
+	return t;
+}
+
+/* sp is read by wk_stacks_each on other threads: relaxed atomics. */
+static void set_sp(struct wkint_stack *s, void *sp)
+{
+	__atomic_store_n(&s->pub.sp, sp, __ATOMIC_RELAXED);
+}
+
+static void link_all(struct wkint_stack *s)
+{
+	struct wkint_stack *head = atomic_load(&all_stacks);
+
+	do
+		s->next_all = head;
+	while (!atomic_compare_exchange_weak(&all_stacks, &head, s));
+}
+
+static void guard(char *page)
+{
+	if (madvise(page, page_size, MADV_GUARD_INSTALL) != 0)
+		mprotect(page, page_size, PROT_NONE);
+}
+
+/* Makes a slab of stacks; all but the one returned go to the free list. */
+static struct wkint_stack *new_slab(void)
+{
+	size_t size = wkint_rt.cfg.stack_size ? wkint_rt.cfg.stack_size
+					      : STACK_DEFAULT;
+	size_t each, total;
+	struct wkint_stack *v;
+	char *map;
+
+	if (!page_size)
+		page_size = (size_t)sysconf(_SC_PAGESIZE);
+	size = (size + page_size - 1) & ~(page_size - 1);
+	each = size + page_size;
+	total = each * SLAB_STACKS;
+	if (!(v = calloc(SLAB_STACKS, sizeof(*v))))
+		return NULL;
+	map = mmap(NULL, total, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (map == MAP_FAILED) {
+		free(v);
+		return NULL;
+	}
+	for (int i = 0; i < SLAB_STACKS; i++) {
+		char *base = map + (size_t)i * each;
+
+		guard(base);
+		v[i].pub.lo = base + page_size;
+		v[i].pub.hi = base + each;
+		link_all(&v[i]);
+	}
+	for (int i = 0; i < SLAB_STACKS; i++)
+		if (wkint_rt.cfg.stack_init)
+			wkint_rt.cfg.stack_init(&v[i].pub, wkint_rt.cfg.hook_ctx);
+	while (!atomic_compare_exchange_weak(&free_lock, &(uint32_t){ 0 }, 1))
+		wkint_spin_relax();
+	for (int i = 1; i < SLAB_STACKS; i++) {
+		v[i].next_free = free_list;
+		free_list = &v[i];
+		free_count++;
+	}
+	atomic_store_explicit(&free_lock, 0, memory_order_release);
+	return &v[0];
+}
+
+static void lock_free_list(void)
+{
+	unsigned spins = 0;
+	uint32_t zero = 0;
+
+	while (!atomic_compare_exchange_weak_explicit(
+		&free_lock, &zero, 1, memory_order_acquire,
+		memory_order_relaxed)) {
+		zero = 0;
+		wkint_spin_backoff(&spins);
+	}
+}
+
+static void unlock_free_list(void)
+{
+	atomic_store_explicit(&free_lock, 0, memory_order_release);
+}
+
+static void fiber_init(struct wkint_stack *s)
+{
+#ifdef WK_TSAN
+	if (!s->tsan_fiber)
+		s->tsan_fiber = __tsan_create_fiber(0);
+#endif
+	(void)s;
+}
+
+struct wkint_stack *wkint_stack_get(void)
+{
+	struct wkint_tls *t = wkint_tls_now();
+	struct wkint_stack *s = NULL;
+
+	if (t->ncache) {
+		s = t->cache[--t->ncache];
+	} else {
+		lock_free_list();
+		if ((s = free_list)) {
+			free_list = s->next_free;
+			free_count--;
+		}
+		unlock_free_list();
+		if (!s && !(s = new_slab()))
+			return NULL;
+	}
+	s->next_free = NULL;
+	set_sp(s, NULL);
+	s->pub.fresh = 1;
+	fiber_init(s);
+	return s;
+}
+
+void wkint_stack_put(struct wkint_stack *s)
+{
+	struct wkint_tls *t = wkint_tls_now();
+	bool cold;
+
+	set_sp(s, NULL);
+	if (wkint_rt.cfg.stack_free)
+		wkint_rt.cfg.stack_free(&s->pub, wkint_rt.cfg.hook_ctx);
+#ifdef WK_ASAN
+	__asan_unpoison_memory_region(s->pub.lo, (size_t)(s->pub.hi - s->pub.lo));
+#endif
+	if (t->thread && t->ncache < CACHE_MAX) {
+		t->cache[t->ncache++] = s;
+		return;
+	}
+	lock_free_list();
+	cold = free_count >= FREE_WARM;
+	s->next_free = free_list;
+	free_list = s;
+	free_count++;
+	unlock_free_list();
+	/* Its memory back to the OS, but for the top page: the stack stays
+	 * the pool's (another thread may take it now: only the kernel's
+	 * view of its pages changes, not its contents' owner). */
+	if (cold)
+		madvise(s->pub.lo, (size_t)(s->pub.hi - s->pub.lo) - page_size,
+			MADV_DONTNEED);
+}
+
+/* A thread's cache goes back to the free list when it ends. */
+void wkint_stack_thread_end(void)
+{
+	struct wkint_tls *t = wkint_tls_now();
+
+	while (t->ncache) {
+		struct wkint_stack *s = t->cache[--t->ncache];
+
+		lock_free_list();
+		s->next_free = free_list;
+		free_list = s;
+		free_count++;
+		unlock_free_list();
+	}
+}
+
+void wk_stacks_each(void (*fn)(wk_stack *s, void *arg), void *arg)
+{
+	for (struct wkint_stack *s = atomic_load_explicit(&all_stacks,
+							   memory_order_acquire);
+	     s; s = s->next_all)
+		if (!s->dead)
+			fn(&s->pub, arg);
+}
+
+/* ---------------------------------------------------------------- native */
+
+/* The calling thread's own stack, as a wkint_stack (reused after its
+ * thread ended: descriptors are never freed). */
+struct wkint_stack *wkint_stack_native_begin(void)
+{
+	struct wkint_stack *s;
+	pthread_attr_t a;
+	void *addr = NULL;
+	size_t size = 0;
+
+	for (s = atomic_load(&all_stacks); s; s = s->next_all) {
+		uint8_t dead = 1;
+
+		if (s->pub.native &&
+		    __atomic_compare_exchange_n(&s->dead, &dead, 0, false,
+						__ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			break;
+	}
+	if (!s) {
+		if (!(s = calloc(1, sizeof(*s))))
+			return NULL;
+		s->pub.native = 1;
+		link_all(s);
+	}
+	if (pthread_getattr_np(pthread_self(), &a) == 0) {
+		pthread_attr_getstack(&a, &addr, &size);
+		pthread_attr_destroy(&a);
+	}
+	s->pub.lo = addr;
+	s->pub.hi = (char *)addr + size;
+	set_sp(s, NULL);
+	s->pub.fresh = 0;
+	s->pub.user = NULL;
+#ifdef WK_TSAN
+	s->tsan_fiber = __tsan_get_current_fiber();
+#endif
+	if (wkint_rt.cfg.stack_init)
+		wkint_rt.cfg.stack_init(&s->pub, wkint_rt.cfg.hook_ctx);
+	return s;
+}
+
+void wkint_stack_native_end(struct wkint_stack *s)
+{
+	s->pub.user = NULL;
+	set_sp(s, NULL);
+	__atomic_store_n(&s->dead, 1, __ATOMIC_RELEASE);
+}
+
+/* ---------------------------------------------------------------- switch */
+
+/* Lays out a fresh stack so that the first switch to it starts fn(s). */
+static void prepare(struct wkint_stack *s, void (*fn)(struct wkint_stack *))
+{
+	uintptr_t top = ((uintptr_t)s->pub.hi - 16) & ~(uintptr_t)15;
+	uint64_t *f = (uint64_t *)(top - 64);
+
+	f[0] = 0x1F80 | (uint64_t)0x037F << 32; /* MXCSR, x87 control word */
+	f[1] = 0;                               /* r15 */
+	f[2] = 0;                               /* r14 */
+	f[3] = (uint64_t)(uintptr_t)fn;         /* r13 */
+	f[4] = (uint64_t)(uintptr_t)s;          /* r12 */
+	f[5] = 0;                               /* rbx */
+	f[6] = 0;                               /* rbp */
+	f[7] = (uint64_t)(uintptr_t)wkint_ctx_start;
+	set_sp(s, f);
+}
+
+void wkint_stack_switch(struct wkint_stack *from, struct wkint_stack *to,
+			bool from_dies)
+{
+	const wk_config *cfg = &wkint_rt.cfg;
+	struct wkint_tls *t = wkint_tls_now();
+
+	if (to->pub.fresh && !to->pub.sp)
+		prepare(to, wkint_sched_stack_main);
+	t->stack = to;
+	t->prev = from;
+	if (cfg->stack_leave)
+		cfg->stack_leave(&from->pub, &to->pub, cfg->hook_ctx);
+#ifdef WK_ASAN
+	__sanitizer_start_switch_fiber(from_dies ? NULL : &from->asan_fake,
+				       to->pub.lo,
+				       (size_t)(to->pub.hi - to->pub.lo));
+#endif
+#ifdef WK_TSAN
+	__tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+	(void)from_dies;
+	wkint_ctx_swap(&from->pub.sp, to->pub.sp);
+	wkint_stack_arrived(from);
+}
+
+void wkint_stack_arrived(struct wkint_stack *self)
+{
+	const wk_config *cfg = &wkint_rt.cfg;
+	struct wkint_tls *t = wkint_tls_now();
+
+#ifdef WK_ASAN
+	__sanitizer_finish_switch_fiber(self->pub.fresh ? NULL : self->asan_fake,
+					NULL, NULL);
+#endif
+	if (cfg->stack_enter)
+		cfg->stack_enter(&t->prev->pub, &self->pub, cfg->hook_ctx);
+	set_sp(self, NULL);
+	self->pub.fresh = 0;
+}
