@@ -67,7 +67,10 @@
     ("big" . 20000)              ; pings per worker, 120 workers
     ("fib" . 25)                 ; Savina fib N
     ("pmap" . 64)                ; items of the CPU-bound map
+    ("fn-ping-pong" . 200000)    ; the same, written as functions
+    ("fn-thread-ring" . 1000000)
     ("memory" . 100000)          ; idle workers measured
+    ("fn-memory" . 100000)       ; workers parked inside a function
     ("max-idle" . 1000000))      ; idle workers tried
   "Benchmark name -> its N as Savina or issue 5 defines it.")
 

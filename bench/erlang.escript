@@ -27,7 +27,8 @@ main(_) ->
 
 benchmarks() ->
     ["spawn", "fork-join", "ping-pong", "thread-ring", "counting", "fan-in",
-     "big", "fib", "pmap", "memory", "max-idle"].
+     "big", "fib", "pmap", "memory", "max-idle",
+     "fn-ping-pong", "fn-thread-ring", "fn-memory"].
 
 %%% Scaffolding.
 
@@ -49,8 +50,9 @@ notes(Notes) -> " " ++ lists:join("; ", Notes).
 
 result(Bench, Value, Unit, N) -> result(Bench, Value, Unit, N, []).
 result(Bench, Value, Unit, N, Notes) ->
+    Name = case get(result_name) of undefined -> Bench; Other -> Other end,
     io:format("RESULT ~s erlang ~.4f ~s ~b~s~n",
-              [Bench, float(Value), Unit, N, notes(Notes)]).
+              [Name, float(Value), Unit, N, notes(Notes)]).
 
 now_ns() -> erlang:monotonic_time(nanosecond).
 
@@ -103,6 +105,12 @@ bench("fork-join") ->
     Main = self(),
     T = time_ns(fun() -> fork_join(N, Main), wait_fj(N) end),
     result("fork-join", T / N / 1000, "us/worker", N);
+
+%% The fn- rows measure workers written as functions (a RECEIVE nested in
+%% a function); an Erlang process is always written so: the same programs.
+bench("fn-" ++ Base) ->
+    put(result_name, "fn-" ++ Base),
+    bench(Base);
 
 bench("ping-pong") ->
     N = scaled(200000),

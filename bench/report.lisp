@@ -17,7 +17,8 @@
 
 (defparameter *benchmarks*
   '("spawn" "fork-join" "ping-pong" "thread-ring" "counting" "fan-in" "big"
-    "fib" "pmap" "pmap-speedup" "memory" "max-idle"))
+    "fib" "pmap" "pmap-speedup" "memory" "max-idle"
+    "fn-ping-pong" "fn-thread-ring" "fn-memory"))
 
 (defparameter *systems*
   '("workers-copy" "workers-share" "ecl-threads" "lparallel" "erlang"))
@@ -258,6 +259,17 @@ the number of benchmarks compared."
     (each-baseline "counting" "counting >= 10 M msg/s" "M msg/s" #'>= 10)
     (each-baseline "pmap-speedup" "parallel-map speedup >= 1.8" "x" #'>= 1.8)
     (each-baseline "memory" "memory < 1 KiB per idle worker" "KiB" #'< 1)
+    ;; Issue 12: workers written as functions, at or under Erlang's.
+    (dolist (bench '("fn-ping-pong" "fn-thread-ring"))
+      (let ((erlang (baseline bench "erlang")))
+        (dolist (system *baselines*)
+          (let ((v (baseline bench system)))
+            (when (and v erlang)
+              (target-line out (format nil "~A ~A <= Erlang's (~A)" system bench (fmt erlang))
+                           (format nil "~A ~A" (fmt v) (row-unit (row bench system)))
+                           (<= v erlang)))))))
+    (each-baseline "fn-memory" "fn-memory <= 8 KiB per worker parked in a function"
+                   "KiB" #'<= 8)
     (dolist (system *baselines*)
       (let ((v (baseline "max-idle" system))
             (n (let ((row (gethash (cons "max-idle" system) *rows*)))

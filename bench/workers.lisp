@@ -10,7 +10,8 @@
 ;;;; thread name it.
 
 (defpackage #:wk-bench.workers
-  (:use #:common-lisp #:workers #:wk-bench))
+  (:use #:common-lisp #:workers #:wk-bench)
+  (:shadowing-import-from #:workers #:sleep))
 
 (in-package #:wk-bench.workers)
 
@@ -101,11 +102,14 @@ number of hops left) on until it reaches 0."
       (0 (send main :done))
       (k (send next (1- k))))))
 
-(defbench "thread-ring" (hops)
+(defun run-ring (name hops make-member)
+  "Makes a ring of +RING-SIZE+ workers with MAKE-MEMBER (a function of the
+main thread and the mode), tells each its successor, times HOPS hops of
+the token and prints the RESULT line NAME."
   (start)
   (let* ((mode (mode))
          (main (self))
-         (ring (coerce (loop repeat +ring-size+ collect (ring-member main mode))
+         (ring (coerce (loop repeat +ring-size+ collect (funcall make-member main mode))
                        'simple-vector)))
     (loop for i below +ring-size+
           do (send (svref ring i)
@@ -115,7 +119,10 @@ number of hops left) on until it reaches 0."
                 (send (svref ring 0) hops :mode mode)
                 (receive (:done)))))
       (stop-all ring mode)
-      (result "thread-ring" (/ ns hops 1d0) "ns/hop" hops))))
+      (result name (/ ns hops 1d0) "ns/hop" hops))))
+
+(defbench "thread-ring" (hops)
+  (run-ring "thread-ring" hops #'ring-member))
 
 (defbench "counting" (n)
   (start)
@@ -223,17 +230,66 @@ their sum to PARENT."
                   (prog1 (pmap-once items mode) (stop)))
                 "schedulers")))
 
-(defbench "memory" (n)
+;;; The Erlang way: processes written as functions, each RECEIVE nested in
+;;; a function (the worker parks with its stack), spawned with SPAWN.  ECL
+;;; guarantees no tail calls, so the servers loop rather than recur.
+
+(defun fn-pong ()
+  (loop (receive ((:ping from) (send from :pong))
+                 (:stop (return)))))
+
+(defun fn-ping (pong n main)
+  (receive (:go))
+  (let ((me (self)))
+    (dotimes (i n)
+      (send pong (list :ping me))
+      (receive (:pong))))
+  (send main :done))
+
+(defbench "fn-ping-pong" (n)
+  (start)
+  (let* ((mode (mode))
+         (pong (spawn* #'fn-pong :mode mode))
+         (ping (spawn* #'fn-ping :args (list pong n (self)) :mode mode))
+         (ns (elapsed-ns
+               (send ping :go :mode mode)
+               (receive (:done)))))
+    (send pong :stop :mode mode)
+    (result "fn-ping-pong" (/ ns n 1d0) "ns/round-trip" n)))
+
+(defun fn-ring-member (main)
+  (let ((next (receive ((:next w) w))))
+    (loop (receive (:stop (return))
+                   (0 (send main :done))
+                   (k (send next (1- k)))))))
+
+(defbench "fn-thread-ring" (hops)
+  (run-ring "fn-thread-ring" hops
+            (lambda (main mode) (spawn* #'fn-ring-member :args (list main) :mode mode))))
+
+(defun fn-parked ()
+  "Parks inside a function until :STOP: it holds its stack meanwhile."
+  (receive (:stop)))
+
+(defun parked-memory (name n make)
+  "Resident memory per worker, KiB, of N workers made by MAKE (a function
+of the mode) and parked; prints the RESULT line NAME."
   (start)
   (join (spawn #'noop))
   (let* ((mode (mode))
          (workers (make-array n))
          (before (rss-kib)))
     (dotimes (i n)
-      (setf (svref workers i) (parked-worker mode)))
+      (setf (svref workers i) (funcall make mode)))
     (unless (wait-parked workers)
       (note "not all parked"))
-    (result "memory" (/ (- (rss-kib) before) n 1d0) "KiB/worker" n)))
+    (result name (/ (- (rss-kib) before) n 1d0) "KiB/worker" n)))
+
+(defbench "fn-memory" (n)
+  (parked-memory "fn-memory" n (lambda (mode) (spawn* #'fn-parked :mode mode))))
+
+(defbench "memory" (n)
+  (parked-memory "memory" n #'parked-worker))
 
 (defbench "max-idle" (n)
   (start)

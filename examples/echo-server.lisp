@@ -10,7 +10,9 @@
 (require :workers)
 
 (defpackage #:echo-server
-  (:use #:common-lisp #:workers))
+  (:use #:common-lisp #:workers)
+  (:shadowing-import-from #:workers #:sleep)
+  (:shadowing-import-from #:workers #:sleep))
 
 (in-package #:echo-server)
 

@@ -9,7 +9,9 @@
 (require :workers)
 
 (defpackage #:parallel-map
-  (:use #:common-lisp #:workers))
+  (:use #:common-lisp #:workers)
+  (:shadowing-import-from #:workers #:sleep)
+  (:shadowing-import-from #:workers #:sleep))
 
 (in-package #:parallel-map)
 

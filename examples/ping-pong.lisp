@@ -9,7 +9,9 @@
 (require :workers)
 
 (defpackage #:ping-pong
-  (:use #:common-lisp #:workers))
+  (:use #:common-lisp #:workers)
+  (:shadowing-import-from #:workers #:sleep)
+  (:shadowing-import-from #:workers #:sleep))
 
 (in-package #:ping-pong)
 

@@ -12,7 +12,9 @@
 (require :workers)
 
 (defpackage #:supervisor-example
-  (:use #:common-lisp #:workers))
+  (:use #:common-lisp #:workers)
+  (:shadowing-import-from #:workers #:sleep)
+  (:shadowing-import-from #:workers #:sleep))
 
 (in-package #:supervisor-example)
 

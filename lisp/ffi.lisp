@@ -155,6 +155,12 @@ and the object (or the decoder's complaint)."
 	@(return 1) = obj;
     }"))
 
+(declaim (inline %recv-status))
+(defun %recv-status ()
+  "Why the calling worker's last %RECV-WAIT came back: 0 (a message), or
+the core's negative code (-WK_ETIMEDOUT, -WK_ESTATE, -WK_ENOMEM)."
+  (ffi:c-inline () () :int "wk_recv_status()" :one-liner t))
+
 (declaim (inline %mailbox-count))
 (defun %mailbox-count ()
   "The number of messages in the calling worker's C mailbox."

@@ -3,9 +3,11 @@
 ;;;; A worker's end is recorded by %END-WORKER (slices.lisp), which stores
 ;;;; its :DEAD state and then wakes every thread in JOIN (the glue's join
 ;;;; wait, lisp/glue/sync.c, says why no wakeup is lost); each re-checks its
-;;;; own worker.  In a worker, JOIN hands the scheduler to a spare thread
-;;;; while it waits (wk_block_begin), so the other workers of its scheduler
-;;;; keep running.
+;;;; own worker.  That is the wait of threads that are not workers.  A
+;;;; worker joins as Erlang would: it monitors the worker and receives the
+;;;; :DOWN, so it parks like any RECEIVE and holds no thread.
+;;;;
+;;;; SLEEP is here too: in a worker it parks for the time given.
 
 (in-package #:workers)
 
@@ -28,13 +30,23 @@
                finally (return t))
       (workers.ffi::%join-leave))))
 
+(defun %join-by-monitor (worker timeout)
+  "JOIN's wait in a worker: true once WORKER is dead, NIL if TIMEOUT
+seconds pass first."
+  (let ((ref (monitor worker)))
+    (unwind-protect
+         (receive ((:down r _ _) :when (eql r ref) t)
+                  (:after timeout nil))
+      (demonitor ref :flush t))))
+
 (defun join (worker &key timeout)
   "Waits until WORKER ends and returns the values of its last form.  If it
 died of an error, signals WORKER-FAILED carrying the condition (also when
 STOP destroyed it: reason :SHUTDOWN).  TIMEOUT is in seconds (default:
 wait forever); when it passes first, signals JOIN-TIMEOUT.
 
-In a worker, the other workers of its scheduler keep running meanwhile.
+In a worker, JOIN parks the worker (it monitors WORKER and waits for the
+:DOWN, which it takes out of the mailbox): no thread is held.
 **NOTE** Only workers made in this image can be joined; a worker joining
 itself is an error."
   (check-type worker worker)
@@ -47,15 +59,7 @@ itself is an error."
     (%usage-error "Cannot join ~A: it was not made in this image." worker))
   (unless (eq (worker-%state worker) :dead)
     (let ((ended (if *current-worker*
-                     ;; KILL's interrupt must not cut the core's hand-over
-                     ;; in two (it holds the core's locks): only the wait
-                     ;; itself is interruptible.
-                     (mp:without-interrupts
-                       (workers.ffi::%block-begin)
-                       (unwind-protect
-                            (mp:with-local-interrupts
-                              (%wait-for-end worker timeout))
-                         (workers.ffi::%block-end)))
+                     (%join-by-monitor worker timeout)
                      (%wait-for-end worker timeout))))
       (unless ended
         (error 'join-timeout :worker worker :seconds timeout))))
@@ -63,3 +67,26 @@ itself is an error."
     (if (eq reason :normal)
         (values-list (worker-result worker))
         (error 'worker-failed :worker worker :reason reason))))
+
+(defun sleep (seconds)
+  "Waits SECONDS (a non-negative real) and returns NIL, like CL:SLEEP, but
+in a worker the worker parks: its scheduler's thread runs the others
+meanwhile.  Messages that arrive stay in the mailbox for a later RECEIVE;
+an exit signal (KILL, a link) ends the worker during the wait.  Outside a
+worker it is CL:SLEEP.
+
+**NOTE** A package that uses both COMMON-LISP and WORKERS must choose:
+(:SHADOWING-IMPORT-FROM #:WORKERS #:SLEEP), or write WK:SLEEP."
+  (check-type seconds (real 0))
+  (let ((worker *current-worker*))
+    (if (null worker)
+        (cl:sleep seconds)
+        (let ((deadline (%deadline seconds)))
+          (loop
+            (%check-signals worker)
+            (let ((remaining (%remaining-ns deadline)))
+              (when (zerop remaining)
+                (return nil))
+              (let ((message (%park-inside worker remaining)))
+                (when message
+                  (%inbox-push worker message)))))))))

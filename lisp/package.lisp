@@ -3,6 +3,10 @@
 (defpackage #:workers
   (:use #:common-lisp)
   (:nicknames #:wk)
+  ;; SLEEP parks a worker instead of blocking its scheduler's thread.  A
+  ;; package that uses both COMMON-LISP and WORKERS says which SLEEP it
+  ;; means: (:SHADOWING-IMPORT-FROM #:WORKERS #:SLEEP).
+  (:shadow #:sleep)
   (:documentation
    "Erlang-style lightweight processes (\"workers\") for ECL.
 
@@ -12,8 +16,8 @@ each slice the worker goes to the back of its scheduler's run queue, so the
 workers of one core advance form by form.  Workers talk only by messages:
 SEND copies the message (or shares it with :MODE :SHARE), RECEIVE picks
 messages out of the mailbox by pattern, with an optional timeout.  A
-RECEIVE written as a body form of its own parks the worker without holding
-an OS thread; RECEIVE-LOOP makes a server, whose slice handles the
+worker that waits (RECEIVE, CALL, JOIN, SLEEP), at any depth of any
+function, parks without holding an OS thread; RECEIVE-LOOP makes a server, whose slice handles the
 messages waiting for it up to a budget (*SLICE-MESSAGES*,
 *SLICE-MICROSECONDS*).  The REPL thread is a worker too: (SELF), SEND and RECEIVE work
 there.
@@ -36,6 +40,7 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.")
            #:spawn*
            #:self
            #:join
+           #:sleep
            #:worker
            #:worker-p
            #:worker-id

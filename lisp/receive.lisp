@@ -16,12 +16,19 @@
 ;;;; Waiting.
 ;;;;  - A RECEIVE or RECEIVE-LOOP written as a body form of its own in
 ;;;;    WITH-WORKER is a RECEIVE-SLICE: when nothing matches, the slice
-;;;;    answers +WAIT+ and the worker parks, holding no thread; the core
-;;;;    runs the slice again when a message comes or its deadline passes.
-;;;;  - Anywhere else in a worker, RECEIVE blocks the thread in the core's
-;;;;    wk_recv_wait, which hands the scheduler to a spare thread meanwhile.
-;;;;  - In a thread that is not a worker (the REPL), the same wait, cut into
-;;;;    pieces of +INTERRUPT-CHECK-NS+ so that Ctrl-C gets in.
+;;;;    answers +WAIT+ and the worker parks, holding no thread and no
+;;;;    stack; the core runs the slice again when a message comes or its
+;;;;    deadline passes.
+;;;;  - Anywhere else in a worker (inside any function), RECEIVE waits in
+;;;;    the core's wk_recv_wait, which parks the worker with its C stack
+;;;;    and its Lisp environment (lisp/glue/stacks.c): the scheduler's
+;;;;    thread goes on with the others, and the wait returns, maybe on
+;;;;    another thread, when a message or the deadline wakes the worker.
+;;;;    Special bindings, handlers and UNWIND-PROTECT cleanups made before
+;;;;    the wait are the worker's own across it.
+;;;;  - In a thread that is not a worker (the REPL), the core's wait blocks
+;;;;    the thread, cut into pieces of +INTERRUPT-CHECK-NS+ so that Ctrl-C
+;;;;    gets in.
 ;;;; Every wait checks for STOP and pending exit signals when it wakes
 ;;;; (%CHECK-SIGNALS).
 
@@ -51,10 +58,10 @@ The last clause may be (:AFTER SECONDS FORM...): if no message matches
 within SECONDS (a non-negative real, evaluated once on entry; NIL means
 forever), its forms run instead.  Without it, RECEIVE waits forever.
 
-As a body form of its own in WITH-WORKER, RECEIVE parks the worker without
-holding an OS thread.  Anywhere else (nested inside a form, in the REPL or
-any other thread) it blocks the calling thread; inside a worker the other
-workers of its scheduler keep running meanwhile.
+In a worker, RECEIVE parks the worker while it waits, wherever it is
+written (a body form of WITH-WORKER, or any depth of any function): no OS
+thread is held, and the other workers of its scheduler run meanwhile.  In
+the REPL or another thread that is not a worker, it blocks that thread.
 
 **NOTE** To match the keyword :AFTER itself, write ':AFTER."
   (multiple-value-bind (matcher runner timeout after)
@@ -226,33 +233,71 @@ Ctrl-C in the REPL) run.")
       remaining-ns
       +interrupt-check-ns+))
 
-;;; RECEIVE outside a slice of its own: block the thread.
+;;; RECEIVE outside a slice of its own: park the worker (or block a thread).
 
 (defun %wait-for-message (worker remaining-ns)
   "Waits up to REMAINING-NS (-1: forever) for one message into WORKER's
-inbox.  In a worker the core hands the scheduler to a spare thread
-meanwhile and a wake-up ends the wait; elsewhere the wait is cut into
-pieces so that interrupts get in."
-  (let ((ns (if *current-worker* remaining-ns (%piece remaining-ns))))
-    (mp:without-interrupts
-      (multiple-value-bind (status object) (workers.ffi::%recv-wait ns)
-        (when (%received status object)
-          (%inbox-push worker object))))))
+inbox.  In a worker, the worker parks with its stack (a wake-up ends the
+wait too); elsewhere the thread waits in pieces so that interrupts get
+in."
+  (if *current-worker*
+      (let ((message (%park-inside worker remaining-ns)))
+        (when message
+          (%inbox-push worker message)))
+      (mp:without-interrupts
+        (multiple-value-bind (status object)
+            (workers.ffi::%recv-wait (%piece remaining-ns))
+          (when (%received status object)
+            (%inbox-push worker object))))))
+
+(defun %park-inside (worker ns)
+  "The wait of a worker inside a function: parks it, stack and all, for up
+to NS (-1: forever), and returns the message that woke it, taken out of
+the C mailbox (the caller matches or files it), or NIL (a timeout, or a
+wake-up).  While it is parked no thread runs it, so KILL has no thread to
+interrupt (RUNNING is NIL) and sends the wake-up instead.  Signals
+CORE-ERROR if the core had no stack for its scheduler to go on with (out
+of memory): the worker did not wait."
+  (setf (%w %state worker) :waiting
+        (%w running worker) nil)
+  (%deferring (status object) (workers.ffi::%recv-wait ns)
+    (setf (%w %state worker) :running
+          (%w running worker) mp:*current-process*)
+    (workers.ffi::%fence)          ; RUNNING stored, then PENDING-EXIT read
+    (if (%received status object)
+        object
+        (let ((why (workers.ffi::%recv-status)))
+          (when (eql why +e-nomem+)
+            (%core-error why "Parking a worker inside a function"))
+          nil))))
 
 (defun %receive (matcher runner timeout after)
-  "RECEIVE nested in a form, or in a thread that is not a worker."
+  "RECEIVE nested in a form, or in a thread that is not a worker.  Takes
+messages as a RECEIVE slice does (%NEXT-MESSAGE: one at a time, only those
+that match no clause filed in the inbox); the clock is read once it must
+wait."
   (let ((worker (self))
-        (deadline (%deadline timeout)))
+        (deadline (and timeout (%deadline timeout))))
     (loop
-      (%drain worker)
       (%check-signals worker)
-      (multiple-value-bind (index message) (%inbox-take worker matcher)
+      (%check-mailbox-size worker)
+      (multiple-value-bind (index message) (%next-message worker matcher)
         (when index
           (return (funcall (the function runner) index message))))
-      (let ((remaining (%remaining-ns deadline)))
+      (let ((remaining (%remaining-ns (or deadline
+                                          (setf deadline (%deadline timeout))))))
         (when (zerop remaining)
           (return (and after (funcall (the function after)))))
-        (%wait-for-message worker remaining)))))
+        (if *current-worker*
+            ;; The message that woke the worker is tried first: no trip
+            ;; through the inbox for the one it waited for.
+            (let ((message (%park-inside worker remaining)))
+              (when message
+                (let ((index (funcall (the function matcher) message)))
+                  (if index
+                      (return (funcall (the function runner) index message))
+                      (%inbox-push worker message)))))
+            (%wait-for-message worker remaining))))))
 
 ;;; RECEIVE as a slice of its own: park.
 

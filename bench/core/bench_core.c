@@ -75,11 +75,14 @@ static void wait_all_and_stop(void)
 	wk_stop();
 }
 
+static int stackful_spawns; /* nonzero: spawn_on makes stackful workers */
+
 static wk_id spawn_on(wk_step_fn step, void *data, int sched)
 {
 	wk_spawn_opts opts = WK_SPAWN_OPTS_INIT;
 	wk_id id;
 	opts.sched = sched;
+	opts.stackful = stackful_spawns;
 	int rc = wk_spawn(step, data, &opts, &id);
 	if (rc)
 		die("wk_spawn", rc);
@@ -161,25 +164,37 @@ struct player {
 	uint64_t last;
 };
 
-static wk_status play(void *data)
+/* Plays one ball; true when the game is over for p. */
+static bool volley(struct player *p, wk_msg *m)
 {
-	struct player *p = data;
+	wk_id from = wk_msg_sender(m);
+	uint64_t v = take_u64(m);
+	if (v < p->last)
+		send_u64(from, v + 1);
+	if (v + 1 >= p->last) {
+		if (v == p->last)
+			finish();
+		return true;
+	}
+	return false;
+}
+
+static void serve(struct player *p)
+{
 	if (p->serve_to) {
 		send_u64(p->serve_to, 0);
 		p->serve_to = 0;
 	}
+}
+
+static wk_status play(void *data)
+{
+	struct player *p = data;
+	serve(p);
 	wk_msg *m;
-	while ((m = wk_recv())) {
-		wk_id from = wk_msg_sender(m);
-		uint64_t v = take_u64(m);
-		if (v < p->last)
-			send_u64(from, v + 1);
-		if (v + 1 >= p->last) {
-			if (v == p->last)
-				finish();
+	while ((m = wk_recv()))
+		if (volley(p, m))
 			return WK_DONE;
-		}
-	}
 	return WK_WAIT;
 }
 
@@ -198,6 +213,35 @@ static double ping_pong(int sched)
 }
 
 static double bench_ping_pong_one_sched(void) { return ping_pong(0); }
+
+/* The same game, each player waiting inside its step (wk_recv_wait): every
+ * message parks one stack and resumes another. */
+static wk_status play_inside(void *data)
+{
+	struct player *p = data;
+	serve(p);
+	for (;;) {
+		wk_msg *m = wk_recv_wait(NULL, NULL, -1);
+		if (!m || volley(p, m))
+			return WK_DONE;
+	}
+}
+
+static double bench_ping_pong_stackful(void)
+{
+	static struct player a, b;
+	const uint64_t messages = 2 * ROUND_TRIPS;
+	start();
+	stackful_spawns = 1;
+	b = (struct player){ 0, messages };
+	wk_id b_id = spawn_on(play_inside, &b, 0);
+	a = (struct player){ b_id, messages };
+	int64_t t0 = now_ns();
+	spawn_on(play_inside, &a, 0);
+	stackful_spawns = 0;
+	wait_all_and_stop();
+	return (double)finished_since(t0) / messages;
+}
 static double bench_ping_pong_placed(void) { return ping_pong(-1); }
 
 /* ------------------------------------------------------------ ring */
@@ -396,6 +440,8 @@ static const struct row rows[] = {
 	  bench_ping_pong_one_sched, 144, 257, AT_MOST, 140 },
 	{ "ping-pong one-way latency, default placement (ns)",
 	  bench_ping_pong_placed, 144, 257, AT_MOST, 140 },
+	{ "ping-pong one-way, stackful, both on sched 0 (ns)",
+	  bench_ping_pong_stackful, 0, 257, AT_MOST, 140 },
 	{ "503-worker ring, per hop, all on sched 0 (ns)",
 	  bench_ring_one_sched, 163, 274, AT_MOST, 160 },
 	{ "503-worker ring, per hop, default placement (ns)",

@@ -121,12 +121,12 @@ typedef struct wk_config {
 	 * Committed as touched; a guard page below each.  Hooks, any may be
 	 * NULL, all on the thread concerned: stack_init once per stack
 	 * (before first use; pooled stacks and each thread's own, native
-	 * set), stack_leave just before a thread switches from one stack
+	 * set; nonzero: the stack cannot be used, and is not), stack_leave just before a thread switches from one stack
 	 * to another (on from), stack_enter just after (on to), stack_free
 	 * when a stack goes back to the pool unused (its frames are dead).
 	 */
 	size_t stack_size;
-	void (*stack_init)(wk_stack *s, void *ctx);
+	int (*stack_init)(wk_stack *s, void *ctx);
 	void (*stack_leave)(wk_stack *from, wk_stack *to, void *ctx);
 	void (*stack_enter)(wk_stack *from, wk_stack *to, void *ctx);
 	void (*stack_free)(wk_stack *s, void *ctx);

@@ -29,6 +29,9 @@
  *   WK_FAULT_THREAD  a scheduler or spare thread: wk_start answers
  *                    -WK_ENOMEM with nothing left running; a step that
  *                    blocks keeps its scheduler (as past the spare limit).
+ *   WK_FAULT_STACK   a slab of stacks: a stackful worker's wk_recv_wait
+ *                    that needs a stack for its scheduler answers NULL
+ *                    at once, wk_recv_status -WK_ENOMEM (it did not wait).
  *
  * Counting.  Every time the core is about to take memory at a site is one
  * call of that site, whether it fails or not.  Arming a site restarts its
@@ -56,6 +59,7 @@ typedef enum {
 	WK_FAULT_POOL,
 	WK_FAULT_TIMER,
 	WK_FAULT_THREAD,
+	WK_FAULT_STACK,
 	WK_FAULT_NSITES
 } wk_fault_site;
 

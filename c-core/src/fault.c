@@ -50,7 +50,7 @@ static const char *const names[WK_FAULT_NSITES] = {
 	[WK_FAULT_SPAWN] = "spawn", [WK_FAULT_ARENA] = "arena",
 	[WK_FAULT_SLAB] = "slab",   [WK_FAULT_MSG] = "msg",
 	[WK_FAULT_POOL] = "pool",   [WK_FAULT_TIMER] = "timer",
-	[WK_FAULT_THREAD] = "thread",
+	[WK_FAULT_THREAD] = "thread", [WK_FAULT_STACK] = "stack",
 };
 
 #define GAMMA UINT64_C(0x9e3779b97f4a7c15)

@@ -209,13 +209,10 @@ static struct wk_msg *pull(struct wkint_worker *w)
 	return as_msg(n);
 }
 
-wk_msg *wk_recv(void)
+static struct wk_msg *recv_any(struct wkint_worker *w)
 {
-	struct wkint_worker *w = wkint_tls.worker;
 	struct wk_msg *m;
 
-	if (!w)
-		return NULL;
 	if ((m = w->saved.head)) {
 		saved_unlink(&w->saved, NULL, m);
 		return m;
@@ -223,13 +220,16 @@ wk_msg *wk_recv(void)
 	return pull(w);
 }
 
-wk_msg *wk_recv_match(int (*match)(const wk_msg *, void *), void *ctx)
+/* w's oldest message that match accepts (w given, not read from the
+ * thread: wk_recv_wait's frame may resume on another thread). */
+static struct wk_msg *recv_match(struct wkint_worker *w,
+				 int (*match)(const wk_msg *, void *),
+				 void *ctx)
 {
-	struct wkint_worker *w = wkint_tls.worker;
 	struct wk_msg *m, *prev = NULL;
 
-	if (!w || !match)
-		return wk_recv();
+	if (!match)
+		return recv_any(w);
 	for (m = w->saved.head; m; prev = m, m = next_of(m)) {
 		if (match(m, ctx)) {
 			saved_unlink(&w->saved, prev, m);
@@ -242,6 +242,20 @@ wk_msg *wk_recv_match(int (*match)(const wk_msg *, void *), void *ctx)
 		saved_append(&w->saved, m);
 	}
 	return NULL;
+}
+
+wk_msg *wk_recv(void)
+{
+	struct wkint_worker *w = wkint_tls.worker;
+
+	return w ? recv_any(w) : NULL;
+}
+
+wk_msg *wk_recv_match(int (*match)(const wk_msg *, void *), void *ctx)
+{
+	struct wkint_worker *w = wkint_tls.worker;
+
+	return w ? recv_match(w, match, ctx) : NULL;
 }
 
 size_t wk_mailbox_count(void)
@@ -285,7 +299,9 @@ static bool sleep_for_message(struct wkint_worker *w, int64_t deadline,
 	     atomic_load_explicit(&wkint_rt.stopping, memory_order_seq_cst)) &&
 	    unblock(w, blocked))
 		return true;
-	if (!*handed_off && wkint_tls.thread && wkint_tls.thread->sched) {
+	struct wkint_tls *t = wkint_tls_now(); /* see wk_recv_wait */
+
+	if (!*handed_off && t->thread && t->thread->sched) {
 		wkint_sched_block_begin();
 		*handed_off = true;
 	}
@@ -315,9 +331,11 @@ wk_msg *wk_recv_wait(int (*match)(const wk_msg *, void *), void *ctx,
 
 	if (!w)
 		return NULL;
-	/* This frame may park and resume on another thread: it reads no
-	 * thread-local after the first line (w is the worker's own). */
-	while (!(m = wk_recv_match(match, ctx))) {
+	/* This frame may park and resume on another thread, and the
+	 * compiler may compute a thread-local's address once per function:
+	 * after the first line it reads none (w is the worker's own) but
+	 * through wkint_tls_now. */
+	while (!(m = recv_match(w, match, ctx))) {
 		int64_t now;
 
 		if (atomic_load_explicit(&wkint_rt.stopping,

@@ -533,7 +533,10 @@ static _Noreturn void resume(struct wkint_worker *w)
 	__builtin_unreachable();
 }
 
-static void run_one(struct wkint_sched *s, struct wkint_worker *w)
+/* Not inlined: its caller's frame may move between threads, and this
+ * one's reads of wkint_tls before the step must be this thread's. */
+__attribute__((noinline)) static void run_one(struct wkint_sched *s,
+					      struct wkint_worker *w)
 {
 	const wk_config *cfg = &wkint_rt.cfg;
 	uint64_t state = atomic_load_explicit(&w->state, memory_order_relaxed);

@@ -40,6 +40,7 @@
  * is opaque to the optimizer.
  */
 #include "internal.h"
+#include "fault.h"
 #include "spin.h"
 
 #include <stdlib.h>
@@ -151,6 +152,9 @@ static void guard(char *page)
 		mprotect(page, page_size, PROT_NONE);
 }
 
+static void lock_free_list(void);
+static void unlock_free_list(void);
+
 /* Makes a slab of stacks; all but the one returned go to the free list. */
 static struct wkint_stack *new_slab(void)
 {
@@ -165,7 +169,7 @@ static struct wkint_stack *new_slab(void)
 	size = (size + page_size - 1) & ~(page_size - 1);
 	each = size + page_size;
 	total = each * SLAB_STACKS;
-	if (!(v = calloc(SLAB_STACKS, sizeof(*v))))
+	if (wkint_fault(WK_FAULT_STACK) || !(v = calloc(SLAB_STACKS, sizeof(*v))))
 		return NULL;
 	map = mmap(NULL, total, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
@@ -181,18 +185,27 @@ static struct wkint_stack *new_slab(void)
 		v[i].pub.hi = base + each;
 		link_all(&v[i]);
 	}
+	/* A stack the binding cannot equip is never used (nor walked). */
 	for (int i = 0; i < SLAB_STACKS; i++)
-		if (wkint_rt.cfg.stack_init)
-			wkint_rt.cfg.stack_init(&v[i].pub, wkint_rt.cfg.hook_ctx);
-	while (!atomic_compare_exchange_weak(&free_lock, &(uint32_t){ 0 }, 1))
-		wkint_spin_relax();
-	for (int i = 1; i < SLAB_STACKS; i++) {
+		if (wkint_rt.cfg.stack_init &&
+		    wkint_rt.cfg.stack_init(&v[i].pub, wkint_rt.cfg.hook_ctx))
+			__atomic_store_n(&v[i].dead, 1, __ATOMIC_RELEASE);
+	struct wkint_stack *first = NULL;
+
+	lock_free_list();
+	for (int i = 0; i < SLAB_STACKS; i++) {
+		if (v[i].dead)
+			continue;
+		if (!first) {
+			first = &v[i];
+			continue;
+		}
 		v[i].next_free = free_list;
 		free_list = &v[i];
 		free_count++;
 	}
-	atomic_store_explicit(&free_lock, 0, memory_order_release);
-	return &v[0];
+	unlock_free_list();
+	return first;
 }
 
 static void lock_free_list(void)
@@ -337,8 +350,11 @@ struct wkint_stack *wkint_stack_native_begin(void)
 #ifdef WK_TSAN
 	s->tsan_fiber = __tsan_get_current_fiber();
 #endif
-	if (wkint_rt.cfg.stack_init)
-		wkint_rt.cfg.stack_init(&s->pub, wkint_rt.cfg.hook_ctx);
+	if (wkint_rt.cfg.stack_init &&
+	    wkint_rt.cfg.stack_init(&s->pub, wkint_rt.cfg.hook_ctx)) {
+		wkint_stack_native_end(s);
+		return NULL;
+	}
 	return s;
 }
 

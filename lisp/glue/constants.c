@@ -22,7 +22,7 @@ static const struct {
 	{ "spawn", WK_FAULT_SPAWN }, { "arena", WK_FAULT_ARENA },
 	{ "slab", WK_FAULT_SLAB },   { "msg", WK_FAULT_MSG },
 	{ "pool", WK_FAULT_POOL },   { "timer", WK_FAULT_TIMER },
-	{ "thread", WK_FAULT_THREAD },
+	{ "thread", WK_FAULT_THREAD }, { "stack", WK_FAULT_STACK },
 };
 _Static_assert(sizeof(sites) / sizeof(sites[0]) == WK_FAULT_NSITES,
 	       "a fault site is missing here");

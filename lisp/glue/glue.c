@@ -67,6 +67,13 @@ static void thread_start(int sched, void *ctx)
 	save_sigmask();
 }
 
+/* Read through a call the optimizer cannot see into: step's frame may
+ * resume on another thread. */
+__attribute__((noinline, noipa)) static cl_index thread_cs_size(void)
+{
+	return cs_size;
+}
+
 static void thread_stop(int sched, void *ctx)
 {
 	ecl_release_current_thread();
@@ -90,9 +97,14 @@ static wk_status step(void *data)
 		wk_set_exit_reason(WKL_REASON_FAILED);
 		status = WK_DONE;
 	} ECL_CATCH_ALL_END;
-	/* After a STACK-OVERFLOW, ECL grows its idea of the C stack past
-	 * the thread's real one: take it back for the next slice. */
-	if (env->cs_size != cs_size)
+	/* After a STACK-OVERFLOW, ECL lowers its limit into the safety area
+	 * (on a thread's own stack it may grow its idea of the stack past
+	 * the real one): take it back for the next slice.  env is the
+	 * environment of the stack this frame is on, wherever it resumed
+	 * (stacks.c); the thread-local cs_size is read anew. */
+	if (env->cs_max_size == env->cs_size && env->cs_size == WKL_STACK_SIZE)
+		wkl_stacks_reset_limits(env);
+	else if (env->cs_size != thread_cs_size())
 		ecl_cs_set_org(env);
 	return status;
 }
@@ -130,8 +142,12 @@ int wkl_start(int schedulers, size_t arena_size, cl_object run_slice_fn,
 	      cl_object worker_ended_fn)
 {
 	wk_config c;
+	int err;
 
+	if ((err = wkl_stacks_install()))
+		return err;
 	memset(&c, 0, sizeof c);
+	wkl_stacks_config(&c);
 	run_slice = run_slice_fn;
 	worker_ended = worker_ended_fn;
 	c.schedulers = schedulers;
@@ -151,6 +167,7 @@ int wkl_spawn(uintptr_t data, int sched, wk_mode mode, size_t arena_size,
 	o.sched = sched;
 	o.mode = mode;
 	o.arena_size = arena_size;
+	o.stackful = 1;
 	return wk_spawn(step, (void *)data, &o, id);
 }
 

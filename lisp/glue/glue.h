@@ -10,6 +10,8 @@
  *   boxes.c     the boxes that carry a shared message's object;
  *   messages.c  sending and receiving Lisp objects: the bridge between the
  *               core's messages, the boxes and the codec;
+ *   stacks.c    ECL on the core's stacks: an environment per stack, the
+ *               switch hooks, the collector's view of parked stacks;
  *   sync.c      the locks and waits the Lisp layer needs, as C: the
  *               registry mutex, the stripe mutexes of links and monitors,
  *               references, JOIN's wait;
@@ -69,6 +71,24 @@ enum {
 	WKL_RECV_MALFORMED = -1, /* the bytes did not decode; *out is the    */
 	                         /* decoder's complaint, a string            */
 };
+
+/* ---------------------------------------------------------------- stacks */
+
+/* The virtual size of a worker's C stack, as a thread's default (committed
+ * as used: only the pages a worker touched cost memory). */
+#define WKL_STACK_SIZE ((size_t)8 << 20)
+
+/*
+ * Once, on a thread ECL knows, before the first wk_start: finds ECL's
+ * environment key, lowers ECL's stack safety areas to a worker's scale,
+ * chains the collector's root scan and suspend handler.  0 or -WK_ESTATE.
+ */
+int wkl_stacks_install(void);
+/* Sets the stack size and the stack hooks of a wk_config. */
+void wkl_stacks_config(wk_config *c);
+/* After a slice on a pooled stack: every limit back where ECL puts it
+ * (an overflow moves one into its safety area). */
+void wkl_stacks_reset_limits(cl_env_ptr env);
 
 /* ---------------------------------------------------------------- runtime */
 

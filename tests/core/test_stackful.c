@@ -305,9 +305,10 @@ TEST(stackful__stop_destroys_workers_parked_inside_their_steps)
 
 static _Atomic int inits, leaves, enters, frees, bad_sp;
 
-static void h_init(wk_stack *s, void *ctx)
+static int h_init(wk_stack *s, void *ctx)
 {
 	atomic_fetch_add(&inits, 1);
+	return 0;
 }
 static void h_leave(wk_stack *from, wk_stack *to, void *ctx)
 {

@@ -88,3 +88,33 @@ restart and tries again; once memory is back the child runs."
       (is (restarted-p old (cdr (assoc 'fi-child (children-of sup))))))
     (is (eq :pong (call 'fi-child :ping)))
     (stop-supervisor sup :timeout *long*)))
+
+(fault-test stack--no-stack-to-park-on-is-a-condition
+  "When no stack can be made for the scheduler to go on with, a worker
+waiting inside a function gets CORE-ERROR (out of memory) at once instead
+of waiting or stalling; the workers already parked wait on, and once the
+memory is back, waits park again."
+  (let* ((me (self))
+         (n 500)
+         (outcomes (make-array n :initial-element nil))
+         (waiters nil))
+    (with-fault (:stack :count most-positive-fixnum)
+      (setf waiters
+            (loop for i below n
+                  collect (let ((i i))
+                            (spawn (lambda ()
+                                     (send me (list i (handler-case (progn (next-message) :parked)
+                                                        (core-error (c) (if (enomem-p c) :refused c))))))))))
+      ;; Each waiter parks, or is refused and reports it.
+      (is-true (wait-until
+                (lambda ()
+                  (loop for m = (receive (m m) (:after 0 nil))
+                        while m do (setf (aref outcomes (first m)) (second m)))
+                  (every (lambda (w i) (or (aref outcomes i) (eq (worker-state w) :waiting)))
+                         waiters (loop for i below n collect i))))))
+    (is (find :refused outcomes))
+    (dolist (w waiters) (send w :go))
+    (loop repeat (count nil outcomes)
+          do (let ((m (next-message))) (setf (aref outcomes (first m)) (second m))))
+    (is (every (lambda (o) (member o '(:parked :refused))) outcomes))
+    (is (eql 3 (join (spawn (lambda () (next-message 1) 3)) :timeout *long*)))))

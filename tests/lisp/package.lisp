@@ -2,6 +2,7 @@
 
 (defpackage #:workers-tests
   (:use #:common-lisp #:fiveam #:workers)
+  (:shadowing-import-from #:workers #:sleep)
   (:export #:all #:run-suites #:*fas*)
   (:documentation "FiveAM suites for the Lisp layer of workers."))
 

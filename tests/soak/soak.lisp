@@ -49,6 +49,7 @@
 
 (defpackage #:workers-soak
   (:use #:common-lisp #:workers)
+  (:shadowing-import-from #:workers #:sleep)
   (:export #:main))
 
 (in-package #:workers-soak)

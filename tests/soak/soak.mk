@@ -44,3 +44,9 @@ soak: fas
 
 soak-short: fas
 	@env $(call soak_env,6000000,4,120,soak-short) sh tests/soak/run.sh
+
+# Issue 12's long test: 100,000 counters parked inside their function at
+# once (tests/soak/waiting.lisp); not part of `make test`.
+test-waiting-100k: fas
+	timeout -k 10 900 $(ECL) --norc --shell tests/soak/waiting.lisp 100000 2
+.PHONY: test-waiting-100k

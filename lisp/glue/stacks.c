@@ -1,0 +1,544 @@
+/*
+ * stacks.c - ECL on the core's stacks: an environment per stack, the
+ * switch hooks that keep ECL's per-thread state right, and the garbage
+ * collector's view of stacks that are switched away from.
+ *
+ * Why an environment per stack.  Compiled Lisp code reads ECL's
+ * environment (cl_env_struct) once per function and keeps the pointer in
+ * its C frame; the environment holds the frame stack (CATCH, BLOCK,
+ * UNWIND-PROTECT, handlers), the binding stack, the Lisp argument stack,
+ * the IHS and the C-stack limits.  A worker that parks inside a function
+ * keeps its C stack, frames included, and may resume on another thread:
+ * so the environment its frames point to must be its stack's, not a
+ * thread's.  Each pooled stack has one (user of its wk_stack), with small
+ * stacks of its own that ECL grows as usual; each thread's own stack has
+ * the environment ECL made when it imported the thread.
+ *
+ * What belongs to the thread, not the stack, moves with the thread on
+ * every switch (move_thread_part): the special-variable table (below),
+ * the generic-function caches, the bignum registers, the interrupt queue,
+ * the process object.  ECL finds the running environment through a
+ * pthread key, which we set.  The process's `env` stays the one ECL made
+ * for the thread: an interrupt queued there lands in the thread's queue,
+ * which every environment on the thread shares, and ECL's root scan marks
+ * it (see push_roots).
+ *
+ * Special bindings.  ECL binds specials shallowly: a table per thread
+ * holds each symbol's current value, the binding stack the old ones.  A
+ * stack being left swaps its bindings out of the table (top to bottom:
+ * each entry and its table slot exchange values), the stack being entered
+ * swaps its own in (bottom to top).  So a worker's bindings are its own
+ * wherever it resumes, and the others never see them.  The bindings of
+ * a thread's own stack stay in its table: they are the thread's (ECL
+ * binds MP:*CURRENT-PROCESS* there).
+ *
+ * The collector.  Boehm scans a running thread's stack from its stack
+ * pointer to the bottom it registered, which we move to the stack being
+ * entered (GC_set_stackbottom, on the thread's own handle: a plain store).
+ * A stop-the-world can fall between that store and the move of the stack
+ * pointer: the thread would be scanned from one stack to another's
+ * bottom.  So the switch raises a per-thread flag around it, and our
+ * wrapper of the collector's suspend-signal handler, seeing the flag, sets
+ * the bottom of whichever stack the thread is on at that instant before
+ * the collector records it.  No lock, no system call per switch.  Stacks
+ * switched away from (a parked worker's, a thread's own while it runs a
+ * pooled one) and every environment are pushed by our root-scan hook,
+ * chained before ECL's.
+ */
+#include "glue.h"
+
+#include <gc/gc.h>
+#include <gc/gc_mark.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/*
+ * A worker's binding and frame stacks have a thread's sizes (ECL's
+ * defaults: 8,192 bindings and 2,048 frames, plus the safety areas), in
+ * mapped memory committed as touched, so they cost what the worker uses
+ * (a page each, for most) and never move: ECL 21.2.1 cannot grow them
+ * safely (after a continued binding-stack overflow, the binding being
+ * made overwrites the one below it; C frames keep pointers into the frame
+ * stack), so an overflow ends the worker, as it would a thread's
+ * computation that went that deep.  The Lisp argument stack is
+ * collectable memory that ECL grows as it does a thread's (no error is
+ * signalled); it starts at LISP_USE slots.
+ */
+#define LISP_USE 64
+
+extern cl_fixnum ecl_option_values[];
+
+static pthread_key_t env_key;
+static bool env_key_known;
+/* ECL's safety areas, read once: C stack (bytes), bindings, frames and
+ * Lisp stack slots. */
+static size_t c_margin;
+static cl_index bds_margin, frs_margin, lisp_margin;
+/* The entries of a worker's binding and frame stacks. */
+static cl_index bds_entries, frs_entries;
+
+static void (*next_push_roots)(void);
+static struct sigaction gc_suspend_next;
+
+/* The thread's side of the collector; initial-exec: read in a handler. */
+struct gc_thread {
+	void *handle;          /* GC_get_my_stackbottom's                  */
+	cl_env_ptr native_env; /* ECL's environment of the thread's own    */
+	char *native_bottom;   /* the collector's bottom of the own stack  */
+	wk_stack *from, *to;   /* the switch under way                     */
+	volatile sig_atomic_t switching;
+};
+static __thread struct gc_thread gc_self
+	__attribute__((tls_model("initial-exec")));
+
+static struct ecl_ihs_frame ihs_base; /* the bottom of every IHS here */
+
+/* ---------------------------------------------------------------- setup */
+
+/* Finds the pthread key behind ecl_process_env: the one slot that holds
+ * this thread's environment, proven by swapping in a dummy. */
+static bool find_env_key(void)
+{
+	cl_env_ptr env = ecl_process_env();
+	static struct cl_env_struct dummy;
+
+	for (pthread_key_t k = 0; k < PTHREAD_KEYS_MAX; k++) {
+		if (pthread_getspecific(k) != env)
+			continue;
+		if (pthread_setspecific(k, &dummy) != 0)
+			continue;
+		bool ok = ecl_process_env_unsafe() == &dummy;
+
+		pthread_setspecific(k, env);
+		if (ok) {
+			env_key = k;
+			return true;
+		}
+	}
+	return false;
+}
+
+static char *bottom_of(const wk_stack *s)
+{
+	return s->native ? gc_self.native_bottom : s->hi;
+}
+
+static void set_bottom(char *bottom)
+{
+	struct GC_stack_base sb = { 0 };
+
+	sb.mem_base = bottom;
+	GC_set_stackbottom(gc_self.handle, &sb);
+}
+
+/* ---------------------------------------------------------------- envs */
+
+/* Empties what belongs to the stack: its frames are gone. */
+static void reset_env(cl_env_ptr e, const wk_stack *s)
+{
+	/* The limits too: an overflow moved them into the safety area. */
+	e->bds_top = e->bds_org - 1;
+	e->bds_limit = e->bds_org + (e->bds_size - 2 * bds_margin);
+	e->frs_top = e->frs_org - 1;
+	e->frs_limit = e->frs_org + (e->frs_size - 2 * frs_margin);
+	e->stack_limit = e->stack + (e->stack_size - 2 * lisp_margin);
+	e->nlj_fr = NULL;
+	e->stack_top = e->stack + 1; /* ECL's stack keeps one element */
+	ihs_base.function = ECL_NIL;
+	ihs_base.lex_env = ECL_NIL;
+	e->ihs_top = &ihs_base;
+	e->nvalues = 0; /* values beyond are garbage, as ECL leaves them */
+	e->function = ECL_NIL;
+	e->stack_frame = NULL;
+	e->disable_interrupts = 0;
+	e->cs_org = s->hi;
+	e->cs_size = (cl_index)(s->hi - s->lo);
+	e->cs_max_size = e->cs_size;
+	e->cs_limit_size = e->cs_size - 2 * c_margin;
+	e->cs_barrier = s->lo;
+	e->cs_limit = s->lo + 2 * c_margin;
+}
+
+/*
+ * An environment's memory: its own pages for the environment itself, as
+ * ECL's are (ECL_USE_MPROTECT: to defer an interrupt, ECL write-protects
+ * the running environment's pages and catches the next write), then its
+ * binding stack, then its frame stack.  From slabs of ENV_SLAB blocks,
+ * mapped as needed and committed as touched; never given back.
+ */
+#define ENV_SLAB 16
+
+struct env_block {
+	cl_env_ptr env;
+	struct ecl_bds_frame *bds;
+	struct ecl_frame *frs;
+};
+
+static size_t round_pages(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + page - 1) & ~(page - 1);
+}
+
+static bool env_block(struct env_block *b)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char *slab, *end;
+	size_t env_size = round_pages(sizeof(struct cl_env_struct));
+	size_t bds_size = round_pages(bds_entries * sizeof(struct ecl_bds_frame));
+	size_t frs_size = round_pages(frs_entries * sizeof(struct ecl_frame));
+	size_t each = env_size + bds_size + frs_size;
+	char *p = NULL;
+
+	pthread_mutex_lock(&lock);
+	if (slab == end) {
+		char *m = mmap(NULL, each * ENV_SLAB, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		if (m != MAP_FAILED) {
+			slab = m;
+			end = m + each * ENV_SLAB;
+		}
+	}
+	if (slab != end) {
+		p = slab;
+		slab += each;
+	}
+	pthread_mutex_unlock(&lock);
+	if (!p)
+		return false;
+	b->env = (cl_env_ptr)p;
+	b->bds = (struct ecl_bds_frame *)(p + env_size);
+	b->frs = (struct ecl_frame *)(p + env_size + bds_size);
+	return true;
+}
+
+/*
+ * Makes s's environment.  The environment is not collectable memory: the
+ * arrays allocated for it are reachable only once s->user points to it
+ * (our root scan), so it is published first, arrays empty, and each array
+ * is stored, with its top, as soon as it is made.
+ */
+static void new_env(wk_stack *s)
+{
+	cl_env_ptr cur = ecl_process_env();
+	struct env_block b;
+	cl_env_ptr e;
+	cl_index n;
+	void *a;
+
+	if (!env_block(&b))
+		return; /* s->user stays NULL: the stack is never used */
+	e = b.env;
+	memcpy(e, cur, sizeof(*e)); /* the thread's part; the rest below */
+	e->c_env = NULL;
+	e->packages_to_be_created = ECL_NIL;
+	e->packages_to_be_created_p = ECL_NIL;
+	e->string_pool = ECL_NIL;
+	e->stack = e->stack_top = NULL;
+	e->nvalues = 0;
+	e->function = ECL_NIL;
+	e->stack_frame = NULL;
+	e->frame_id = 0;
+	e->bds_org = b.bds;
+	e->bds_top = b.bds - 1;
+	e->bds_size = bds_entries;
+	e->bds_limit_size = bds_entries - 2 * bds_margin;
+	e->frs_org = b.frs;
+	e->frs_top = b.frs - 1;
+	e->frs_size = frs_entries;
+	e->frs_limit_size = frs_entries - 2 * frs_margin;
+	__atomic_store_n(&s->user, e, __ATOMIC_RELEASE);
+
+	n = LISP_USE + 2 * lisp_margin;
+	a = ecl_alloc_atomic(n * sizeof(cl_object));
+	((cl_object *)a)[0] = ecl_make_fixnum(0);
+	e->stack = a;
+	e->stack_top = e->stack + 1;
+	e->stack_size = n;
+	e->stack_limit_size = LISP_USE;
+
+	reset_env(e, s);
+}
+
+/* Swaps the stack's special bindings with the thread's table. */
+static void swap_bindings(cl_env_ptr e, cl_object *table, bool out)
+{
+	struct ecl_bds_frame *b;
+
+	if (out) {
+		for (b = e->bds_top; b >= e->bds_org; b--) {
+			cl_object *slot = table + b->symbol->symbol.binding;
+			cl_object v = *slot;
+
+			*slot = b->value;
+			b->value = v;
+		}
+	} else {
+		for (b = e->bds_org; b <= e->bds_top; b++) {
+			cl_object *slot = table + b->symbol->symbol.binding;
+			cl_object v = *slot;
+
+			*slot = b->value;
+			b->value = v;
+		}
+	}
+}
+
+/*
+ * Makes the thread's table (now e's) long enough for e's bindings: each
+ * thread's table grows on its own, so a worker that bound a special on
+ * another thread may carry an index past this one's end.  As ECL grows
+ * it (stacks.d): a quarter beyond the indices given out so far.
+ */
+static void fit_table(cl_env_ptr e)
+{
+	cl_index need = 0, size;
+	cl_object v;
+
+	for (struct ecl_bds_frame *b = e->bds_org; b <= e->bds_top; b++)
+		if (b->symbol->symbol.binding + 1 > need)
+			need = b->symbol->symbol.binding + 1;
+	if (need <= e->thread_local_bindings_size)
+		return;
+	size = cl_core.last_var_index + cl_core.last_var_index / 4;
+	if (size < need)
+		size = need;
+	v = si_make_vector(ECL_T, ecl_make_fixnum(size), ECL_NIL, ECL_NIL,
+			   ECL_NIL, ECL_NIL);
+	si_fill_array_with_elt(v, ECL_NO_TL_BINDING, ecl_make_fixnum(0), ECL_NIL);
+	ecl_copy_subarray(v, 0, e->bindings_array, 0,
+			  e->bindings_array->vector.dim);
+	e->bindings_array = v;
+	e->thread_local_bindings_size = v->vector.dim;
+	e->thread_local_bindings = v->vector.self.t;
+}
+
+static void move_thread_part(cl_env_ptr f, cl_env_ptr e)
+{
+	e->thread_local_bindings_size = f->thread_local_bindings_size;
+	e->thread_local_bindings = f->thread_local_bindings;
+	e->bindings_array = f->bindings_array;
+#if !defined(ECL_CMU_FORMAT)
+	e->fmt_aux_stream = f->fmt_aux_stream;
+#endif
+	memcpy(e->big_register, f->big_register, sizeof e->big_register);
+	e->own_process = f->own_process;
+	e->interrupt_struct = f->interrupt_struct;
+	e->default_sigmask = f->default_sigmask;
+	e->method_cache = f->method_cache;
+	e->slot_cache = f->slot_cache;
+#ifdef HAVE_LIBFFI
+	e->ffi_args_limit = f->ffi_args_limit;
+	e->ffi_types = f->ffi_types;
+	e->ffi_values = f->ffi_values;
+	e->ffi_values_ptrs = f->ffi_values_ptrs;
+#endif
+	e->trap_fpe_bits = f->trap_fpe_bits;
+	e->cleanup = f->cleanup;
+}
+
+/* ---------------------------------------------------------------- hooks */
+
+static int stack_init(wk_stack *s, void *ctx)
+{
+	if (s->native) {
+		struct GC_stack_base sb;
+
+		gc_self.handle = GC_get_my_stackbottom(&sb);
+		gc_self.native_bottom = sb.mem_base;
+		gc_self.switching = 0;
+		gc_self.native_env = ecl_process_env();
+		s->user = gc_self.native_env;
+		return 0;
+	}
+	new_env(s);
+	return s->user ? 0 : -WK_ENOMEM;
+}
+
+static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
+{
+	cl_env_ptr f = from->user, e = to->user;
+
+	/* A thread's own stack keeps its bindings in the table: they are
+	 * the thread's (ECL binds MP:*CURRENT-PROCESS* there), under every
+	 * worker that runs on it. */
+	if (!from->native)
+		swap_bindings(f, f->thread_local_bindings, true);
+	move_thread_part(f, e);
+	if (to->native) {
+		/* back to the thread's own: its bindings never left */
+	} else if (to->fresh) {
+		reset_env(e, to);
+	} else {
+		fit_table(e);
+		swap_bindings(e, e->thread_local_bindings, false);
+	}
+	pthread_setspecific(env_key, e);
+	/* From here until stack_enter, the bottom the collector uses is
+	 * whichever stack the thread is on when it stops (suspend_handler). */
+	gc_self.from = from;
+	gc_self.to = to;
+	atomic_signal_fence(memory_order_seq_cst);
+	gc_self.switching = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+static void stack_enter(wk_stack *from, wk_stack *to, void *ctx)
+{
+	set_bottom(bottom_of(to));
+	atomic_signal_fence(memory_order_seq_cst);
+	gc_self.switching = 0;
+}
+
+static void stack_free(wk_stack *s, void *ctx)
+{
+	if (s->user && !s->native)
+		reset_env(s->user, s);
+}
+
+/* ---------------------------------------------------------------- collector */
+
+/* What ECL's own scan does for a thread's environment: the stacks'
+ * live parts, the arrays themselves kept (they are collectable), and the
+ * environment (mapped memory, like ECL's). */
+/* Eager pushes only: a range push takes a mark-stack entry each, and
+ * thousands of them overflow it while roots are pushed (an abort); an
+ * eager one scans now and pushes what it finds, which may overflow
+ * safely (the collector rescans). */
+static void mark_array(void *org, void *end)
+{
+	if (end && (char *)end > (char *)org)
+		GC_push_all_eager(org, end);
+	if (GC_base(org) == org) /* collectable (not a worker's mapped one) */
+		GC_set_mark_bit(org);
+}
+
+static void mark_env(cl_env_ptr e)
+{
+	/* An array stored before its top (new_env) shows an empty range. */
+	if (e->stack)
+		mark_array(e->stack, e->stack_top);
+	if (e->frs_org)
+		mark_array(e->frs_org, e->frs_top ? e->frs_top + 1 : NULL);
+	if (e->bds_org)
+		mark_array(e->bds_org, e->bds_top ? e->bds_top + 1 : NULL);
+	GC_push_all_eager((void *)e, (void *)(e + 1));
+}
+
+static void push_stack(wk_stack *s, void *arg)
+{
+	char *sp = __atomic_load_n((char **)&s->sp, __ATOMIC_RELAXED);
+
+	if (s->user)
+		mark_env(s->user);
+	if (sp && sp < s->hi)
+		GC_push_all_eager(sp, s->hi);
+}
+
+/*
+ * ECL's scan first: it pushes ranges, which need room on the mark stack
+ * that our eager pushes may have filled (see mark_array).  It marks the
+ * environment of each process (`env`, which stays the one ECL made for
+ * the thread) and the collecting thread's current one, whose arrays it
+ * takes for collectable memory: on a scheduler thread that runs a worker's
+ * environment, the thread's own is made current for the length of the
+ * scan, signals blocked (an interrupt must not see the swap).
+ */
+static void push_roots(void)
+{
+	cl_env_ptr native = gc_self.native_env;
+	cl_env_ptr cur = native ? pthread_getspecific(env_key) : NULL;
+	bool swap = native && cur && cur != native;
+	sigset_t all, old;
+
+	if (swap) {
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		pthread_setspecific(env_key, native);
+	}
+	if (next_push_roots)
+		next_push_roots();
+	if (swap) {
+		pthread_setspecific(env_key, cur);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	wk_stacks_each(push_stack, NULL);
+}
+
+/* The collector's suspend handler, after fixing the bottom of a thread
+ * caught switching (see above). */
+static void suspend_handler(int sig, siginfo_t *info, void *uc)
+{
+	struct gc_thread *g = &gc_self;
+
+	if (g->switching) {
+		char here;
+		wk_stack *on = (&here >= g->to->lo && &here < g->to->hi)
+				       ? g->to
+				       : g->from;
+
+		set_bottom(bottom_of(on));
+	}
+	if (gc_suspend_next.sa_flags & SA_SIGINFO)
+		gc_suspend_next.sa_sigaction(sig, info, uc);
+	else
+		gc_suspend_next.sa_handler(sig);
+}
+
+int wkl_stacks_install(void)
+{
+	static bool done;
+	struct sigaction sa;
+	int sig = GC_get_suspend_signal();
+
+	if (done)
+		return 0;
+	if (!find_env_key())
+		return -WK_ESTATE;
+	env_key_known = true;
+	c_margin = (size_t)ecl_option_values[ECL_OPT_C_STACK_SAFETY_AREA];
+	bds_margin = (cl_index)ecl_option_values[ECL_OPT_BIND_STACK_SAFETY_AREA];
+	frs_margin = (cl_index)ecl_option_values[ECL_OPT_FRAME_STACK_SAFETY_AREA];
+	lisp_margin = (cl_index)ecl_option_values[ECL_OPT_LISP_STACK_SAFETY_AREA];
+	bds_entries = (cl_index)ecl_option_values[ECL_OPT_BIND_STACK_SIZE] +
+		      2 * bds_margin;
+	frs_entries = (cl_index)ecl_option_values[ECL_OPT_FRAME_STACK_SIZE] +
+		      2 * frs_margin;
+	if (sigaction(sig, NULL, &gc_suspend_next) != 0)
+		return -WK_ESTATE;
+	sa = gc_suspend_next;
+	sa.sa_sigaction = suspend_handler;
+	sa.sa_flags |= SA_SIGINFO;
+	if (sigaction(sig, &sa, NULL) != 0)
+		return -WK_ESTATE;
+	next_push_roots = GC_get_push_other_roots();
+	GC_set_push_other_roots(push_roots);
+	done = true;
+	return 0;
+}
+
+void wkl_stacks_config(wk_config *c)
+{
+	c->stack_size = WKL_STACK_SIZE;
+	c->stack_init = stack_init;
+	c->stack_leave = stack_leave;
+	c->stack_enter = stack_enter;
+	c->stack_free = stack_free;
+}
+
+void wkl_stacks_reset_limits(cl_env_ptr env)
+{
+	/* A pooled stack's environment after a slice: an overflow moved a
+	 * limit into its safety area (and a handler may have declined to
+	 * grow the stack); give the areas back, as ECL computes them. */
+	env->cs_limit = env->cs_barrier + 2 * c_margin;
+	env->bds_limit = env->bds_org + (env->bds_size - 2 * bds_margin);
+	env->frs_limit = env->frs_org + (env->frs_size - 2 * frs_margin);
+}
