@@ -74,7 +74,6 @@
 extern cl_fixnum ecl_option_values[];
 
 static pthread_key_t env_key;
-static bool env_key_known;
 /* ECL's safety areas, read once: C stack (bytes), bindings, frames and
  * Lisp stack slots. */
 static size_t c_margin;
@@ -149,8 +148,6 @@ static void reset_env(cl_env_ptr e, const wk_stack *s)
 	e->stack_limit = e->stack + (e->stack_size - 2 * lisp_margin);
 	e->nlj_fr = NULL;
 	e->stack_top = e->stack + 1; /* ECL's stack keeps one element */
-	ihs_base.function = ECL_NIL;
-	ihs_base.lex_env = ECL_NIL;
 	e->ihs_top = &ihs_base;
 	e->nvalues = 0; /* values beyond are garbage, as ECL leaves them */
 	e->function = ECL_NIL;
@@ -502,7 +499,8 @@ int wkl_stacks_install(void)
 		return 0;
 	if (!find_env_key())
 		return -WK_ESTATE;
-	env_key_known = true;
+	ihs_base.function = ECL_NIL;
+	ihs_base.lex_env = ECL_NIL;
 	c_margin = (size_t)ecl_option_values[ECL_OPT_C_STACK_SAFETY_AREA];
 	bds_margin = (cl_index)ecl_option_values[ECL_OPT_BIND_STACK_SAFETY_AREA];
 	frs_margin = (cl_index)ecl_option_values[ECL_OPT_FRAME_STACK_SAFETY_AREA];
