@@ -95,7 +95,7 @@ struct wkint_worker {
 	wk_id id;
 	uint64_t gen;          /* generation of this slot; survives reuse   */
 	uint32_t index;        /* slot index; survives reuse                */
-	int home;              /* scheduler it runs on (pinned: must)       */
+	int16_t home;          /* its scheduler (pinned: must); <= 1024     */
 	uint8_t pinned;
 	uint8_t mode;          /* default mode of its sends                 */
 	uint8_t timed_out;
@@ -104,6 +104,7 @@ struct wkint_worker {
 	uint8_t pending;       /* PENDING_*                                 */
 	uint8_t stackful;      /* wk_recv_wait parks it, stack and all      */
 	int8_t recv_status;    /* wk_recv_status: 0 or a negated WK_E*      */
+	uint8_t arena_private; /* arena_base is a private mmap              */
 	/* The stack it parked on inside its step; NULL if it parked at a
 	 * step's end (or runs).  Written by the thread that parks or
 	 * resumes it. */
@@ -124,7 +125,6 @@ struct wkint_worker {
 	char *arena_end;
 	char *arena_hwm;       /* highest byte ever handed out: what to free */
 	size_t arena_want;     /* 0: the slot; else a private map this big  */
-	uint8_t arena_private; /* arena_base is a private mmap              */
 	/* The mailbox's reading end: popped by the worker only; a sender
 	 * writes it only when it finds the mailbox empty (then it reads
 	 * `state` too, to wake the worker). */
