@@ -80,8 +80,8 @@ enum {
 
 /*
  * Once, on a thread ECL knows, before the first wk_start: finds ECL's
- * environment key, lowers ECL's stack safety areas to a worker's scale,
- * chains the collector's root scan and suspend handler.  0 or -WK_ESTATE.
+ * environment key, reads ECL's stack sizes and safety areas, chains the
+ * collector's root scan and suspend handler.  0 or -WK_ESTATE.
  */
 int wkl_stacks_install(void);
 /* Sets the stack size and the stack hooks of a wk_config. */

@@ -10,9 +10,9 @@
  * the IHS and the C-stack limits.  A worker that parks inside a function
  * keeps its C stack, frames included, and may resume on another thread:
  * so the environment its frames point to must be its stack's, not a
- * thread's.  Each pooled stack has one (user of its wk_stack), with small
- * stacks of its own that ECL grows as usual; each thread's own stack has
- * the environment ECL made when it imported the thread.
+ * thread's.  Each pooled stack has one (user of its wk_stack), with stacks
+ * of its own (below); each thread's own stack has the environment ECL made
+ * when it imported the thread.
  *
  * What belongs to the thread, not the stack, moves with the thread on
  * every switch (move_thread_part): the special-variable table (below),
@@ -33,17 +33,17 @@
  * binds MP:*CURRENT-PROCESS* there).
  *
  * The collector.  Boehm scans a running thread's stack from its stack
- * pointer to the bottom it registered, which we move to the stack being
- * entered (GC_set_stackbottom, on the thread's own handle: a plain store).
- * A stop-the-world can fall between that store and the move of the stack
- * pointer: the thread would be scanned from one stack to another's
- * bottom.  So the switch raises a per-thread flag around it, and our
- * wrapper of the collector's suspend-signal handler, seeing the flag, sets
- * the bottom of whichever stack the thread is on at that instant before
- * the collector records it.  No lock, no system call per switch.  Stacks
- * switched away from (a parked worker's, a thread's own while it runs a
- * pooled one) and every environment are pushed by our root-scan hook,
- * chained before ECL's.
+ * pointer to the bottom it registered, which we set to the stack entered
+ * (GC_set_stackbottom, on the thread's own handle: a plain store) once the
+ * switch is over.  A stop-the-world can fall while the stack pointer has
+ * moved and the bottom has not: the thread would be scanned from one
+ * stack to another's bottom.  So the switch raises a per-thread flag
+ * around it, and our wrapper of the collector's suspend-signal handler,
+ * seeing the flag, sets the bottom of whichever stack the thread is on at
+ * that instant before the collector records it.  No lock, no system call
+ * per switch.  Stacks switched away from (a parked worker's, a thread's
+ * own while it runs a pooled one) and every environment are pushed by our
+ * root-scan hook, chained after ECL's.
  */
 #include "glue.h"
 
