@@ -32,6 +32,9 @@
  * (AFTER_FREE_PREV); when its step returns, the loop frames under it
  * carry on as this thread's loop.  So frames of the loop may find
  * themselves on another thread after a step: they read wkint_tls anew.
+ * When the step that parks woke a worker that is itself parked on a
+ * stack (a ping-pong, a ring), it switches straight to that stack, as
+ * place_woken would have run it next: one switch per hop, not two.
  *
  * Only the party that moved a worker to RUNNABLE puts it in a queue, so a
  * worker is in at most one queue, once.  (The `pending_next` slot below
@@ -593,21 +596,59 @@ static void do_after(void)
 	}
 }
 
+/*
+ * The worker w's step woke, if it is parked on a stack too and may run
+ * next here (the hand-off of place_woken, within CHAIN_MAX): then the
+ * parking step switches straight to it, one switch instead of two (via a
+ * fresh stack and the loop).  NULL if not; the woken worker, if any,
+ * stays where it was.
+ */
+static struct wkint_worker *direct_successor(struct wkint_sched *s)
+{
+	struct wkint_worker *x;
+
+	if (s->next || s->chain >= CHAIN_MAX ||
+	    !atomic_load_explicit(&s->pending_next, memory_order_relaxed))
+		return NULL;
+	x = take_woken(s);
+	if (x && (!x->stack || x->pending == PENDING_WAIT)) {
+		s->next = x; /* as place_woken would: runs next */
+		s->chain++;
+		return NULL;
+	}
+	if (x)
+		s->chain++;
+	return x;
+}
+
 bool wkint_sched_park_here(struct wkint_worker *w, int *err)
 {
 	struct wkint_tls *t = wkint_tls_now();
+	struct wkint_sched *s = t->thread ? t->thread->sched : NULL;
 	struct wkint_stack *next;
+	struct wkint_worker *x;
 
-	if (!t->stack || !t->thread || !t->thread->sched)
+	if (!t->stack || !s)
 		return false;
-	if (!(next = wkint_stack_get())) {
+	/* Published as WAITING only once this stack is left (the arriving
+	 * side parks it): nobody can resume w before its stack is saved. */
+	if ((x = direct_successor(s))) {
+		uint64_t state = atomic_load_explicit(&x->state,
+						      memory_order_relaxed);
+
+		atomic_store_explicit(&x->state, WS_WITH(state, WS_RUNNING),
+				      memory_order_relaxed);
+		wkint_counter_add(&s->slices, 1);
+		next = x->stack;
+		x->stack = NULL;
+		t->worker = x;
+	} else if ((next = wkint_stack_get())) {
+		t->worker = NULL;
+	} else {
 		*err = -WK_ENOMEM;
 		return false;
 	}
-	/* Published as WAITING only once this stack is left (the arriving
-	 * side parks it): nobody can resume w before its stack is saved. */
 	w->stack = t->stack;
-	t->worker = NULL;
 	t->after = AFTER_PARK;
 	t->after_worker = w;
 	wkint_stack_switch(t->stack, next, false);

@@ -264,6 +264,26 @@ TEST(stackful__a_timeout_inside_a_step_returns_null_timed_out)
 	CHECK_EQ(atomic_load(&timeout_status), -WK_ETIMEDOUT);
 }
 
+static _Atomic int seen_parked, bad_sp;
+
+static void look(wk_stack *s, void *arg)
+{
+	char *sp = __atomic_load_n(&s->sp, __ATOMIC_RELAXED);
+
+	if (!sp || s->native)
+		return;
+	atomic_fetch_add(&seen_parked, 1);
+	if (sp < s->lo || sp >= s->hi)
+		atomic_fetch_add(&bad_sp, 1);
+}
+
+static bool walk_sees(void *arg)
+{
+	atomic_store(&seen_parked, 0);
+	wk_stacks_each(look, NULL);
+	return atomic_load(&seen_parked) >= (int)(uintptr_t)arg;
+}
+
 /* ------------------------------------------------------------ stop */
 
 static _Atomic int ended_shutdown;
@@ -293,7 +313,9 @@ TEST(stackful__stop_destroys_workers_parked_inside_their_steps)
 		START(&c);
 		for (int i = 0; i < n; i++)
 			REQUIRE(t_spawn_opts(wait_forever_inside, NULL, &o));
-		REQUIRE(t_eventually(all_parked, (void *)(uintptr_t)n,
+		/* Parked, stacks saved: not merely on their way (a wait that
+		 * sees the stop begin returns NULL and ends its step). */
+		REQUIRE(t_eventually(walk_sees, (void *)(uintptr_t)n,
 				     T_PATIENCE));
 		REQUIRE_EQ(wk_stop(), 0);
 		CHECK_EQ(atomic_load(&ended_shutdown), n);
@@ -303,7 +325,7 @@ TEST(stackful__stop_destroys_workers_parked_inside_their_steps)
 
 /* ------------------------------------------------------------ hooks */
 
-static _Atomic int inits, leaves, enters, frees, bad_sp;
+static _Atomic int inits, leaves, enters, frees;
 
 static int h_init(wk_stack *s, void *ctx)
 {
@@ -321,26 +343,6 @@ static void h_enter(wk_stack *from, wk_stack *to, void *ctx)
 static void h_free(wk_stack *s, void *ctx)
 {
 	atomic_fetch_add(&frees, 1);
-}
-
-static _Atomic int seen_parked;
-
-static void look(wk_stack *s, void *arg)
-{
-	char *sp = __atomic_load_n(&s->sp, __ATOMIC_RELAXED);
-
-	if (!sp || s->native)
-		return;
-	atomic_fetch_add(&seen_parked, 1);
-	if (sp < s->lo || sp >= s->hi)
-		atomic_fetch_add(&bad_sp, 1);
-}
-
-static bool walk_sees(void *arg)
-{
-	atomic_store(&seen_parked, 0);
-	wk_stacks_each(look, NULL);
-	return atomic_load(&seen_parked) >= (int)(uintptr_t)arg;
 }
 
 TEST(stackful__hooks_pair_up_and_parked_stacks_are_walked)
