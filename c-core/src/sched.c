@@ -597,11 +597,11 @@ static void do_after(void)
 }
 
 /*
- * The worker w's step woke, if it is parked on a stack too and may run
- * next here (the hand-off of place_woken, within CHAIN_MAX): then the
+ * The worker the parking step woke, if it is parked on a stack too and
+ * may run next here (place_woken's hand-off, within CHAIN_MAX): then the
  * parking step switches straight to it, one switch instead of two (via a
- * fresh stack and the loop).  NULL if not; the woken worker, if any,
- * stays where it was.
+ * fresh stack and the loop).  NULL if not; a woken worker that has no
+ * stack goes to the next slot, as place_woken would put it.
  */
 static struct wkint_worker *direct_successor(struct wkint_sched *s)
 {

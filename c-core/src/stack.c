@@ -23,7 +23,7 @@
  * before, and what the arriving side must do (free the stack it came
  * from, park a worker) is left in the thread's wkint_tls, which the
  * arriving side reads first (wkint_stack_arrived).  A fresh stack starts
- * in wkint_stack_entry.
+ * in wkint_sched_stack_main.
  *
  *   sp != NULL  switched away from: the live part is [sp, hi)
  *   sp == NULL  running, or free
@@ -154,6 +154,7 @@ static void guard(char *page)
 
 static void lock_free_list(void);
 static void unlock_free_list(void);
+static void push_free_locked(struct wkint_stack *s);
 
 /* Makes a slab of stacks; all but the one returned go to the free list. */
 static struct wkint_stack *new_slab(void)
@@ -196,13 +197,10 @@ static struct wkint_stack *new_slab(void)
 	for (int i = 0; i < SLAB_STACKS; i++) {
 		if (v[i].dead)
 			continue;
-		if (!first) {
+		if (!first)
 			first = &v[i];
-			continue;
-		}
-		v[i].next_free = free_list;
-		free_list = &v[i];
-		free_count++;
+		else
+			push_free_locked(&v[i]);
 	}
 	unlock_free_list();
 	return first;
@@ -226,6 +224,14 @@ static void unlock_free_list(void)
 	atomic_store_explicit(&free_lock, 0, memory_order_release);
 }
 
+/* Puts s on the free list; the caller holds free_lock. */
+static void push_free_locked(struct wkint_stack *s)
+{
+	s->next_free = free_list;
+	free_list = s;
+	__atomic_store_n(&free_count, free_count + 1, __ATOMIC_RELAXED);
+}
+
 static void fiber_init(struct wkint_stack *s)
 {
 #ifdef WK_TSAN
@@ -246,7 +252,8 @@ struct wkint_stack *wkint_stack_get(void)
 		lock_free_list();
 		if ((s = free_list)) {
 			free_list = s->next_free;
-			free_count--;
+			__atomic_store_n(&free_count, free_count - 1,
+					 __ATOMIC_RELAXED);
 		}
 		unlock_free_list();
 		if (!s && !(s = new_slab()))
@@ -262,7 +269,6 @@ struct wkint_stack *wkint_stack_get(void)
 void wkint_stack_put(struct wkint_stack *s)
 {
 	struct wkint_tls *t = wkint_tls_now();
-	bool cold;
 
 	set_sp(s, NULL);
 	if (wkint_rt.cfg.stack_free)
@@ -274,18 +280,16 @@ void wkint_stack_put(struct wkint_stack *s)
 		t->cache[t->ncache++] = s;
 		return;
 	}
-	lock_free_list();
-	cold = free_count >= FREE_WARM;
-	s->next_free = free_list;
-	free_list = s;
-	free_count++;
-	unlock_free_list();
-	/* Its memory back to the OS, but for the top page: the stack stays
-	 * the pool's (another thread may take it now: only the kernel's
-	 * view of its pages changes, not its contents' owner). */
-	if (cold)
+	/* Past FREE_WARM free stacks, its memory goes back to the OS (all
+	 * but the top page), while it is still ours: once on the list,
+	 * another thread may run on it.  (The count is a hint: read
+	 * unlocked.) */
+	if (__atomic_load_n(&free_count, __ATOMIC_RELAXED) >= FREE_WARM)
 		madvise(s->pub.lo, (size_t)(s->pub.hi - s->pub.lo) - page_size,
 			MADV_DONTNEED);
+	lock_free_list();
+	push_free_locked(s);
+	unlock_free_list();
 }
 
 /* A thread's cache goes back to the free list when it ends. */
@@ -293,15 +297,10 @@ void wkint_stack_thread_end(void)
 {
 	struct wkint_tls *t = wkint_tls_now();
 
-	while (t->ncache) {
-		struct wkint_stack *s = t->cache[--t->ncache];
-
-		lock_free_list();
-		s->next_free = free_list;
-		free_list = s;
-		free_count++;
-		unlock_free_list();
-	}
+	lock_free_list();
+	while (t->ncache)
+		push_free_locked(t->cache[--t->ncache]);
+	unlock_free_list();
 }
 
 void wk_stacks_each(void (*fn)(wk_stack *s, void *arg), void *arg)
