@@ -291,8 +291,10 @@ static void swap_bindings(cl_env_ptr e, cl_object *table, bool out)
 /*
  * Makes the thread's table (now e's) long enough for e's bindings: each
  * thread's table grows on its own, so a worker that bound a special on
- * another thread may carry an index past this one's end.  As ECL grows
- * it (stacks.d): a quarter beyond the indices given out so far.
+ * another thread may carry an index past this one's end (stack_leave
+ * calls this only when the table is shorter than the one e last ran
+ * with).  As ECL grows it (stacks.d): a quarter beyond the indices given
+ * out so far.
  */
 static void fit_table(cl_env_ptr e)
 {
@@ -362,19 +364,19 @@ static int stack_init(wk_stack *s, void *ctx)
 static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
 {
 	cl_env_ptr f = from->user, e = to->user;
+	/* The table e last ran with: every index it bound fits in it. */
+	cl_index fits = e->thread_local_bindings_size;
 
 	/* A thread's own stack keeps its bindings in the table: they are
 	 * the thread's (ECL binds MP:*CURRENT-PROCESS* there), under every
-	 * worker that runs on it. */
+	 * worker that runs on it.  A fresh stack has none (new_env and
+	 * stack_free empty it). */
 	if (!from->native)
 		swap_bindings(f, f->thread_local_bindings, true);
 	move_thread_part(f, e);
-	if (to->native) {
-		/* back to the thread's own: its bindings never left */
-	} else if (to->fresh) {
-		reset_env(e, to);
-	} else {
-		fit_table(e);
+	if (!to->native) {
+		if (e->thread_local_bindings_size < fits)
+			fit_table(e);
 		swap_bindings(e, e->thread_local_bindings, false);
 	}
 	pthread_setspecific(env_key, e);
@@ -402,30 +404,24 @@ static void stack_free(wk_stack *s, void *ctx)
 
 /* ---------------------------------------------------------------- collector */
 
-/* What ECL's own scan does for a thread's environment: the stacks'
- * live parts, the arrays themselves kept (they are collectable), and the
- * environment (mapped memory, like ECL's). */
-/* Eager pushes only: a range push takes a mark-stack entry each, and
- * thousands of them overflow it while roots are pushed (an abort); an
- * eager one scans now and pushes what it finds, which may overflow
- * safely (the collector rescans). */
-static void mark_array(void *org, void *end)
-{
-	if (end && (char *)end > (char *)org)
-		GC_push_all_eager(org, end);
-	if (GC_base(org) == org) /* collectable (not a worker's mapped one) */
-		GC_set_mark_bit(org);
-}
-
+/*
+ * What ECL's own scan does for a thread's environment, for a pooled
+ * stack's (a thread's own is ECL's to mark: it stays its process's
+ * `env`).  Eager pushes only: a range push takes a mark-stack entry each,
+ * and thousands of them overflow it while roots are pushed (an abort); an
+ * eager one scans now and pushes what it finds, which may overflow safely
+ * (the collector rescans).  The Lisp stack is collectable memory, kept
+ * alive here; the binding and frame stacks and the environment itself
+ * are mapped (env_block).
+ */
 static void mark_env(cl_env_ptr e)
 {
-	/* An array stored before its top (new_env) shows an empty range. */
-	if (e->stack)
-		mark_array(e->stack, e->stack_top);
-	if (e->frs_org)
-		mark_array(e->frs_org, e->frs_top ? e->frs_top + 1 : NULL);
-	if (e->bds_org)
-		mark_array(e->bds_org, e->bds_top ? e->bds_top + 1 : NULL);
+	if (e->stack) { /* NULL until new_env made it */
+		GC_push_all_eager(e->stack, e->stack_top);
+		GC_set_mark_bit(e->stack);
+	}
+	GC_push_all_eager(e->frs_org, e->frs_top + 1);
+	GC_push_all_eager(e->bds_org, e->bds_top + 1);
 	GC_push_all_eager((void *)e, (void *)(e + 1));
 }
 
@@ -433,7 +429,7 @@ static void push_stack(wk_stack *s, void *arg)
 {
 	char *sp = __atomic_load_n((char **)&s->sp, __ATOMIC_RELAXED);
 
-	if (s->user)
+	if (s->user && !s->native)
 		mark_env(s->user);
 	if (sp && sp < s->hi)
 		GC_push_all_eager(sp, s->hi);
