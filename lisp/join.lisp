@@ -78,15 +78,8 @@ worker it is CL:SLEEP.
 **NOTE** A package that uses both COMMON-LISP and WORKERS must choose:
 (:SHADOWING-IMPORT-FROM #:WORKERS #:SLEEP), or write WK:SLEEP."
   (check-type seconds (real 0))
-  (let ((worker *current-worker*))
-    (if (null worker)
-        (cl:sleep seconds)
-        (let ((deadline (%deadline seconds)))
-          (loop
-            (%check-signals worker)
-            (let ((remaining (%remaining-ns deadline)))
-              (when (zerop remaining)
-                (return nil))
-              (let ((message (%park-inside worker remaining)))
-                (when message
-                  (%inbox-push worker message)))))))))
+  (if *current-worker*
+      ;; A RECEIVE that matches nothing: it files what comes, acts on
+      ;; exit signals, and parks until its :AFTER.
+      (receive (:after seconds nil))
+      (cl:sleep seconds)))

@@ -236,19 +236,14 @@ Ctrl-C in the REPL) run.")
 ;;; RECEIVE outside a slice of its own: park the worker (or block a thread).
 
 (defun %wait-for-message (worker remaining-ns)
-  "Waits up to REMAINING-NS (-1: forever) for one message into WORKER's
-inbox.  In a worker, the worker parks with its stack (a wake-up ends the
-wait too); elsewhere the thread waits in pieces so that interrupts get
-in."
-  (if *current-worker*
-      (let ((message (%park-inside worker remaining-ns)))
-        (when message
-          (%inbox-push worker message)))
-      (mp:without-interrupts
-        (multiple-value-bind (status object)
-            (workers.ffi::%recv-wait (%piece remaining-ns))
-          (when (%received status object)
-            (%inbox-push worker object))))))
+  "In a thread that is not a worker: waits up to REMAINING-NS (-1:
+forever) for one message into WORKER's inbox, in pieces so that
+interrupts get in."
+  (mp:without-interrupts
+    (multiple-value-bind (status object)
+        (workers.ffi::%recv-wait (%piece remaining-ns))
+      (when (%received status object)
+        (%inbox-push worker object)))))
 
 (defun %park-inside (worker ns)
   "The wait of a worker inside a function: parks it, stack and all, for up
@@ -274,18 +269,16 @@ of memory): the worker did not wait."
 (defun %receive (matcher runner timeout after)
   "RECEIVE nested in a form, or in a thread that is not a worker.  Takes
 messages as a RECEIVE slice does (%NEXT-MESSAGE: one at a time, only those
-that match no clause filed in the inbox); the clock is read once it must
-wait."
+that match no clause filed in the inbox)."
   (let ((worker (self))
-        (deadline (and timeout (%deadline timeout))))
+        (deadline (%deadline timeout)))
     (loop
       (%check-signals worker)
       (%check-mailbox-size worker)
       (multiple-value-bind (index message) (%next-message worker matcher)
         (when index
           (return (funcall (the function runner) index message))))
-      (let ((remaining (%remaining-ns (or deadline
-                                          (setf deadline (%deadline timeout))))))
+      (let ((remaining (%remaining-ns deadline)))
         (when (zerop remaining)
           (return (and after (funcall (the function after)))))
         (if *current-worker*
