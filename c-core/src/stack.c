@@ -308,7 +308,7 @@ void wk_stacks_each(void (*fn)(wk_stack *s, void *arg), void *arg)
 	for (struct wkint_stack *s = atomic_load_explicit(&all_stacks,
 							   memory_order_acquire);
 	     s; s = s->next_all)
-		if (!s->dead)
+		if (!__atomic_load_n(&s->dead, __ATOMIC_ACQUIRE))
 			fn(&s->pub, arg);
 }
 
