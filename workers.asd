@@ -53,6 +53,8 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                (:file "supervisor-tests")
                (:file "bad-input-tests")
                (:file "transport-tests")
+               (:file "waiting-tests")
+               (:file "preemption-tests")
                (:file "codec-tests")
                (:file "report"))
   :perform (test-op (o c)

@@ -18,7 +18,8 @@
 (defparameter *benchmarks*
   '("spawn" "fork-join" "ping-pong" "thread-ring" "counting" "fan-in" "big"
     "fib" "pmap" "pmap-speedup" "memory" "max-idle"
-    "fn-ping-pong" "fn-thread-ring" "fn-memory"))
+    "fn-ping-pong" "fn-thread-ring" "fn-memory"
+    "preempt-latency" "preempt-cost"))
 
 (defparameter *systems*
   '("workers-copy" "workers-share" "ecl-threads" "lparallel" "erlang"))
@@ -270,6 +271,9 @@ the number of benchmarks compared."
                            (<= v erlang)))))))
     (each-baseline "fn-memory" "fn-memory <= 8 KiB per worker parked in a function"
                    "KiB" #'<= 8)
+    ;; Issue 13: preemption costs the CPU-bound work at most 2%.
+    (each-baseline "preempt-cost" "preempt-cost <= 2% on CPU-bound work"
+                   "%" #'<= 2)
     (dolist (system *baselines*)
       (let ((v (baseline "max-idle" system))
             (n (let ((row (gethash (cons "max-idle" system) *rows*)))

@@ -26,7 +26,7 @@
 set -u
 cd "$(dirname "$0")/.."
 
-BENCHMARKS="spawn fork-join ping-pong thread-ring counting fan-in big fib pmap memory max-idle fn-ping-pong fn-thread-ring fn-memory"
+BENCHMARKS="spawn fork-join ping-pong thread-ring counting fan-in big fib pmap memory max-idle fn-ping-pong fn-thread-ring fn-memory preempt-latency preempt-cost"
 SYSTEMS="workers-copy workers-share ecl-threads lparallel erlang"
 REPS=3
 LIMIT=120

@@ -17,6 +17,7 @@
 ;;;;   slices                   the slice runner and the end of a worker
 ;;;;   spawn, join              spawning, WITH-WORKER; JOIN
 ;;;;   signals                  exits, links, monitors
+;;;;   preempt                  preemption, WITHOUT-PREEMPTION
 ;;;;   supervisor               CALL, REPLY, supervisors
 ("package"
  (:generated "constants")
@@ -35,4 +36,5 @@
  "spawn"
  "join"
  "signals"
+ "preempt"
  "supervisor")

@@ -91,6 +91,9 @@ struct gc_thread {
 	char *native_bottom;   /* the collector's bottom of the own stack  */
 	wk_stack *from, *to;   /* the switch under way                     */
 	volatile sig_atomic_t switching;
+	/* From the first store of stack_leave to the last of stack_enter:
+	 * the environment and the bindings are half moved (preempt.c). */
+	volatile sig_atomic_t moving;
 };
 static __thread struct gc_thread gc_self
 	__attribute__((tls_model("initial-exec")));
@@ -367,6 +370,9 @@ static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
 	/* The table e last ran with: every index it bound fits in it. */
 	cl_index fits = e->thread_local_bindings_size;
 
+	gc_self.moving = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+
 	/* A thread's own stack keeps its bindings in the table: they are
 	 * the thread's (ECL binds MP:*CURRENT-PROCESS* there), under every
 	 * worker that runs on it.  A fresh stack has none (new_env and
@@ -394,6 +400,13 @@ static void stack_enter(wk_stack *from, wk_stack *to, void *ctx)
 	set_bottom(bottom_of(to));
 	atomic_signal_fence(memory_order_seq_cst);
 	gc_self.switching = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+	gc_self.moving = 0;
+}
+
+int wkl_stacks_switching(void)
+{
+	return gc_self.moving;
 }
 
 static void stack_free(wk_stack *s, void *ctx)
