@@ -122,6 +122,10 @@ for rep in $(seq 1 "$REPS"); do
 			fn-*/ecl-threads | fn-*/lparallel)
 				[ "$rep" = 1 ] && skip "$bench" "$system" "the same program as ${bench#fn-} (a thread waits anywhere)"
 				continue ;;
+			# The OS preempts threads; Erlang has no switch to compare.
+			preempt-*/ecl-threads | preempt-*/lparallel | preempt-cost/erlang)
+				[ "$rep" = 1 ] && skip "$bench" "$system" "preemption cannot be turned off there to compare"
+				continue ;;
 			esac
 			# Not started if it would end past the budget (judged by its
 			# previous repetition).

@@ -37,9 +37,9 @@ would find the lock held by its own thread), or must not be paused
 halfway for its timing.  KILL and STOP still end the worker inside BODY;
 MP:WITHOUT-INTERRUPTS defers those too.
 
-**NOTE** It costs one special binding on entry and its undoing on exit
-(tens of nanoseconds): put it around a loop, not inside one.  Outside a
-worker it does nothing."
+**NOTE** It costs one special binding on entry and its undoing on exit:
+about a nanosecond here (a loop of 20 million entries ran within 1 ns per
+entry of the same loop without it).  Outside a worker it does nothing."
   `(let ((*preemptible* nil)) ,@body))
 
 (defun %preempt-interrupt ()

@@ -267,27 +267,32 @@ static void new_env(wk_stack *s)
 	reset_env(e, s);
 }
 
+/* Exchanges one binding's value with its table slot.  A binding being
+ * made (ECL pushes ECL_DUMMY_TAG, then fills the entry in with interrupts
+ * off) has nothing in the table yet: a preemption can fall between the
+ * two. */
+static inline void swap_binding(struct ecl_bds_frame *b, cl_object *table)
+{
+	if (b->symbol != ECL_DUMMY_TAG) {
+		cl_object *slot = table + b->symbol->symbol.binding;
+		cl_object v = *slot;
+
+		*slot = b->value;
+		b->value = v;
+	}
+}
+
 /* Swaps the stack's special bindings with the thread's table. */
 static void swap_bindings(cl_env_ptr e, cl_object *table, bool out)
 {
 	struct ecl_bds_frame *b;
 
 	if (out) {
-		for (b = e->bds_top; b >= e->bds_org; b--) {
-			cl_object *slot = table + b->symbol->symbol.binding;
-			cl_object v = *slot;
-
-			*slot = b->value;
-			b->value = v;
-		}
+		for (b = e->bds_top; b >= e->bds_org; b--)
+			swap_binding(b, table);
 	} else {
-		for (b = e->bds_org; b <= e->bds_top; b++) {
-			cl_object *slot = table + b->symbol->symbol.binding;
-			cl_object v = *slot;
-
-			*slot = b->value;
-			b->value = v;
-		}
+		for (b = e->bds_org; b <= e->bds_top; b++)
+			swap_binding(b, table);
 	}
 }
 
@@ -305,7 +310,8 @@ static void fit_table(cl_env_ptr e)
 	cl_object v;
 
 	for (struct ecl_bds_frame *b = e->bds_org; b <= e->bds_top; b++)
-		if (b->symbol->symbol.binding + 1 > need)
+		if (b->symbol != ECL_DUMMY_TAG &&
+		    b->symbol->symbol.binding + 1 > need)
 			need = b->symbol->symbol.binding + 1;
 	if (need <= e->thread_local_bindings_size)
 		return;

@@ -196,3 +196,33 @@ real, with a TYPE-ERROR, and leaves the runtime as it was."
         (signals type-error (start))))
     (is (not (running-p)))
     (when was (start))))
+
+(defvar *bound-a* :global)
+(defvar *bound-b* :global)
+
+(defun bind-and-check (k n)
+  "Binds two specials N times, nested, checking each value inside and
+outside; the number of wrong values seen."
+  (let ((bad 0))
+    (dotimes (i n bad)
+      (let ((*bound-a* k))
+        (let ((*bound-b* i))
+          (unless (and (eql *bound-a* k) (eql *bound-b* i)) (incf bad))))
+      (unless (and (eq *bound-a* :global) (eq *bound-b* :global)) (incf bad)))))
+
+(define-concurrency-test preemption--bindings-made-and-undone-across-many-preemptions-stay-each-workers-own
+    "Four workers on core 0 bind and unbind two specials a million times
+with a 1 ms budget, so that preemption falls inside binding and unbinding:
+each sees only its own values, and the global ones outside."
+  (let ((before (workers.ffi::%preempts)))
+    (unwind-protect
+         (progn
+           (setf *preemption-budget* 0.001)
+           (let ((workers (loop for k below 4
+                                collect (spawn* #'bind-and-check :args (list k 250000)
+                                                                 :core 0))))
+             (is (equal '(0 0 0 0)
+                        (mapcar (lambda (w) (join w :timeout *long*)) workers)))))
+      (setf *preemption-budget* 0.01))
+    (is (< before (workers.ffi::%preempts)))
+    (is (eq :global *bound-a*))))
