@@ -25,7 +25,7 @@
 ;;;;      stacks.c), which move with it.
 ;;;;
 ;;;; A refused point costs nothing: the monitor asks again at its next look
-;;;; (every half budget) while the same step goes on.
+;;;; (a quarter budget later) while the same step goes on.
 
 (in-package #:workers)
 

@@ -446,10 +446,11 @@ WK_API void wk_pool_free(int pool, void *obj);
  * interrupts, which wait for such points).
  *
  * Cost.  The monitor looks at each scheduler's step counter every
- * preempt_ns / 2 while any scheduler is awake, and sleeps while all
- * sleep (an idle runtime makes no wake-ups for it); a scheduler that
- * wakes from its sleep wakes the monitor if it sleeps.  A step and a
- * hand-off pay nothing for it.
+ * preempt_ns / 2 while any scheduler is awake (every quarter budget, at
+ * least a millisecond, while a step it called the hook for goes on: the
+ * binding may have refused that instant), and sleeps while all sleep (an idle runtime makes no wake-ups
+ * for it); a scheduler that wakes from its sleep wakes the monitor if it
+ * sleeps.  A step and a hand-off pay nothing for it.
  */
 
 /*

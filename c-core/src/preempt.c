@@ -15,9 +15,10 @@
  * reductions instead, which needs a compiler of its own.
  *
  * What it costs.  A step pays nothing: the counter exists already.  The
- * monitor looks every budget / 2 while any scheduler is awake, and sleeps
- * while all of them sleep; the scheduler that wakes first wakes it.  So
- * an idle runtime sees no wake-ups, and a hand-off no system call.
+ * monitor looks every budget / 2 while any scheduler is awake (every
+ * budget / 4 while a step it asked to yield goes on), and sleeps while all
+ * of them sleep; the scheduler that wakes first wakes it.  So an idle
+ * runtime sees no wake-ups, and a hand-off no system call.
  *
  * Invariants.
  *  - The hook runs under `lock`.  A core thread that ends takes `lock`
@@ -37,6 +38,14 @@
 #include "futex.h"
 
 #include <stdlib.h>
+
+/*
+ * After calling the hook, the next look comes sooner, a quarter budget
+ * but at least RETRY_MIN_NS later: the binding may have refused the point
+ * the thread was at (inside the C library, say), and a step that stays
+ * long is asked again at the next look.
+ */
+#define RETRY_MIN_NS 1000000
 
 static struct {
 	pthread_mutex_t lock; /* the hook vs. threads that end            */
@@ -74,11 +83,14 @@ static void fire(struct wkint_sched *s, int64_t ran_ns)
 	pthread_mutex_unlock(&mon.lock);
 }
 
-/* One look at every scheduler; false if all of them sleep. */
-static bool look(struct look *seen, int64_t budget)
+/* What a look found. */
+enum { ALL_ASLEEP, AWAKE, FIRED };
+
+/* One look at every scheduler. */
+static int look(struct look *seen, int64_t budget)
 {
 	int64_t now = wkint_now_ns();
-	bool awake = false;
+	int found = ALL_ASLEEP;
 
 	for (int i = 0; i < wkint_rt.nsched; i++) {
 		struct wkint_sched *s = &wkint_rt.scheds[i];
@@ -89,15 +101,17 @@ static bool look(struct look *seen, int64_t budget)
 			seen[i].since = 0;
 			continue;
 		}
-		awake = true;
+		if (found == ALL_ASLEEP)
+			found = AWAKE;
 		if (!seen[i].since || k != seen[i].slices) {
 			seen[i].slices = k;
 			seen[i].since = now;
 		} else if (now - seen[i].since >= budget) {
 			fire(s, now - seen[i].since);
+			found = FIRED;
 		}
 	}
-	return awake;
+	return found;
 }
 
 /* Every scheduler slept at the last look: sleeps until one wakes, unless
@@ -136,10 +150,18 @@ static void *monitor_main(void *arg)
 			for (int i = 0; i < wkint_rt.nsched; i++)
 				seen[i].since = 0;
 			wkint_futex_wait(&mon.word, word, -1);
-		} else if (!look(seen, budget)) {
-			sleep_while_idle(word);
 		} else {
-			wkint_futex_wait(&mon.word, word, budget / 2);
+			int found = look(seen, budget);
+
+			int64_t wait = budget / 2;
+
+			if (found == FIRED)
+				wait = budget / 4 > RETRY_MIN_NS ? budget / 4
+								 : RETRY_MIN_NS;
+			if (found == ALL_ASLEEP)
+				sleep_while_idle(word);
+			else
+				wkint_futex_wait(&mon.word, word, wait);
 		}
 	}
 	if (cfg->thread_stop)

@@ -121,7 +121,15 @@ static _Atomic(struct wkint_stack *) all_stacks; /* push-only list */
 static _Atomic uint32_t free_lock;
 static struct wkint_stack *free_list;
 static size_t free_count;
-static size_t page_size;
+static size_t page_size; /* set once, before any thread runs */
+
+/* Before main (and so before any thread): the size is then a plain
+ * read on every thread (two threads making their first slabs at once
+ * stored it at once, a race TSan reported). */
+__attribute__((constructor)) static void read_page_size(void)
+{
+	page_size = (size_t)sysconf(_SC_PAGESIZE);
+}
 
 __attribute__((noinline, noipa)) struct wkint_tls *wkint_tls_now(void)
 {
@@ -165,8 +173,6 @@ static struct wkint_stack *new_slab(void)
 	struct wkint_stack *v;
 	char *map;
 
-	if (!page_size)
-		page_size = (size_t)sysconf(_SC_PAGESIZE);
 	size = (size + page_size - 1) & ~(page_size - 1);
 	each = size + page_size;
 	total = each * SLAB_STACKS;

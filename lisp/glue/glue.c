@@ -74,7 +74,7 @@ static void thread_start(int sched, void *ctx)
 	if (start_mask_saved)
 		env->default_sigmask = &start_mask;
 	if (sched != WK_SCHED_MONITOR) /* preempt.c interrupts it */
-		wk_set_thread_user(env->own_process);
+		wk_set_thread_user(wkl_preempt_thread_start(env->own_process));
 }
 
 /* Read through a call the optimizer cannot see into: step's frame may
@@ -86,6 +86,7 @@ __attribute__((noinline, noipa)) static cl_index thread_cs_size(void)
 
 static void thread_stop(int sched, void *ctx)
 {
+	wkl_preempt_thread_stop(); /* the core no longer calls the hook for it */
 	ecl_release_current_thread();
 }
 
@@ -155,13 +156,12 @@ int wkl_start(int schedulers, size_t arena_size, cl_object run_slice_fn,
 	wk_config c;
 	int err;
 
-	if ((err = wkl_stacks_install()))
+	if ((err = wkl_stacks_install()) || (err = wkl_preempt_install()))
 		return err;
 	memset(&c, 0, sizeof c);
 	wkl_stacks_config(&c);
-	if (preempt_ns > 0 &&
-	    (err = wkl_preempt_config(&c, preempt_fn, budget_var, preempt_ns)))
-		return err;
+	if (preempt_ns > 0)
+		wkl_preempt_config(&c, preempt_fn, budget_var, preempt_ns);
 	run_slice = run_slice_fn;
 	worker_ended = worker_ended_fn;
 	c.schedulers = schedulers;

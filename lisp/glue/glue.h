@@ -94,19 +94,29 @@ void wkl_stacks_reset_limits(cl_env_ptr env);
 /* True while the calling thread is inside a switch of stacks (from the
  * first stack hook to the last): nothing may leave the stack then. */
 int wkl_stacks_switching(void);
+/* From a signal handler that came while wkl_stacks_switching: raise sig
+ * again on this thread once the switch is over. */
+void wkl_stacks_defer_interrupt(int sig);
 
 /* ---------------------------------------------------------------- preempt */
 
 /*
- * Preemption (preempt.c).  wkl_preempt_config, from wkl_start: installs
- * the wrapper of ECL's interrupt-signal handler (once) and sets c's
- * preempt hook and budget; 0 or -WK_ESTATE.  wkl_preempt_point, from the
- * interrupt the hook queued, on the interrupted thread: true if the
- * instant the signal came is one a worker may be left at (a slice may
- * call wk_yield_here); each interrupt gets one answer.
+ * Preemption (preempt.c).  wkl_preempt_install, once, from wkl_start:
+ * wraps ECL's interrupt-signal handler (no interrupt runs while a thread
+ * switches stacks, and a preemption knows where the signal came); 0 or
+ * -WK_ESTATE.  wkl_preempt_config sets c's preempt hook and budget.
+ * wkl_preempt_point, from the interrupt the hook queued, on the
+ * interrupted thread: true if the instant the signal came is one a worker
+ * may be left at (a slice may call wk_yield_here); each interrupt gets
+ * one answer.
  */
-int wkl_preempt_config(wk_config *c, cl_object preempt_fn,
-		       cl_object budget_var, int64_t budget_ns);
+int wkl_preempt_install(void);
+/* On a thread that runs slices, from thread_start and thread_stop: what
+ * the preempt hook receives for it (wk_set_thread_user), and its end. */
+void *wkl_preempt_thread_start(cl_object process);
+void wkl_preempt_thread_stop(void);
+void wkl_preempt_config(wk_config *c, cl_object preempt_fn,
+			cl_object budget_var, int64_t budget_ns);
 int wkl_preempt_point(void);
 
 /* ---------------------------------------------------------------- runtime */

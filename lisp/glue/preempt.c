@@ -20,15 +20,23 @@
  *
  * What "safe" adds to ECL's own rules.
  *  - Not while this thread switches stacks (stacks.c): its environment
- *    and special bindings are half moved.
+ *    and special bindings are half moved.  No interrupt at all runs then
+ *    (KILL's neither): the wrapper below leaves it queued and has its
+ *    signal raised again once the switch is over.
  *  - Not where the signal caught the thread inside the C library, the
  *    collector, the dynamic loader or ECL's thread library: they keep
  *    state per thread (stdio's recursive locks, malloc's arena), and
- *    another worker of the same thread must not enter them halfway.  A
- *    wrapper of ECL's interrupt-signal handler records where the signal
- *    caught the thread; the ranges of those libraries are read once.  A
+ *    another worker of the same thread must not enter them halfway.  Nor
+ *    inside this library's own code, Lisp or C (the object this file is
+ *    linked into: workers.fas): the core keeps state per thread too (a
+ *    thread's send slot holds a worker against its exit while a send is
+ *    under way, its pools' caches), and not every call into it from Lisp
+ *    defers interrupts (the short ones that read).  The library's
+ *    functions return soon; the user's code is where a slice runs long.
+ *    A wrapper of ECL's interrupt-signal handler records where the signal
+ *    caught the thread; the ranges of those objects are read once.  A
  *    refused point costs nothing: the monitor asks again at its next look
- *    while the slice goes on.
+ *    (a quarter budget later) while the slice goes on.
  *  - Lisp decides the rest (%PREEMPT-INTERRUPT): only inside a slice, not
  *    inside WITHOUT-PREEMPTION.
  */
@@ -36,6 +44,7 @@
 
 #include <link.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
@@ -52,10 +61,25 @@ static __thread uintptr_t caught_at __attribute__((tls_model("initial-exec")));
 
 static struct sigaction interrupt_next;
 
-/* Text of the libraries a worker must not be left inside. */
-#define UNSAFE_MAX 16
+/* Text of the objects a worker must not be left inside. */
+#define UNSAFE_MAX 24
 static struct { uintptr_t lo, hi; } unsafe[UNSAFE_MAX];
 static int nunsafe;
+
+/*
+ * A thread the hook may interrupt: its process, and whether an interrupt
+ * of ours is queued there and has not run yet.  The hook queues at most
+ * one: a thread that defers interrupts for a while (inside WITHOUT-
+ * INTERRUPTS, or ECL's own deferral) would otherwise pile one up per
+ * look, and ECL runs a pile nested, each a level deeper.  One per thread,
+ * for its life (the process stays alive as long as its thread is ECL's).
+ */
+struct preemptee {
+	cl_object process;
+	_Atomic int queued;
+};
+static __thread struct preemptee *self_preemptee
+	__attribute__((tls_model("initial-exec")));
 
 /* What the hook interrupts with, and the budget variable it reads: both
  * symbols, reachable from their package. */
@@ -77,9 +101,24 @@ static bool unsafe_name(const char *name)
 	return false;
 }
 
+/* True if the object holds the code at pc. */
+static bool holds(const struct dl_phdr_info *info, uintptr_t pc)
+{
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+
+		if (ph->p_type == PT_LOAD && pc >= lo && pc < lo + ph->p_memsz)
+			return true;
+	}
+	return false;
+}
+
 static int note_library(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	if (!info->dlpi_name || !unsafe_name(info->dlpi_name))
+	bool ours = holds(info, (uintptr_t)&wkl_preempt_point);
+
+	if (!ours && (!info->dlpi_name || !unsafe_name(info->dlpi_name)))
 		return 0;
 	for (int i = 0; i < info->dlpi_phnum && nunsafe < UNSAFE_MAX; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -121,6 +160,13 @@ static uintptr_t pc_of(void *uc)
  */
 static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 {
+	/* Mid-switch, ECL would run Lisp (a KILL's throw, say) with one
+	 * stack's environment on another's C stack: the interrupt stays
+	 * queued, and its signal comes again when the switch is over. */
+	if (wkl_stacks_switching()) {
+		wkl_stacks_defer_interrupt(sig);
+		return;
+	}
 	caught_at = pc_of(uc);
 	if (interrupt_next.sa_flags & SA_SIGINFO)
 		interrupt_next.sa_sigaction(sig, info, uc);
@@ -129,7 +175,7 @@ static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 	caught_at = 0;
 }
 
-static int install(void)
+int wkl_preempt_install(void)
 {
 	static bool done;
 	int sig = (int)ecl_option_values[ECL_OPT_THREAD_INTERRUPT_SIGNAL];
@@ -149,11 +195,30 @@ static int install(void)
 	return 0;
 }
 
+void *wkl_preempt_thread_start(cl_object process)
+{
+	struct preemptee *p = calloc(1, sizeof(*p));
+
+	if (p)
+		p->process = process;
+	self_preemptee = p;
+	return p;
+}
+
+void wkl_preempt_thread_stop(void)
+{
+	free(self_preemptee);
+	self_preemptee = NULL;
+}
+
 int wkl_preempt_point(void)
 {
 	uintptr_t pc = caught_at;
 
 	caught_at = 0; /* one interrupt, one answer */
+	if (self_preemptee) /* the hook may queue the next one */
+		atomic_store_explicit(&self_preemptee->queued, 0,
+				      memory_order_relaxed);
 	return pc && !inside_unsafe_library(pc) && !wkl_stacks_switching();
 }
 
@@ -177,7 +242,7 @@ static int64_t lisp_budget(void)
 static void preempt(int sched, void *thread, int64_t ran_ns, void *ctx)
 {
 	const cl_env_ptr env = ecl_process_env();
-	cl_object process = thread;
+	struct preemptee *p = thread;
 
 	ECL_CATCH_ALL_BEGIN(env) {
 		int64_t budget = lisp_budget();
@@ -187,23 +252,20 @@ static void preempt(int sched, void *thread, int64_t ran_ns, void *ctx)
 		if (budget > 0 && budget != budget_in_core &&
 		    wk_set_preempt_ns(budget) == 0)
 			budget_in_core = budget;
-		if (budget > 0 && ran_ns >= budget)
-			ecl_interrupt_process(process, interrupt_fn);
+		if (budget > 0 && ran_ns >= budget &&
+		    !atomic_exchange_explicit(&p->queued, 1,
+					      memory_order_relaxed))
+			ecl_interrupt_process(p->process, interrupt_fn);
 	} ECL_CATCH_ALL_IF_CAUGHT {
 	} ECL_CATCH_ALL_END;
 }
 
-int wkl_preempt_config(wk_config *c, cl_object fn, cl_object var,
-		       int64_t budget_ns)
+void wkl_preempt_config(wk_config *c, cl_object fn, cl_object var,
+			int64_t budget_ns)
 {
-	int err = install();
-
-	if (err)
-		return err;
 	interrupt_fn = fn;
 	budget_var = var;
 	budget_in_core = budget_ns;
 	c->preempt_ns = budget_ns;
 	c->preempt = preempt;
-	return 0;
 }

@@ -67,9 +67,16 @@
  * stack), so an overflow ends the worker, as it would a thread's
  * computation that went that deep.  The Lisp argument stack is
  * collectable memory that ECL grows as it does a thread's (no error is
- * signalled); it starts at LISP_USE slots.
+ * signalled); it starts at LISP_USE slots, with LISP_MARGIN beyond its
+ * limit at each end, not ECL's safety area (128): ECL steps past the
+ * limit unchecked only by a slot per interrupt handler running (nested:
+ * few, since the preempt hook queues one interrupt at a time), and checks
+ * every push, growing the stack (with its own safety area) when the
+ * limit is reached.  The collector's smallest size that fits, instead of
+ * a 2.5 KiB object per parked worker.
  */
-#define LISP_USE 64
+#define LISP_USE 16
+#define LISP_MARGIN 32
 
 extern cl_fixnum ecl_option_values[];
 
@@ -94,6 +101,9 @@ struct gc_thread {
 	/* From the first store of stack_leave to the last of stack_enter:
 	 * the environment and the bindings are half moved (preempt.c). */
 	volatile sig_atomic_t moving;
+	/* An ECL interrupt signal that came while moving, to raise again
+	 * once the switch is over (wkl_stacks_defer_interrupt); else 0. */
+	volatile sig_atomic_t deferred;
 };
 static __thread struct gc_thread gc_self
 	__attribute__((tls_model("initial-exec")));
@@ -148,7 +158,7 @@ static void reset_env(cl_env_ptr e, const wk_stack *s)
 	e->bds_limit = e->bds_org + (e->bds_size - 2 * bds_margin);
 	e->frs_top = e->frs_org - 1;
 	e->frs_limit = e->frs_org + (e->frs_size - 2 * frs_margin);
-	e->stack_limit = e->stack + (e->stack_size - 2 * lisp_margin);
+	e->stack_limit = e->stack + e->stack_limit_size;
 	e->nlj_fr = NULL;
 	e->stack_top = e->stack + 1; /* ECL's stack keeps one element */
 	e->ihs_top = &ihs_base;
@@ -256,7 +266,7 @@ static void new_env(wk_stack *s)
 	e->frs_limit_size = frs_entries - 2 * frs_margin;
 	__atomic_store_n(&s->user, e, __ATOMIC_RELEASE);
 
-	n = LISP_USE + 2 * lisp_margin;
+	n = LISP_USE + 2 * LISP_MARGIN;
 	a = ecl_alloc_atomic(n * sizeof(cl_object));
 	((cl_object *)a)[0] = ecl_make_fixnum(0);
 	e->stack = a;
@@ -408,11 +418,23 @@ static void stack_enter(wk_stack *from, wk_stack *to, void *ctx)
 	gc_self.switching = 0;
 	atomic_signal_fence(memory_order_seq_cst);
 	gc_self.moving = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (gc_self.deferred) {
+		int sig = gc_self.deferred;
+
+		gc_self.deferred = 0;
+		pthread_kill(pthread_self(), sig);
+	}
 }
 
 int wkl_stacks_switching(void)
 {
 	return gc_self.moving;
+}
+
+void wkl_stacks_defer_interrupt(int sig)
+{
+	gc_self.deferred = sig;
 }
 
 static void stack_free(wk_stack *s, void *ctx)
