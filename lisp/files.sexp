@@ -18,6 +18,7 @@
 ;;;;   spawn, join              spawning, WITH-WORKER; JOIN
 ;;;;   signals                  exits, links, monitors
 ;;;;   supervisor               CALL, REPLY, supervisors
+;;;;   channels, futures        Go's channels and SELECT; futures, PMAP
 ("package"
  (:generated "constants")
  "specials"
@@ -35,4 +36,6 @@
  "spawn"
  "join"
  "signals"
- "supervisor")
+ "supervisor"
+ "channels"
+ "futures")
