@@ -77,9 +77,9 @@
 ;;; The structures.
 
 (defstruct (%queue (:constructor %make-queue ()) (:copier nil) (:predicate nil))
-  "A FIFO of %ENTRYs, a list with a pointer to its last cons."
-  (head nil :type list)
-  (tail nil :type list))
+  "A FIFO of %ENTRYs, linked through their NEXT slots."
+  (head nil)
+  (tail nil))
 
 (defstruct (channel (:constructor %make-channel (capacity buffer serial))
                     (:copier nil))
@@ -94,21 +94,32 @@
   (senders (%make-queue) :type %queue :read-only t)
   (serial 0 :type fixnum :read-only t)) ; the order locks are taken in
 
+;;; A worker keeps its waiter (and the waiter its entries) from one
+;;; blocking operation to the next: allocation is most of what a blocked
+;;; hand-over would cost.  It is taken out of the worker while in use, and
+;;; put back only by an operation that ended normally, when no queue holds
+;;; its entries and no wake message for it is on its way.
+
 (defstruct (%waiter (:constructor %make-waiter (worker)) (:copier nil)
                     (:predicate nil))
-  "One blocked CHANNEL-SEND, CHANNEL-RECEIVE or SELECT."
+  "What one blocked CHANNEL-SEND, CHANNEL-RECEIVE or SELECT waits on."
   (state :waiting)        ; :WAITING, then :CLAIMED or :CANCELLED (by CAS)
   (worker nil)            ; the worker (or thread's worker) to wake
   (index 0 :type fixnum)  ; the operation that fired, set by its claimer
   (value nil)             ; the value received
-  (ok nil))               ; T; NIL: the channel closed; :CLOSED for a send
+  (ok nil)                ; T; NIL: the channel closed; :CLOSED for a send
+  (entries #() :type simple-vector) ; its entries, made as needed
+  (ops nil)               ; the operation of CHANNEL-SEND or -RECEIVE
+  (matcher nil)           ; the RECEIVE matcher and runner of its wake
+  (runner nil))           ; message
 
-(defstruct (%entry (:constructor %make-entry (waiter index value)) (:copier nil)
+(defstruct (%entry (:constructor %make-entry (waiter)) (:copier nil)
                    (:predicate nil))
   "A waiter's place in the queue of one of its channels."
   (waiter nil :type %waiter :read-only t)
-  (index 0 :type fixnum :read-only t)   ; which operation of the waiter
-  (value nil :read-only t))             ; what a sender sends
+  (index 0 :type fixnum)  ; which operation of the waiter
+  (offer nil)             ; what a sender sends
+  (next nil))             ; the next entry of the queue
 
 (defmacro %ch (slot channel)
   "(%SLOT CHANNEL SLOT CHANNEL), SETF-able."
@@ -157,11 +168,12 @@ stores and allocates: it never waits, never signals."
 ;;; Queues of entries.
 
 (defun %enqueue (queue entry)
-  (let ((cell (list entry)))
-    (if (%slot %queue head queue)
-        (setf (cdr (%slot %queue tail queue)) cell)
-        (setf (%slot %queue head queue) cell))
-    (setf (%slot %queue tail queue) cell)))
+  (setf (%slot %entry next entry) nil)
+  (let ((tail (%slot %queue tail queue)))
+    (if tail
+        (setf (%slot %entry next tail) entry)
+        (setf (%slot %queue head queue) entry)))
+  (setf (%slot %queue tail queue) entry))
 
 (defun %claim-first (queue)
   "Takes entries off the front of QUEUE until one whose waiter this call
@@ -169,28 +181,31 @@ claims (moves from :WAITING to :CLAIMED), and returns that entry; NIL when
 none is left.  Entries of waiters claimed or cancelled meanwhile are
 dropped."
   (loop
-    (let ((cell (%slot %queue head queue)))
-      (unless cell
+    (let ((entry (%slot %queue head queue)))
+      (unless entry
         (return nil))
-      (let ((next (cdr cell)))
-        (setf (%slot %queue head queue) next)
+      (let ((next (%slot %entry next entry)))
+        (setf (%slot %queue head queue) next
+              (%slot %entry next entry) nil)
         (unless next
           (setf (%slot %queue tail queue) nil)))
-      (let ((entry (car cell)))
-        (when (%slot-cas %waiter state (%slot %entry waiter entry) :waiting :claimed)
-          (return entry))))))
+      (when (%slot-cas %waiter state (%slot %entry waiter entry) :waiting :claimed)
+        (return entry)))))
 
 (defun %remove-entries (queue waiter)
   "Removes WAITER's entries from QUEUE, and dead ones met on the way."
   (let ((prev nil))
-    (loop for cell = (%slot %queue head queue) then (cdr cell)
-          while cell
-          do (let ((w (%slot %entry waiter (car cell))))
+    (loop for entry = (%slot %queue head queue) then next
+          for next = (and entry (%slot %entry next entry))
+          while entry
+          do (let ((w (%slot %entry waiter entry)))
                (if (or (eq w waiter) (not (eq (%slot %waiter state w) :waiting)))
-                   (if prev
-                       (setf (cdr prev) (cdr cell))
-                       (setf (%slot %queue head queue) (cdr cell)))
-                   (setf prev cell))))
+                   (progn
+                     (setf (%slot %entry next entry) nil)
+                     (if prev
+                         (setf (%slot %entry next prev) next)
+                         (setf (%slot %queue head queue) next)))
+                   (setf prev entry))))
     (setf (%slot %queue tail queue) prev)))
 
 (defun %fire (entry value ok)
@@ -253,10 +268,10 @@ wake), or answers :CLOSED once it is closed and drained, or :BLOCKED."
       (let ((value (%buffer-take channel))
             (entry (%claim-first (%ch senders channel))))
         (when entry
-          (%buffer-put channel (%slot %entry value entry)))
+          (%buffer-put channel (%slot %entry offer entry)))
         (values :done value (and entry (%fire entry nil t))))
       (let ((entry (%claim-first (%ch senders channel))))
-        (cond (entry (values :done (%slot %entry value entry) (%fire entry nil t)))
+        (cond (entry (values :done (%slot %entry offer entry) (%fire entry nil t)))
               ((%ch closed channel) :closed)
               (t :blocked)))))
 
@@ -267,10 +282,14 @@ wake), or answers :CLOSED once it is closed and drained, or :BLOCKED."
 (defconstant +op-size+ 3)
 
 (declaim (inline %op-kind %op-channel %op-value %op-count))
-(defun %op-kind (ops i) (svref ops (* i +op-size+)))
-(defun %op-channel (ops i) (svref ops (+ 1 (* i +op-size+))))
-(defun %op-value (ops i) (svref ops (+ 2 (* i +op-size+))))
-(defun %op-count (ops) (floor (length (the simple-vector ops)) +op-size+))
+(defun %op-kind (ops i)
+  (svref ops (the fixnum (* (the fixnum i) +op-size+))))
+(defun %op-channel (ops i)
+  (svref ops (the fixnum (+ 1 (the fixnum (* (the fixnum i) +op-size+))))))
+(defun %op-value (ops i)
+  (svref ops (the fixnum (+ 2 (the fixnum (* (the fixnum i) +op-size+))))))
+(defun %op-count (ops)
+  (values (floor (the fixnum (length (the simple-vector ops))) +op-size+)))
 
 (defun %try-op (ops i)
   "Tries operation I of OPS under its channel's lock: as %TRY-SEND or
@@ -298,21 +317,23 @@ the value received, OK, and a waiter to wake."
 
 (defun %channels-in-lock-order (ops)
   "The distinct channels of OPS, by serial number."
-  (let ((channels '()))
-    (dotimes (i (%op-count ops))
-      (pushnew (%op-channel ops i) channels))
-    (sort channels #'< :key (lambda (ch) (%ch serial ch)))))
+  (if (= (%op-count ops) 1)
+      (list (%op-channel ops 0))
+      (let ((channels '()))
+        (dotimes (i (%op-count ops))
+          (pushnew (%op-channel ops i) channels))
+        (sort channels #'< :key (lambda (ch) (%ch serial ch))))))
 
 (defun %closed-error (channel operation)
   (error 'channel-closed :channel channel :operation operation))
 
-(defun %done (ops index ok value waiter)
-  "Wakes WAITER (another party of the operation INDEX that went through),
-then returns what %SELECT returns; signals CHANNEL-CLOSED for a send
-that found (or was woken by) its channel closed."
+(defun %done (channel index ok value waiter)
+  "Wakes WAITER (another party of the operation INDEX, on CHANNEL, that
+went through), then returns what %SELECT returns; signals CHANNEL-CLOSED
+for a send that found (or was woken by) its channel closed."
   (%wake waiter)
   (when (eq ok :closed)
-    (%closed-error (%op-channel ops index) 'channel-send))
+    (%closed-error channel 'channel-send))
   (values index value ok))
 
 (defun %try-one (ops i)
@@ -344,10 +365,48 @@ channel's lock, until one goes through."
              (when index
                (return (values index value ok waiter))))))
 
+(defun %new-waiter (worker)
+  (let ((waiter (%make-waiter worker)))
+    (setf (%slot %waiter ops waiter) (make-array +op-size+ :initial-element nil)
+          (%slot %waiter matcher waiter) (lambda (message) (eq message waiter))
+          (%slot %waiter runner waiter) (lambda (index message)
+                                          (declare (ignore index message))
+                                          t))
+    waiter))
+
+(defun %take-waiter ()
+  "The calling worker's waiter, ready for a new wait (see %KEEP-WAITER)."
+  (let* ((worker (self))
+         (waiter (%w channel-waiter worker)))
+    (if waiter
+        (progn (setf (%w channel-waiter worker) nil
+                     (%slot %waiter state waiter) :waiting)
+               waiter)
+        (%new-waiter worker))))
+
+(defun %keep-waiter (waiter)
+  "Gives WAITER back to its worker once its wait ended normally."
+  (fill (the simple-vector (%slot %waiter ops waiter)) nil)
+  (setf (%slot %waiter value waiter) nil
+        (%w channel-waiter (%slot %waiter worker waiter)) waiter))
+
+(defun %waiter-entry (waiter i)
+  "WAITER's entry for its operation I, made on first use."
+  (let ((entries (%slot %waiter entries waiter)))
+    (when (>= i (length entries))
+      (let ((more (make-array (max 4 (* 2 (1+ i))))))
+        (replace more entries)
+        (loop for k from (length entries) below (length more)
+              do (setf (svref more k) (%make-entry waiter)))
+        (setf entries more
+              (%slot %waiter entries waiter) more)))
+    (svref entries i)))
+
 (defun %register-waiter (ops order waiter)
   "Holding every channel of OPS: tries the operations once more (in
-ORDER); if none goes through, puts an entry for each in its channel's
-queue.  Returns what %TRY-OPS returns, NIL when WAITER was registered."
+ORDER); if none goes through, puts an entry of WAITER for each in its
+channel's queue.  Returns what %TRY-OPS returns, NIL when WAITER was
+registered."
   (let ((channels (%channels-in-lock-order ops)))
     (%without-interrupts
       (dolist (ch channels) (%channel-lock ch))
@@ -356,12 +415,14 @@ queue.  Returns what %TRY-OPS returns, NIL when WAITER was registered."
             (if index
                 (values index value ok other)
                 (dotimes (i (%op-count ops))
-                  (let ((channel (%op-channel ops i)))
+                  (let ((channel (%op-channel ops i))
+                        (entry (%waiter-entry waiter i)))
+                    (setf (%slot %entry index entry) i)
                     (if (eq (%op-kind ops i) :send)
-                        (%enqueue (%ch senders channel)
-                                  (%make-entry waiter i (%op-value ops i)))
-                        (%enqueue (%ch receivers channel)
-                                  (%make-entry waiter i nil)))))))
+                        (progn (setf (%slot %entry offer entry) (%op-value ops i))
+                               (%enqueue (%ch senders channel) entry))
+                        (progn (setf (%slot %entry offer entry) nil)
+                               (%enqueue (%ch receivers channel) entry)))))))
         (dolist (ch channels) (%channel-unlock ch))))))
 
 (defun %deregister-waiter (ops waiter)
@@ -375,8 +436,8 @@ queue.  Returns what %TRY-OPS returns, NIL when WAITER was registered."
   "Waits for WAITER's wake message until DEADLINE (see %DEADLINE): true
 once it came, NIL when the deadline passed and WAITER was cancelled."
   (flet ((wake-message-p (timeout)
-           (receive (message :when (eq message waiter) t)
-                    (:after timeout nil))))
+           (%receive (%slot %waiter matcher waiter) (%slot %waiter runner waiter)
+                     timeout nil)))
     (cond ((wake-message-p (if (eq deadline :never)
                                nil
                                (/ (%remaining-ns deadline) 1d9)))
@@ -385,6 +446,33 @@ once it came, NIL when the deadline passed and WAITER was cancelled."
           ;; Claimed after the deadline: its wake message is on its way.
           (t (wake-message-p nil)))))
 
+(defun %block (ops order waiter deadline)
+  "The wait of %SELECT, once no operation of OPS was ready: registers
+WAITER (taken with %TAKE-WAITER) and waits until DEADLINE.  Returns what
+%SELECT returns."
+  (multiple-value-bind (index value ok other) (%register-waiter ops order waiter)
+    (when index
+      (let ((channel (%op-channel ops index)))
+        (%keep-waiter waiter)
+        (return-from %block (%done channel index ok value other)))))
+  (let ((woken nil) (normal nil))
+    (unwind-protect
+         (setf woken (%await waiter deadline)
+               normal t)
+      ;; A timeout, or an unwinding (KILL): nobody may claim it now.
+      (unless woken
+        (%slot-cas %waiter state waiter :waiting :cancelled))
+      (when (or (not woken) (> (%op-count ops) 1))
+        (%deregister-waiter ops waiter)))
+    (let* ((index (%slot %waiter index waiter))
+           (ok (%slot %waiter ok waiter))
+           (value (%slot %waiter value waiter))
+           (channel (%op-channel ops index)))
+      ;; Not after an unwinding: its wake message may still come.
+      (when normal
+        (%keep-waiter waiter))
+      (and woken (%done channel index ok value nil)))))
+
 (defun %select (ops timeout default)
   "Runs one of the operations OPS (see %OP-KIND): a ready one, chosen at
 random among the ready ones; else, with DEFAULT, none; else the first
@@ -392,34 +480,33 @@ that becomes ready within TIMEOUT seconds (NIL: forever).  Returns the
 index of the operation done, the value received and OK (T for a value,
 NIL for a receive on a closed, drained channel); NIL when none was done.
 Signals CHANNEL-CLOSED for a send on a closed channel."
-  (let* ((n (%op-count ops))
-         (order (if (= n 1) (vector 0) (%random-order n)))
-         (deadline (%deadline timeout))
-         (may-wait (not (or default
-                            (and (not (eq deadline :never))
-                                 (zerop (%remaining-ns deadline)))))))
-    ;; One operation that may wait is tried by %REGISTER alone.
-    (when (or (> n 1) (not may-wait))
-      (multiple-value-bind (index value ok other) (%try-each ops order)
-        (when index
-          (return-from %select (%done ops index ok value other)))))
-    (unless may-wait
-      (return-from %select nil))
-    (let ((waiter (%make-waiter (self))))
-      (multiple-value-bind (index value ok other) (%register-waiter ops order waiter)
-        (when index
-          (return-from %select (%done ops index ok value other))))
-      (let ((woken nil))
-        (unwind-protect
-             (setf woken (%await waiter deadline))
-          ;; A timeout, or an unwinding (KILL): nobody may claim it now.
-          (unless woken
-            (%slot-cas %waiter state waiter :waiting :cancelled))
-          (when (or (not woken) (> n 1))
-            (%deregister-waiter ops waiter)))
-        (when woken
-          (%done ops (%slot %waiter index waiter) (%slot %waiter ok waiter)
-                 (%slot %waiter value waiter) nil))))))
+  (let ((order (%random-order (%op-count ops)))
+        (deadline (%deadline timeout)))
+    (multiple-value-bind (index value ok other) (%try-each ops order)
+      (when index
+        (return-from %select (%done (%op-channel ops index) index ok value other))))
+    (if (%may-wait-p default deadline)
+        (%block ops order (%take-waiter) deadline)
+        nil)))
+
+(defun %may-wait-p (default deadline)
+  (not (or default
+           (and (not (eq deadline :never))
+                (zerop (%remaining-ns deadline))))))
+
+(defun %wait-one (kind channel value timeout)
+  "The wait of CHANNEL-SEND (KIND :SEND) and CHANNEL-RECEIVE (:RECEIVE)
+once the operation found CHANNEL not ready: %SELECT's, for one
+operation, with the waiter's own operation vector."
+  (let ((deadline (%deadline timeout)))
+    (if (%may-wait-p nil deadline)
+        (let* ((waiter (%take-waiter))
+               (ops (%slot %waiter ops waiter)))
+          (setf (svref ops 0) kind
+                (svref ops 1) channel
+                (svref ops 2) value)
+          (%block ops #(0) waiter deadline))
+        nil)))
 
 ;;; The API.
 
@@ -432,8 +519,7 @@ real; NIL, the default, waits forever; 0 only tries) passed first.
 Signals CHANNEL-CLOSED if CHANNEL is closed, or is closed while this
 waits; the value was not sent.  A worker waiting here parks; a thread
 that is not a worker blocks."
-  (check-type channel channel)
-  (and (%select (vector :send channel value) timeout nil) t))
+  (%channel-send channel value timeout))
 
 (defun channel-receive (channel &key timeout)
   "Receives the oldest value sent on CHANNEL, waiting for one if need be.
@@ -442,11 +528,46 @@ more values; NIL, NIL and :TIMEOUT if TIMEOUT seconds (a non-negative
 real; NIL, the default, waits forever; 0 only tries) passed first.
 
 A worker waiting here parks; a thread that is not a worker blocks."
+  (%channel-receive channel timeout))
+
+;; On the path of every value: calls the compiler sees skip the keyword
+;; parsing.
+(define-compiler-macro channel-send (&whole form channel value &rest options)
+  (if (or (null options) (and (= (length options) 2) (eq (first options) :timeout)))
+      `(%channel-send ,channel ,value ,(second options))
+      form))
+
+(define-compiler-macro channel-receive (&whole form channel &rest options)
+  (if (or (null options) (and (= (length options) 2) (eq (first options) :timeout)))
+      `(%channel-receive ,channel ,(second options))
+      form))
+
+(defun %channel-send (channel value timeout)
+  "CHANNEL-SEND: a value that can go at once goes under one lock, with
+nothing allocated; else a SELECT of one :SEND."
   (check-type channel channel)
-  (multiple-value-bind (index value ok) (%select (vector :receive channel nil) timeout nil)
-    (if index
-        (values value ok)
-        (values nil nil :timeout))))
+  (multiple-value-bind (status waiter)
+      (%with-channel-locked (channel) (%try-send channel value))
+    (case status
+      (:done t)
+      (:handed (%wake waiter) t)
+      (:closed (%closed-error channel 'channel-send))
+      (t (and (%wait-one :send channel value timeout) t)))))
+
+(defun %channel-receive (channel timeout)
+  "CHANNEL-RECEIVE: as %CHANNEL-SEND, a SELECT of one :RECEIVE when no
+value is there."
+  (check-type channel channel)
+  (multiple-value-bind (status value waiter)
+      (%with-channel-locked (channel) (%try-receive channel))
+    (case status
+      (:done (%wake waiter) (values value t))
+      (:closed (values nil nil))
+      (t (multiple-value-bind (index value ok)
+             (%wait-one :receive channel nil timeout)
+           (if index
+               (values value ok)
+               (values nil nil :timeout)))))))
 
 (defun close-channel (channel)
   "Closes CHANNEL: no value may be sent on it any more.  Receivers get the
