@@ -18,10 +18,11 @@
 (defparameter *benchmarks*
   '("spawn" "fork-join" "ping-pong" "thread-ring" "counting" "fan-in" "big"
     "fib" "pmap" "pmap-speedup" "memory" "max-idle"
-    "fn-ping-pong" "fn-thread-ring" "fn-memory"))
+    "fn-ping-pong" "fn-thread-ring" "fn-memory"
+    "chan-ping-pong" "chan-throughput" "future" "matrix" "matrix-speedup"))
 
 (defparameter *systems*
-  '("workers-copy" "workers-share" "ecl-threads" "lparallel" "erlang"))
+  '("workers-copy" "workers-share" "ecl-threads" "lparallel" "erlang" "go"))
 
 (defparameter *baselines* '("workers-copy" "workers-share"))
 
@@ -270,6 +271,16 @@ the number of benchmarks compared."
                            (<= v erlang)))))))
     (each-baseline "fn-memory" "fn-memory <= 8 KiB per worker parked in a function"
                    "KiB" #'<= 8)
+    ;; Issue 16: channels within 2x of Go's.
+    (dolist (bench '("chan-ping-pong" "chan-throughput"))
+      (let ((go (baseline bench "go")))
+        (dolist (system *baselines*)
+          (let ((v (baseline bench system))
+                (unit (row-unit (row bench "go"))))
+            (when (and v go)
+              (target-line out (format nil "~A ~A within 2x of Go's (~A)" system bench (fmt go))
+                           (format nil "~A ~A" (fmt v) unit)
+                           (if (higher-better-p unit) (>= (* 2 v) go) (<= v (* 2 go)))))))))
     (dolist (system *baselines*)
       (let ((v (baseline "max-idle" system))
             (n (let ((row (gethash (cons "max-idle" system) *rows*)))
@@ -283,7 +294,8 @@ the number of benchmarks compared."
                        :direction :output :if-exists :supersede)
     (format out "workers benchmarks: ~A~%" (meta "date"))
     (format out "machine: ~A~%" (meta "host"))
-    (format out "~A; Erlang/~A; ~A~%" (meta "ecl") (meta "erlang") (meta "lparallel"))
+    (format out "~A; Erlang/~A; ~A; ~A~%" (meta "ecl") (meta "erlang") (meta "lparallel")
+            (meta "go"))
     (format out "~A repetitions per figure (fresh process each), whole run ~A; ~
 load average at the end ~A~%"
             (meta "reps") (meta "duration") (meta "load"))

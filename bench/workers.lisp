@@ -305,3 +305,53 @@ of the mode) and parked; prints the RESULT line NAME."
                  (note "not all parked")))))
     (note "~,1F s to spawn and park; RSS ~D MiB" (/ ns 1d9) (round (rss-kib) 1024))
     (result "max-idle" (length workers) "workers" n)))
+
+;;; Issue 16: channels, futures, parallel loops.  Channels and futures
+;;; pass values by reference: these rows are run as workers-share only.
+
+(defbench "chan-ping-pong" (n)
+  (start)
+  (let* ((ping (make-channel))
+         (pong (make-channel))
+         (echo (spawn (lambda () (do-channel (v ping) (channel-send pong v)))))
+         (ns (elapsed-ns
+               (join (spawn (lambda ()
+                              (dotimes (i n)
+                                (channel-send ping i)
+                                (channel-receive pong))))))))
+    (close-channel ping)
+    (join echo)
+    (result "chan-ping-pong" (/ ns n 1d0) "ns/round-trip" n)))
+
+(defbench "chan-throughput" (n)
+  (start)
+  (let* ((channel (make-channel :capacity +channel-capacity+))
+         (count 0)
+         (ns (elapsed-ns
+               (spawn (lambda ()
+                        (dotimes (i n) (channel-send channel i))
+                        (close-channel channel)))
+               (setf count (join (spawn (lambda ()
+                                          (let ((k 0))
+                                            (do-channel (v channel k) (incf k))))))))))
+    (assert (= count n))
+    (result "chan-throughput" (/ n (/ ns 1d9) 1d6) "Mmsg/s" n)))
+
+(defbench "future" (n)
+  (start)
+  (let* ((futures (make-array n))
+         (ns (elapsed-ns
+               (dotimes (i n)
+                 (setf (svref futures i) (let ((i i)) (future i))))
+               (dotimes (i n)
+                 (assert (eql i (force (svref futures i))))))))
+    (result "future" (/ ns n 1000d0) "us/future" n)))
+
+(defbench "matrix" (size :minimum 8)
+  (matrix-bench size
+                (lambda (schedulers a b c)
+                  (start :schedulers schedulers)
+                  (prog1 (elapsed-ns (pdotimes (i (array-dimension c 0))
+                                       (product-row a b c i)))
+                    (stop)))
+                "schedulers"))
