@@ -402,28 +402,42 @@ channel's lock, until one goes through."
               (%slot %waiter entries waiter) more)))
     (svref entries i)))
 
+(defmacro %with-channels-locked ((ops) &body body)
+  "Runs BODY holding the locks of every channel of OPS, taken in the order
+of their serial numbers (so that two SELECTs cannot deadlock), Lisp
+interrupts deferred."
+  (let ((channels (gensym "CHANNELS")) (o (gensym "OPS")))
+    `(let* ((,o ,ops)
+            (,channels (if (= (%op-count ,o) 1)
+                           (%op-channel ,o 0) ; the common case: no list
+                           (%channels-in-lock-order ,o))))
+       (%without-interrupts
+         (if (listp ,channels)
+             (dolist (ch ,channels) (%channel-lock ch))
+             (%channel-lock ,channels))
+         (multiple-value-prog1 (progn ,@body)
+           (if (listp ,channels)
+               (dolist (ch ,channels) (%channel-unlock ch))
+               (%channel-unlock ,channels)))))))
+
 (defun %register-waiter (ops order waiter)
   "Holding every channel of OPS: tries the operations once more (in
 ORDER); if none goes through, puts an entry of WAITER for each in its
 channel's queue.  Returns what %TRY-OPS returns, NIL when WAITER was
 registered."
-  (let ((channels (%channels-in-lock-order ops)))
-    (%without-interrupts
-      (dolist (ch channels) (%channel-lock ch))
-      (multiple-value-prog1
-          (multiple-value-bind (index value ok other) (%try-ops ops order)
-            (if index
-                (values index value ok other)
-                (dotimes (i (%op-count ops))
-                  (let ((channel (%op-channel ops i))
-                        (entry (%waiter-entry waiter i)))
-                    (setf (%slot %entry index entry) i)
-                    (if (eq (%op-kind ops i) :send)
-                        (progn (setf (%slot %entry offer entry) (%op-value ops i))
-                               (%enqueue (%ch senders channel) entry))
-                        (progn (setf (%slot %entry offer entry) nil)
-                               (%enqueue (%ch receivers channel) entry)))))))
-        (dolist (ch channels) (%channel-unlock ch))))))
+  (%with-channels-locked (ops)
+    (multiple-value-bind (index value ok other) (%try-ops ops order)
+      (if index
+          (values index value ok other)
+          (dotimes (i (%op-count ops))
+            (let ((channel (%op-channel ops i))
+                  (entry (%waiter-entry waiter i)))
+              (setf (%slot %entry index entry) i)
+              (if (eq (%op-kind ops i) :send)
+                  (progn (setf (%slot %entry offer entry) (%op-value ops i))
+                         (%enqueue (%ch senders channel) entry))
+                  (progn (setf (%slot %entry offer entry) nil)
+                         (%enqueue (%ch receivers channel) entry)))))))))
 
 (defun %deregister-waiter (ops waiter)
   "Removes WAITER's entries from the queues of the channels of OPS."

@@ -5,8 +5,8 @@
 ;;;; it signalled).  FUTURE spawns a worker for it (share mode), so futures
 ;;;; spread over the schedulers as workers do.  Whoever first moves its
 ;;;; state from :PENDING to :RUNNING (a compare-and-swap) runs it: its
-;;;; worker, or a FORCE that came first, which then runs it itself, in the
-;;;; caller (its worker, when it starts, finds nothing to do).  So a worker
+;;;; worker, or a FORCE in a worker that came first, which then runs it
+;;;; itself (the future's worker, when it starts, finds nothing to do).  So a worker
 ;;;; forcing a future that no scheduler got to yet never waits for one,
 ;;;; and futures nest on any number of schedulers.  A FORCE of a future
 ;;;; that another worker is running pushes its worker on the future's list
@@ -16,9 +16,12 @@
 ;;;; waiter: a waiter that pushed itself before the swap is in the list,
 ;;;; one that comes after it sees :DONE, so no wake-up is lost.
 ;;;;
+;;;; A thread that is not a worker (the REPL) never runs a future's work
+;;;; itself: it waits, so that the schedulers alone bound the cores used.
+;;;;
 ;;;; The parallel maps cut their index range into PARTS (default: one per
 ;;;; scheduler, never more than there are items) and run each part as a
-;;;; future, the caller running the last itself.
+;;;; future, a worker caller running the last itself.
 
 (in-package #:workers)
 
@@ -82,8 +85,8 @@ or its error, then wakes the workers waiting in FORCE."
   "Returns a FUTURE that computes BODY in parallel, in a worker of its own
 (on whichever scheduler is free); FORCE waits for its values.  BODY runs
 at most once.  **NOTE** BODY does not see the caller's special bindings,
-and a FORCE that comes before any scheduler started BODY runs it in the
-forcing worker or thread instead."
+and a FORCE in a worker that comes before any scheduler started BODY runs
+it in the forcing worker instead."
   `(%spawn-future (lambda () ,@body)))
 
 (defun %wait-future (future)
@@ -101,8 +104,10 @@ forcing worker or thread instead."
   "The values of the future OBJECT, waiting for them if need be; OBJECT
 itself if it is not a future.  If the future's computation signalled an
 error, FORCE signals that condition again (each time it is forced).  A
-worker waiting here parks; a thread that is not a worker blocks.  If
-nobody started the computation yet, FORCE runs it in the caller."
+worker waiting here parks; a thread that is not a worker blocks.  In a
+worker, if nobody started the computation yet, FORCE runs it itself
+(so futures nest without waiting for a free scheduler); a thread that
+is not a worker leaves all the work to the schedulers."
   (if (future-p object)
       (loop
         (case (%f state object)
@@ -111,7 +116,9 @@ nobody started the computation yet, FORCE runs it in the caller."
              (return (if error
                          (error error)
                          (values-list (%f values object))))))
-          (:pending (%claim-future object))
+          (:pending (if *current-worker*
+                        (%claim-future object)
+                        (%wait-future object)))
           (t (%wait-future object))))
       object))
 
@@ -138,14 +145,17 @@ count), at least 1, at most ITEMS."
 
 (defun %call-parts (items parts function)
   "Calls FUNCTION on START and END of each of PARTS (at least 1) slices of
-the ITEMS indices, in parallel: futures for all but the last, which the
-caller runs.  Returns the results, first part first."
+the ITEMS indices, in parallel, each a future; a worker runs the last
+part itself (a thread that is not a worker leaves the work to the
+schedulers, which then bound the cores used).  Returns the results,
+first part first."
   (flet ((bound (k) (floor (* k items) parts)))
-    (let ((futures (loop for k below (1- parts)
-                         collect (let ((start (bound k)) (end (bound (1+ k))))
-                                   (future (funcall function start end)))))
-          (last (funcall function (bound (1- parts)) items)))
-      (nconc (mapcar #'force futures) (list last)))))
+    (let* ((inline (and *current-worker* 1))
+           (futures (loop for k below (- parts (or inline 0))
+                          collect (let ((start (bound k)) (end (bound (1+ k))))
+                                    (future (funcall function start end)))))
+           (last (and inline (list (funcall function (bound (1- parts)) items)))))
+      (nconc (mapcar #'force futures) last))))
 
 (defun %split-options (options-and-sequences)
   "The :PARTS option at the front of OPTIONS-AND-SEQUENCES (lparallel's
