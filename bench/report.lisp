@@ -353,12 +353,13 @@ compares with the system of that row.~%Medians over the repetitions; N is the si
 
 (defun write-chart-data (dir)
   "chart.dat: a line per benchmark, a column per system: how many times
-better than workers-copy (higher is better), ? where missing."
+better than workers-copy (workers-share on the rows only it runs: the
+channels and futures), higher is better, ? where missing."
   (with-open-file (out (merge-pathnames "chart.dat" dir)
                        :direction :output :if-exists :supersede)
     (format out "benchmark~{ ~A~}~%" *systems*)
     (dolist (bench *benchmarks*)
-      (let ((base (baseline bench "workers-copy")))
+      (let ((base (or (baseline bench "workers-copy") (baseline bench "workers-share"))))
         (when base
           (format out "~A~{ ~A~}~%" bench
                   (loop for system in *systems*
