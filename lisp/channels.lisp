@@ -39,6 +39,14 @@
 ;;;;    it drops it, and a waiter that woke removes its other entries.
 ;;;;  - The wake message goes through the core's mailbox, whose enqueue and
 ;;;;    dequeue order the claimer's stores before the waiter's reads.
+;;;;
+;;;; Tried and dropped (measured with two workers passing a value back and
+;;;; forth on rendezvous channels): spinning a few microseconds before
+;;;; parking made it slower, since the two often share a scheduler and the
+;;;; spin only delays the other; waking with the core's empty wake-up
+;;;; (wkl_send_wake) and a state flag instead of the waiter as a message
+;;;; doubled the round trip.  Allocation was the cost that mattered: a
+;;;; worker keeps its waiter and entries from one wait to the next.
 
 (in-package #:workers)
 
