@@ -54,6 +54,7 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                (:file "bad-input-tests")
                (:file "transport-tests")
                (:file "waiting-tests")
+               (:file "preemption-tests")
                (:file "channel-tests")
                (:file "future-tests")
                (:file "codec-tests")

@@ -72,6 +72,8 @@
     ("fn-thread-ring" . 1000000)
     ("memory" . 100000)          ; idle workers measured
     ("fn-memory" . 100000)       ; workers parked inside a function
+    ("preempt-latency" . 2000)   ; round trips beside a CPU-bound worker
+    ("preempt-cost" . 500000)    ; rounds of CPU-bound work (~2 s)
     ("max-idle" . 1000000)       ; idle workers tried
     ;; Issue 16: channels, futures, parallel loops.
     ("chan-ping-pong" . 200000)  ; round trips on unbuffered channels

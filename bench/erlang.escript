@@ -28,7 +28,7 @@ main(_) ->
 benchmarks() ->
     ["spawn", "fork-join", "ping-pong", "thread-ring", "counting", "fan-in",
      "big", "fib", "pmap", "memory", "max-idle",
-     "fn-ping-pong", "fn-thread-ring", "fn-memory"].
+     "fn-ping-pong", "fn-thread-ring", "fn-memory", "preempt-latency"].
 
 %%% Scaffolding.
 
@@ -111,6 +111,21 @@ bench("fork-join") ->
 bench("fn-" ++ Base) ->
     put(result_name, "fn-" ++ Base),
     bench(Base);
+
+bench("preempt-latency") ->
+    %% One scheduler online, shared by a CPU-bound process and the pair.
+    N = scaled(2000),
+    Online = erlang:system_flag(schedulers_online, 1),
+    Main = self(),
+    Hog = spawn(fun() -> spin(0) end),
+    Pong = spawn(fun pong/0),
+    Ping = spawn(fun() -> receive go -> ping(Pong, N), Main ! done end end),
+    T = time_ns(fun() -> Ping ! go, receive done -> ok end end),
+    Pong ! stop,
+    exit(Hog, kill),
+    erlang:system_flag(schedulers_online, Online),
+    result("preempt-latency", T / N / 1000, "us/round-trip", N,
+           ["1 scheduler shared with a CPU-bound process"]);
 
 bench("ping-pong") ->
     N = scaled(200000),
@@ -229,6 +244,8 @@ fork_join(N, Main) ->
 
 wait_fj(0) -> ok;
 wait_fj(N) -> receive {done, _} -> wait_fj(N - 1) end.
+
+spin(I) -> spin(I + 1).
 
 pong() ->
     receive

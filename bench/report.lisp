@@ -19,6 +19,7 @@
   '("spawn" "fork-join" "ping-pong" "thread-ring" "counting" "fan-in" "big"
     "fib" "pmap" "pmap-speedup" "memory" "max-idle"
     "fn-ping-pong" "fn-thread-ring" "fn-memory"
+    "preempt-latency" "preempt-cost"
     "chan-ping-pong" "chan-throughput" "future" "matrix" "matrix-speedup"))
 
 (defparameter *systems*
@@ -271,6 +272,9 @@ the number of benchmarks compared."
                            (<= v erlang)))))))
     (each-baseline "fn-memory" "fn-memory <= 8 KiB per worker parked in a function"
                    "KiB" #'<= 8)
+    ;; Issue 13: preemption costs the CPU-bound work at most 2%.
+    (each-baseline "preempt-cost" "preempt-cost <= 2% on CPU-bound work"
+                   "%" #'<= 2)
     ;; Issue 16: channels within 2x of Go's.
     (dolist (bench '("chan-ping-pong" "chan-throughput"))
       (let ((go (baseline bench "go")))

@@ -26,7 +26,7 @@
 set -u
 cd "$(dirname "$0")/.."
 
-BENCHMARKS="spawn fork-join ping-pong thread-ring counting fan-in big fib pmap memory max-idle fn-ping-pong fn-thread-ring fn-memory chan-ping-pong chan-throughput future matrix"
+BENCHMARKS="spawn fork-join ping-pong thread-ring counting fan-in big fib pmap memory max-idle fn-ping-pong fn-thread-ring fn-memory preempt-latency preempt-cost chan-ping-pong chan-throughput future matrix"
 SYSTEMS="workers-copy workers-share ecl-threads lparallel erlang go"
 REPS=3
 LIMIT=120
@@ -62,6 +62,9 @@ no_program() {                  # no_program BENCH SYSTEM
 	# the same program as the row without fn-.
 	fn-*/ecl-threads | fn-*/lparallel)
 		echo "the same program as ${1#fn-} (a thread waits anywhere)" ;;
+	# The OS preempts threads; Erlang has no switch to compare.
+	preempt-*/ecl-threads | preempt-*/lparallel | preempt-cost/erlang)
+		echo "preemption cannot be turned off there to compare" ;;
 	chan-*/workers-copy | future/workers-copy | matrix/workers-copy)
 		echo "channels and futures pass values by reference: see workers-share" ;;
 	chan-*/erlang | future/erlang | matrix/erlang)

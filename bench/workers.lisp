@@ -248,16 +248,19 @@ stores its results, nothing is sent."
       (receive (:pong))))
   (send main :done))
 
-(defbench "fn-ping-pong" (n)
-  (start)
-  (let* ((mode (mode))
-         (pong (spawn* #'fn-pong :mode mode))
+(defun fn-ping-pong-ns (n mode)
+  "Nanoseconds for N round trips of a function-style ping-pong pair."
+  (let* ((pong (spawn* #'fn-pong :mode mode))
          (ping (spawn* #'fn-ping :args (list pong n (self)) :mode mode))
          (ns (elapsed-ns
                (send ping :go :mode mode)
                (receive (:done)))))
     (send pong :stop :mode mode)
-    (result "fn-ping-pong" (/ ns n 1d0) "ns/round-trip" n)))
+    ns))
+
+(defbench "fn-ping-pong" (n)
+  (start)
+  (result "fn-ping-pong" (/ (fn-ping-pong-ns n (mode)) n 1d0) "ns/round-trip" n))
 
 (defun fn-ring-member (main)
   (let ((next (receive ((:next w) w))))
@@ -307,6 +310,73 @@ of the mode) and parked; prints the RESULT line NAME."
                  (note "not all parked")))))
     (note "~,1F s to spawn and park; RSS ~D MiB" (/ ns 1d9) (round (rss-kib) 1024))
     (result "max-idle" (length workers) "workers" n)))
+
+;;; Issue 13: preemption.  Both rows run one scheduler, so that the workers
+;;; measured share its core with a CPU-bound worker (or are that worker).
+
+(defun restart-runtime (&key (schedulers 1) (budget *preemption-budget*))
+  "STOP, then START with SCHEDULERS and *PREEMPTION-BUDGET* BUDGET."
+  (stop)
+  (let ((*preemption-budget* budget))
+    (start :schedulers schedulers)))
+
+(defun spin-until-flag (flag)
+  "CPU-bound: counts until (CAR FLAG) is true."
+  (loop for i fixnum from 0 until (car flag) finally (return i)))
+
+(defbench "preempt-latency" (n)
+  (restart-runtime)
+  ;; Not pinned (one scheduler anyway): a pinned worker that is woken
+  ;; queues behind the CPU-bound one, never handed off.
+  (let* ((flag (list nil))
+         (hog (spawn* #'spin-until-flag :args (list flag)))
+         (ns (fn-ping-pong-ns n (mode))))
+    (setf (car flag) t)
+    (join hog)
+    (note "1 scheduler shared with a CPU-bound worker, budget ~A s" *preemption-budget*)
+    (result "preempt-latency" (/ ns n 1000d0) "us/round-trip" n)))
+
+(defun busy-work (rounds)
+  "CPU-bound work with a little allocation, as real code has."
+  (let ((acc 0))
+    (dotimes (r rounds acc)
+      (setf acc (logand (+ acc (reduce #'+ (make-list 64 :initial-element r)))
+                        most-positive-fixnum)))))
+
+(defun busy-ns (rounds)
+  "CPU time of the whole process, ns, while one worker does (BUSY-WORK
+ROUNDS): what the work and everything preemption adds (the monitor
+thread, signals, switches) cost, less sensitive than the wall clock to
+other programs on the machine."
+  (let ((w nil)
+        (t0 (get-internal-run-time)))
+    (setf w (spawn* #'busy-work :args (list rounds)))
+    (join w)
+    (round (* (- (get-internal-run-time) t0) 1000000000)
+           internal-time-units-per-second)))
+
+(defbench "preempt-cost" (n)
+  ;; Preemption off (no monitor) and on (the default budget), alternated
+  ;; in this one process; the median of each, compared.
+  ;; Which goes first alternates, so that neither pays the other's warm-up.
+  (let ((off '()) (on '()) (budget *preemption-budget*) (preempts 0))
+    (flet ((run-off ()
+             (restart-runtime :budget nil)
+             (push (busy-ns n) off))
+           (run-on ()
+             (restart-runtime :budget budget)
+             (push (busy-ns n) on)
+             (setf preempts (workers.ffi::%preempts))))
+      (dotimes (i 6)
+        (if (evenp i)
+            (progn (run-off) (run-on))
+            (progn (run-on) (run-off)))))
+    (note "~D preemptions in a run of ~,1F s of CPU" preempts (/ (first on) 1d9))
+    (flet ((median (list)
+             (let ((sorted (sort (copy-list list) #'<)))
+               (/ (+ (nth 2 sorted) (nth 3 sorted)) 2))))
+      (result "preempt-cost" (* 100 (- (/ (median on) (median off)) 1d0))
+              "%slower" n))))
 
 ;;; Issue 16: channels, futures, parallel loops.  Channels and futures
 ;;; pass values by reference: these rows are run as workers-share only.

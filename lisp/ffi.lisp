@@ -23,12 +23,41 @@ as source (FFI:CLINES then signals an error)."
 
 ;;; The runtime.
 
-(defun %start (schedulers arena-size run-slice worker-ended)
+(defun %start (schedulers arena-size run-slice worker-ended
+               preempt-interrupt budget-var preempt-ns)
   "wk_start with the binding's hooks; RUN-SLICE and WORKER-ENDED are the
-symbols of the Lisp functions the step and the worker-end hook call."
-  (ffi:c-inline (schedulers arena-size run-slice worker-ended)
-                (:int :unsigned-long :object :object) :int
-                "wkl_start(#0, #1, #2, #3)" :one-liner t))
+symbols of the Lisp functions the step and the worker-end hook call.
+PREEMPT-NS > 0 starts the preemption monitor: it interrupts a long slice
+with PREEMPT-INTERRUPT (a symbol) while BUDGET-VAR's value allows."
+  (ffi:c-inline (schedulers arena-size run-slice worker-ended
+                 preempt-interrupt budget-var preempt-ns)
+                (:int :unsigned-long :object :object :object :object :object)
+                :int
+                "wkl_start(#0, #1, #2, #3, #4, #5, ecl_to_int64_t(#6))"
+                :one-liner t))
+
+(defun %preempt-point-p ()
+  "In the preemption interrupt: true if the slice may be left where the
+signal caught it (lisp/glue/preempt.c)."
+  (ffi:c-inline () () :bool "wkl_preempt_point()" :one-liner t))
+
+(defun %preempts ()
+  "How many slices stopped in wk_yield_here, on all schedulers, since
+START (tests and benchmarks)."
+  (ffi:c-inline () () :object
+                "{ uint64_t n = 0; wk_sched_stats st;
+                   for (int i = 0; wk_stats(i, &st) == 0; i++) n += st.preempts;
+                   @(return) = ecl_make_uint64_t(n); }"))
+
+(defun %yield-here ()
+  "In an interrupt: wk_yield_here, the running stackful slice goes to the
+back of the run queue and this returns when it runs again; 0 or a negated
+WK_E* code.  ECL runs an interrupt on a thread it imported with every
+signal blocked, the collector's too: the thread's own mask comes back
+first, or the scheduler would go on with it.  The caller defers
+interrupts."
+  (ffi:c-inline () () :int "(wkl_restore_sigmask(), wk_yield_here())"
+                :one-liner t))
 
 (defun %stop ()
   (ffi:c-inline () () :int "wk_stop()" :one-liner t))

@@ -17,6 +17,7 @@
 ;;;;   slices                   the slice runner and the end of a worker
 ;;;;   spawn, join              spawning, WITH-WORKER; JOIN
 ;;;;   signals                  exits, links, monitors
+;;;;   preempt                  preemption, WITHOUT-PREEMPTION
 ;;;;   supervisor               CALL, REPLY, supervisors
 ;;;;   channels, futures        Go's channels and SELECT; futures, PMAP
 ("package"
@@ -36,6 +37,7 @@
  "spawn"
  "join"
  "signals"
+ "preempt"
  "supervisor"
  "channels"
  "futures")

@@ -19,7 +19,9 @@ messages out of the mailbox by pattern, with an optional timeout.  A
 worker that waits (RECEIVE, CALL, JOIN, SLEEP), at any depth of any
 function, parks without holding an OS thread; RECEIVE-LOOP makes a server, whose slice handles the
 messages waiting for it up to a budget (*SLICE-MESSAGES*,
-*SLICE-MICROSECONDS*).  The REPL thread is a worker too: (SELF), SEND and RECEIVE work
+*SLICE-MICROSECONDS*).  A slice that runs longer than
+*PREEMPTION-BUDGET* is preempted: its worker goes to the back of the run
+queue and resumes where it was cut.  The REPL thread is a worker too: (SELF), SEND and RECEIVE work
 there.
 
 Failures are contained and observed as in Erlang: a worker ends with a
@@ -39,6 +41,9 @@ PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
            #:running-p
            #:scheduler-count
            #:*log-worker-errors*)
+  ;; Preemption.
+  (:export #:*preemption-budget*
+           #:without-preemption)
   ;; Workers.
   (:export #:with-worker
            #:spawn

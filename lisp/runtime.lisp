@@ -18,17 +18,28 @@ worker with an arena of ARENA-SIZE bytes (default 256 KiB).  Returns T, or
 NIL if the runtime was already running (it is left as it is).
 
 Every operation starts the runtime with the defaults if needed, so START is
-only needed to choose the options.  Signals CORE-ERROR when the core
-refuses."
+only needed to choose the options.  *PREEMPTION-BUDGET* is read here: NIL
+starts no preemption monitor.  Signals CORE-ERROR when the core refuses,
+and a TYPE-ERROR when *PREEMPTION-BUDGET* is neither NIL nor a positive
+real."
   (check-type schedulers (or null (integer 1 128)))
   (check-type arena-size (or null (integer 0)))
+  (check-type *preemption-budget* (or null (real (0))))
   (mp:with-lock (*runtime-lock*)
     (unless *running*
       (let ((rc (workers.ffi::%start (or schedulers 0) (or arena-size 0)
-                                     '%run-slice '%worker-ended)))
+                                     '%run-slice '%worker-ended
+                                     '%preempt-interrupt '*preemption-budget*
+                                     (%budget-ns *preemption-budget*))))
         (unless (zerop rc)
           (%core-error rc "Starting the workers runtime")))
       (setf *running* t))))
+
+(defun %budget-ns (seconds)
+  "*PREEMPTION-BUDGET*'s SECONDS as the core's nanoseconds; 0 for NIL."
+  (if seconds
+      (max 1 (min (round (* seconds 1000000000)) (expt 10 15)))
+      0))
 
 (declaim (inline %ensure-running))
 (defun %ensure-running ()
@@ -37,11 +48,15 @@ refuses."
 (defun stop ()
   "Stops the runtime: every worker still alive is destroyed (its exit
 reason is :SHUTDOWN); a slice blocked in a nested RECEIVE or in JOIN is
-left; the scheduler threads end.  The workers of threads (see SELF) live
-on, mailboxes intact, for the next START.  Returns T, or NIL if it was not
-running.  Must not be called from a worker.  Runs by itself when ECL exits.
+left; a slice that runs long is preempted and left (within about
+*PREEMPTION-BUDGET*); the scheduler threads end.  The workers of threads
+(see SELF) live on, mailboxes intact, for the next START.  Returns T, or
+NIL if it was not running.  Must not be called from a worker.  Runs by
+itself when ECL exits.
 
-**NOTE** A slice that loops forever inside one form keeps STOP waiting."
+**NOTE** With preemption off (*PREEMPTION-BUDGET* NIL at START), a slice
+that loops forever inside one form keeps STOP waiting, and so does one
+inside MP:WITHOUT-INTERRUPTS."
   (when *current-worker*
     (%usage-error "STOP cannot be called from inside a worker (~A)."
                   *current-worker*))

@@ -27,6 +27,21 @@ messages, a MAILBOX-HIGH-WATER warning is signalled in that worker; again
 at ten times as many, and so on.  Once the mailbox is back under half the
 mark, the next crossing warns again.  NIL: never.")
 
+(defvar *preemption-budget* 0.01
+  "How long, in seconds, one slice may run before it is preempted: at its
+next safe point (where ECL would run an interrupt, outside the C library)
+its worker goes to the back of its scheduler's run queue, and resumes
+where it was cut when its turn comes again, maybe on another scheduler.
+So a worker that computes for seconds inside one form shares its core,
+and STOP ends it (as :SHUTDOWN).  The default is 10 ms.
+
+NIL turns preemption off: a slice then runs to its end, as a slice
+always did before.  START reads the variable: a runtime started with NIL
+has no preemption monitor at all (no thread, no wake-ups); a runtime
+started with a number follows later changes of the global value (a new
+number, or NIL) within one budget.  Bindings in a worker are not seen:
+use WITHOUT-PREEMPTION to protect a stretch of code.")
+
 ;;; The running worker (bound per slice).
 
 (defvar *current-worker* nil
@@ -36,6 +51,9 @@ elsewhere (SELF then gives the thread's own attached worker).")
 (defvar *killable* nil
   "The worker whose slice the current thread runs, bound inside the slice's
 catch: the only place KILL's interrupt may throw to (signals.lisp).")
+
+(defvar *preemptible* t
+  "NIL inside WITHOUT-PREEMPTION (preempt.lisp).")
 
 ;;; The runtime (runtime.lisp).
 

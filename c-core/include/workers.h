@@ -130,7 +130,22 @@ typedef struct wk_config {
 	void (*stack_leave)(wk_stack *from, wk_stack *to, void *ctx);
 	void (*stack_enter)(wk_stack *from, wk_stack *to, void *ctx);
 	void (*stack_free)(wk_stack *s, void *ctx);
+	/*
+	 * Preemption (see "Preemption" below).  preempt_ns > 0 and preempt
+	 * set start a monitor thread; thread_start and thread_stop run on it
+	 * too, with sched WK_SCHED_MONITOR.  When a scheduler has run one
+	 * step for preempt_ns or more, the monitor calls preempt(sched,
+	 * thread, ran_ns, ctx) on its own thread, and again at each look
+	 * while that step goes on; thread is the pointer the thread running
+	 * the step gave wk_set_thread_user (the hook is not called while it
+	 * gave none), ran_ns a lower bound of the step's time so far.
+	 */
+	int64_t preempt_ns;
+	void (*preempt)(int sched, void *thread, int64_t ran_ns, void *ctx);
 } wk_config;
+
+/* The sched argument of thread_start/thread_stop on the monitor thread. */
+#define WK_SCHED_MONITOR (-2)
 
 /*
  * Starts the schedulers.  cfg may be NULL for the defaults.  Returns
@@ -419,6 +434,50 @@ WK_API void *wk_pool_alloc(int pool);
  */
 WK_API void wk_pool_free(int pool, void *obj);
 
+/* ---------------------------------------------------------------- preemption */
+
+/*
+ * Preemption.  A step runs until it returns: the core cannot cut C code
+ * at an arbitrary instruction (it may hold a lock, or be inside malloc).
+ * So it splits the work: the monitor thread (wk_config.preempt_ns)
+ * notices a step that runs long and calls the binding's preempt hook,
+ * which asks the thread running it to call wk_yield_here at a point it
+ * knows to be safe (a flag the step polls; the Lisp binding uses ECL's
+ * interrupts, which wait for such points).
+ *
+ * Cost.  The monitor looks at each scheduler's step counter every
+ * preempt_ns / 2 while any scheduler is awake, and sleeps while all
+ * sleep (an idle runtime makes no wake-ups for it); a scheduler that
+ * wakes from its sleep wakes the monitor if it sleeps.  A step and a
+ * hand-off pay nothing for it.
+ */
+
+/*
+ * Changes the budget of a running monitor: ns > 0, or 0 to stop
+ * looking until it changes again.  Any thread.  -WK_ESTATE if the
+ * runtime runs without a monitor (or is stopped), -WK_EINVAL if ns < 0.
+ */
+WK_API int wk_set_preempt_ns(int64_t ns);
+
+/*
+ * On a thread the core made (in thread_start, say): the pointer the
+ * preempt hook receives for this thread.  Ignored elsewhere.  The thread
+ * does not end, nor run thread_stop, while the hook runs for it.
+ */
+WK_API void wk_set_thread_user(void *user);
+
+/*
+ * Worker only, from a stackful step on a scheduler thread: the step
+ * stops here, its worker goes to the tail of its scheduler's run queue
+ * (where it may be stolen, like any runnable worker), and the call
+ * returns when the worker runs again, maybe on another thread (see
+ * Stacks: the same rules as wk_recv_wait).  Returns 0; -WK_ESTATE, with
+ * nothing done, outside a stackful step of a scheduler thread (a step
+ * that blocked its thread too); -WK_ENOMEM, with nothing done, if no
+ * stack could be had for the scheduler to go on with.
+ */
+WK_API int wk_yield_here(void);
+
 /* ---------------------------------------------------------------- stats */
 
 typedef struct wk_sched_stats {
@@ -428,7 +487,11 @@ typedef struct wk_sched_stats {
 	uint64_t spawned;   /* wk_spawn calls made by workers running here */
 	uint64_t exited;    /* workers that ended on this scheduler        */
 	uint64_t handoffs;  /* times a blocked step handed this away       */
+	uint64_t preempts;  /* steps that stopped in wk_yield_here         */
 } wk_sched_stats;
+
+/* Times the preemption monitor woke up since wk_start (0: no monitor). */
+WK_API uint64_t wk_preempt_wakeups(void);
 
 /* Copies scheduler i's counters.  -WK_EINVAL for a bad index. */
 WK_API int wk_stats(int sched, wk_sched_stats *out);

@@ -272,7 +272,12 @@ struct wkint_sched {
 
 	/* Counters: one writer at a time (the owner), read by anyone. */
 	alignas(WK_CACHELINE) _Atomic uint64_t slices, steals, sleeps,
-		spawned, exited, handoffs;
+		spawned, exited, handoffs, preempts;
+
+	/* The thread that owns the scheduler now, for the preemption
+	 * monitor: stored by that thread (NULL while handed over), read by
+	 * the monitor under its lock (preempt.c). */
+	_Atomic(struct wkint_thread *) owner;
 };
 
 /* Every OS thread that runs workers. */
@@ -285,10 +290,11 @@ struct wkint_thread {
 	pthread_t pthread;
 	int first_sched;                   /* -1 for a spare                 */
 	struct wkint_stack *native;        /* the thread's own stack         */
+	void *user;                        /* wk_set_thread_user's; preempt.c */
 };
 
 /* What the side arriving on a stack does first (sched.c). */
-enum { AFTER_NONE, AFTER_FREE_PREV, AFTER_PARK };
+enum { AFTER_NONE, AFTER_FREE_PREV, AFTER_PARK, AFTER_YIELD };
 
 /* Thread-local: who runs here. */
 struct wkint_tls {
@@ -321,6 +327,19 @@ void wkint_sched_block_begin(void);
 bool wkint_sched_park_here(struct wkint_worker *w, int *err);
 int wkint_sched_start_threads(void);
 void wkint_sched_stop_threads(void);
+/* The thread now owns s (or gives it up: s's owner is cleared). */
+void wkint_sched_set_owner(struct wkint_sched *s, struct wkint_thread *t);
+
+/* ---------------------------------------------------------------- preempt */
+
+/* Starts the monitor if the configuration asks for one; 0 or -WK_ENOMEM. */
+int wkint_preempt_start(void);
+/* Stops and joins it; after every scheduler thread is joined. */
+void wkint_preempt_stop(void);
+/* A scheduler woke from its sleep: wakes the monitor if it sleeps. */
+void wkint_preempt_awake(void);
+/* The calling core thread ends: the monitor forgets it. */
+void wkint_preempt_thread_exit(struct wkint_thread *t);
 
 /* ---------------------------------------------------------------- runtime */
 

@@ -124,7 +124,8 @@ int wk_start(const wk_config *cfg)
 		return err;
 	atomic_store(&wkint_rt.stopping, 0);
 	atomic_store(&wkint_rt.running, 1);
-	if ((err = wkint_sched_start_threads())) {
+	if ((err = wkint_sched_start_threads()) ||
+	    (err = wkint_preempt_start())) {
 		wk_stop();
 		return err;
 	}
@@ -149,6 +150,7 @@ int wk_stop(void)
 		return -WK_ESTATE;
 	atomic_store(&wkint_rt.stopping, 1);
 	wkint_sched_stop_threads();
+	wkint_preempt_stop(); /* it preempted long steps until the joins */
 	/* Every thread is joined: what is left sits in queues or parked. */
 	wkint_worker_each(destroy_leftover, NULL);
 	for (int i = 0; i < wkint_rt.nsched; i++)
@@ -207,6 +209,7 @@ int wk_stats(int i, wk_sched_stats *out)
 	out->spawned = atomic_load_explicit(&s->spawned, memory_order_relaxed);
 	out->exited = atomic_load_explicit(&s->exited, memory_order_relaxed);
 	out->handoffs = atomic_load_explicit(&s->handoffs, memory_order_relaxed);
+	out->preempts = atomic_load_explicit(&s->preempts, memory_order_relaxed);
 	return 0;
 }
 

@@ -22,6 +22,9 @@
  *   RUNNING  -> WAITING (stack)  a stackful step in wk_recv_wait: parked
  *                                like WAIT, but holding its stack; run
  *                                again, it resumes inside the step
+ *   RUNNING  -> RUNNABLE (stack) a stackful step in wk_yield_here (the
+ *                                binding preempting it, preempt.c): to
+ *                                the tail like YIELD, holding its stack
  *
  * Stacks.  The loop runs on a pooled stack (stack.c), not the thread's
  * own.  A stackful step that waits (wkint_sched_park_here) keeps that
@@ -32,6 +35,8 @@
  * (AFTER_FREE_PREV); when its step returns, the loop frames under it
  * carry on as this thread's loop.  So frames of the loop may find
  * themselves on another thread after a step: they read wkint_tls anew.
+ * wk_yield_here is the same with AFTER_YIELD: the arriving side puts
+ * the worker at the tail of the run queue instead of parking it.
  * When the step that parks woke a worker that is itself parked on a
  * stack (a ping-pong, a ring), it switches straight to that stack, as
  * place_woken would have run it next: one switch per hop, not two.
@@ -593,6 +598,11 @@ static void do_after(void)
 
 		place_woken(s, WK_WAIT);
 		park(s, t->after_worker);
+	} else if (after == AFTER_YIELD) {
+		struct wkint_sched *s = t->thread->sched;
+
+		place_woken(s, WK_YIELD);
+		apply(s, t->after_worker, WK_YIELD);
 	}
 }
 
@@ -656,6 +666,28 @@ bool wkint_sched_park_here(struct wkint_worker *w, int *err)
 	return true;
 }
 
+int wk_yield_here(void)
+{
+	struct wkint_tls *t = wkint_tls_now();
+	struct wkint_worker *w = t->worker;
+	struct wkint_sched *s = t->thread ? t->thread->sched : NULL;
+	struct wkint_stack *next;
+
+	if (!w || !w->stackful || !t->stack || !s)
+		return -WK_ESTATE;
+	if (!(next = wkint_stack_get()))
+		return -WK_ENOMEM;
+	/* As a park, but the arriving side queues w at the tail. */
+	wkint_counter_add(&s->preempts, 1);
+	t->worker = NULL;
+	w->stack = t->stack;
+	t->after = AFTER_YIELD;
+	t->after_worker = w;
+	wkint_stack_switch(t->stack, next, false);
+	do_after();
+	return 0;
+}
+
 /* ---------------------------------------------------------------- idle */
 
 static struct wkint_worker *spin_for_work(struct wkint_sched *s)
@@ -710,6 +742,8 @@ static bool sleep_until_work(struct wkint_sched *s, int64_t next_timer)
 	/* Still 1: no kick (kick's exchange would have cleared it). */
 	bool unkicked = atomic_exchange_explicit(&s->sleeping, 0,
 						 memory_order_relaxed);
+
+	wkint_preempt_awake(); /* the monitor looks while any is awake */
 	/* Awake: the next want_thief may wake another. */
 	atomic_store_explicit(&idle.waking, 0, memory_order_relaxed);
 	if (watch)
@@ -768,6 +802,7 @@ static void wait_as_spare(struct wkint_thread *t)
 	if (s) {
 		atomic_store_explicit(&t->handed, NULL, memory_order_relaxed);
 		t->sched = s;
+		wkint_sched_set_owner(s, t);
 	}
 }
 
@@ -783,6 +818,7 @@ static void thread_loop(void)
 			atomic_store_explicit(&t->handed, NULL,
 					      memory_order_relaxed);
 			t->sched = s;
+			wkint_sched_set_owner(s, t);
 		}
 		run_sched();
 		if (stopping())
@@ -831,6 +867,7 @@ static void *thread_main(void *arg)
 	if (t->native)
 		wkint_stack_native_end(t->native);
 	wkint_tls.stack = NULL;
+	wkint_preempt_thread_exit(t);
 	if (cfg->thread_stop)
 		cfg->thread_stop(t->first_sched, cfg->hook_ctx);
 	wkint_tls.thread = NULL;
@@ -905,9 +942,12 @@ void wkint_sched_block_begin(void)
 	if (!room)
 		return; /* keep the scheduler: its queue waits (documented) */
 	t->sched = NULL;
+	wkint_sched_set_owner(s, NULL); /* this thread's step is not s's */
 	wkint_counter_add(&s->handoffs, 1);
-	if (!hand_to_spare(s))
+	if (!hand_to_spare(s)) {
 		t->sched = s;
+		wkint_sched_set_owner(s, t);
+	}
 }
 
 void wk_block_begin(void)
@@ -920,6 +960,12 @@ void wk_block_begin(void)
  * the step returns (run_one). */
 void wk_block_end(void)
 {
+}
+
+void wkint_sched_set_owner(struct wkint_sched *s, struct wkint_thread *t)
+{
+	/* Release: pairs with the monitor's acquire (preempt.c fire). */
+	atomic_store_explicit(&s->owner, t, memory_order_release);
 }
 
 int wk_current_sched(void)

@@ -65,6 +65,16 @@ static void thread_start(int sched, void *ctx)
 	ecl_cs_set_org(env);
 	cs_size = env->cs_size;
 	save_sigmask();
+	/* ECL runs an interrupt's Lisp code with the mask env points to; an
+	 * imported thread's points nowhere, and every signal stays blocked,
+	 * the collector's too: a thread that then waits for the allocation
+	 * lock never answers a stop-the-world (Boehm: "Signals delivery fails
+	 * constantly").  The thread's own mask it is (moved with the thread's
+	 * part of an environment, stacks.c). */
+	if (start_mask_saved)
+		env->default_sigmask = &start_mask;
+	if (sched != WK_SCHED_MONITOR) /* preempt.c interrupts it */
+		wk_set_thread_user(env->own_process);
 }
 
 /* Read through a call the optimizer cannot see into: step's frame may
@@ -139,7 +149,8 @@ static void worker_end(wk_id id, void *data, uintptr_t reason, void *ctx)
 /* ---------------------------------------------------------------- runtime */
 
 int wkl_start(int schedulers, size_t arena_size, cl_object run_slice_fn,
-	      cl_object worker_ended_fn)
+	      cl_object worker_ended_fn, cl_object preempt_fn,
+	      cl_object budget_var, int64_t preempt_ns)
 {
 	wk_config c;
 	int err;
@@ -148,6 +159,9 @@ int wkl_start(int schedulers, size_t arena_size, cl_object run_slice_fn,
 		return err;
 	memset(&c, 0, sizeof c);
 	wkl_stacks_config(&c);
+	if (preempt_ns > 0 &&
+	    (err = wkl_preempt_config(&c, preempt_fn, budget_var, preempt_ns)))
+		return err;
 	run_slice = run_slice_fn;
 	worker_ended = worker_ended_fn;
 	c.schedulers = schedulers;

@@ -12,6 +12,8 @@
  *               core's messages, the boxes and the codec;
  *   stacks.c    ECL on the core's stacks: an environment per stack, the
  *               switch hooks, the collector's view of parked stacks;
+ *   preempt.c   the core's preempt hook (an ECL interrupt on the thread
+ *               that runs a long slice) and where a slice may be left;
  *   sync.c      the locks and waits the Lisp layer needs, as C: the
  *               registry mutex, the stripe mutexes of links and monitors,
  *               references, JOIN's wait;
@@ -89,6 +91,23 @@ void wkl_stacks_config(wk_config *c);
 /* After a slice on a pooled stack: every limit back where ECL puts it
  * (an overflow moves one into its safety area). */
 void wkl_stacks_reset_limits(cl_env_ptr env);
+/* True while the calling thread is inside a switch of stacks (from the
+ * first stack hook to the last): nothing may leave the stack then. */
+int wkl_stacks_switching(void);
+
+/* ---------------------------------------------------------------- preempt */
+
+/*
+ * Preemption (preempt.c).  wkl_preempt_config, from wkl_start: installs
+ * the wrapper of ECL's interrupt-signal handler (once) and sets c's
+ * preempt hook and budget; 0 or -WK_ESTATE.  wkl_preempt_point, from the
+ * interrupt the hook queued, on the interrupted thread: true if the
+ * instant the signal came is one a worker may be left at (a slice may
+ * call wk_yield_here); each interrupt gets one answer.
+ */
+int wkl_preempt_config(wk_config *c, cl_object preempt_fn,
+		       cl_object budget_var, int64_t budget_ns);
+int wkl_preempt_point(void);
 
 /* ---------------------------------------------------------------- runtime */
 
@@ -101,11 +120,15 @@ void wkl_stacks_reset_limits(cl_env_ptr env);
  *     pointer as a fixnum (its slot index plus one, 0 for an attached
  *     thread), reason a WK_REASON_* / WKL_REASON_FAILED code.
  * Symbols stay reachable from their package, so holding them in static
- * memory is safe.  0 or the core's -WK_E*.  Not concurrently with itself
+ * memory is safe.  preempt_ns > 0 starts the preemption monitor with that
+ * budget (see preempt.c: preempt_fn and budget_var are the symbols of
+ * %PREEMPT-INTERRUPT and *PREEMPTION-BUDGET*); 0 runs without one.  0 or
+ * the core's -WK_E*.  Not concurrently with itself
  * or wk_stop (the Lisp layer holds its runtime lock).
  */
 int wkl_start(int schedulers, size_t arena_size, cl_object run_slice,
-	      cl_object worker_ended);
+	      cl_object worker_ended, cl_object preempt_fn,
+	      cl_object budget_var, int64_t preempt_ns);
 
 /*
  * Spawns a Lisp worker: the binding's step with data (the worker's slot

@@ -91,6 +91,9 @@ struct gc_thread {
 	char *native_bottom;   /* the collector's bottom of the own stack  */
 	wk_stack *from, *to;   /* the switch under way                     */
 	volatile sig_atomic_t switching;
+	/* From the first store of stack_leave to the last of stack_enter:
+	 * the environment and the bindings are half moved (preempt.c). */
+	volatile sig_atomic_t moving;
 };
 static __thread struct gc_thread gc_self
 	__attribute__((tls_model("initial-exec")));
@@ -264,27 +267,32 @@ static void new_env(wk_stack *s)
 	reset_env(e, s);
 }
 
+/* Exchanges one binding's value with its table slot.  A binding being
+ * made (ECL pushes ECL_DUMMY_TAG, then fills the entry in with interrupts
+ * off) has nothing in the table yet: a preemption can fall between the
+ * two. */
+static inline void swap_binding(struct ecl_bds_frame *b, cl_object *table)
+{
+	if (b->symbol != ECL_DUMMY_TAG) {
+		cl_object *slot = table + b->symbol->symbol.binding;
+		cl_object v = *slot;
+
+		*slot = b->value;
+		b->value = v;
+	}
+}
+
 /* Swaps the stack's special bindings with the thread's table. */
 static void swap_bindings(cl_env_ptr e, cl_object *table, bool out)
 {
 	struct ecl_bds_frame *b;
 
 	if (out) {
-		for (b = e->bds_top; b >= e->bds_org; b--) {
-			cl_object *slot = table + b->symbol->symbol.binding;
-			cl_object v = *slot;
-
-			*slot = b->value;
-			b->value = v;
-		}
+		for (b = e->bds_top; b >= e->bds_org; b--)
+			swap_binding(b, table);
 	} else {
-		for (b = e->bds_org; b <= e->bds_top; b++) {
-			cl_object *slot = table + b->symbol->symbol.binding;
-			cl_object v = *slot;
-
-			*slot = b->value;
-			b->value = v;
-		}
+		for (b = e->bds_org; b <= e->bds_top; b++)
+			swap_binding(b, table);
 	}
 }
 
@@ -302,7 +310,8 @@ static void fit_table(cl_env_ptr e)
 	cl_object v;
 
 	for (struct ecl_bds_frame *b = e->bds_org; b <= e->bds_top; b++)
-		if (b->symbol->symbol.binding + 1 > need)
+		if (b->symbol != ECL_DUMMY_TAG &&
+		    b->symbol->symbol.binding + 1 > need)
 			need = b->symbol->symbol.binding + 1;
 	if (need <= e->thread_local_bindings_size)
 		return;
@@ -367,6 +376,9 @@ static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
 	/* The table e last ran with: every index it bound fits in it. */
 	cl_index fits = e->thread_local_bindings_size;
 
+	gc_self.moving = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+
 	/* A thread's own stack keeps its bindings in the table: they are
 	 * the thread's (ECL binds MP:*CURRENT-PROCESS* there), under every
 	 * worker that runs on it.  A fresh stack has none (new_env and
@@ -394,6 +406,13 @@ static void stack_enter(wk_stack *from, wk_stack *to, void *ctx)
 	set_bottom(bottom_of(to));
 	atomic_signal_fence(memory_order_seq_cst);
 	gc_self.switching = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+	gc_self.moving = 0;
+}
+
+int wkl_stacks_switching(void)
+{
+	return gc_self.moving;
 }
 
 static void stack_free(wk_stack *s, void *ctx)

@@ -45,15 +45,24 @@ static cl_object ignore_end(cl_object data, cl_object id, cl_object reason)
 	return ECL_NIL;
 }
 
-bool tg_start(cl_objectfn_fixed run_slice, cl_objectfn_fixed worker_ended)
+bool tg_start_preempting(cl_objectfn_fixed run_slice,
+			 cl_objectfn_fixed worker_ended,
+			 cl_objectfn_fixed interrupt, cl_object budget_var,
+			 int64_t budget_ns)
 {
 	cl_object a = tg_defun("TG-RUN-SLICE", run_slice ? run_slice
 							  : (cl_objectfn_fixed)slice_done, 1);
 	cl_object b = tg_defun("TG-WORKER-ENDED", worker_ended ? worker_ended
 							       : (cl_objectfn_fixed)ignore_end, 3);
-	int rc = wkl_start(t_scheds, 0, a, b);
+	cl_object c = interrupt ? tg_defun("TG-PREEMPT", interrupt, 0) : ECL_NIL;
+	int rc = wkl_start(t_scheds, 0, a, b, c, budget_var, budget_ns);
 
 	return CHECKF(rc == 0, "wkl_start: %s", wk_strerror(rc));
+}
+
+bool tg_start(cl_objectfn_fixed run_slice, cl_objectfn_fixed worker_ended)
+{
+	return tg_start_preempting(run_slice, worker_ended, NULL, ECL_NIL, 0);
 }
 
 struct lisp_thread {

@@ -44,6 +44,15 @@ cl_object tg_defun(const char *name, cl_objectfn_fixed fn, int nargs);
 bool tg_start(cl_objectfn_fixed run_slice, cl_objectfn_fixed worker_ended);
 #define TG_START(run_slice, worker_ended) REQUIRE(tg_start(run_slice, worker_ended))
 
+/* tg_start with the preemption monitor on: interrupt (no argument) is
+ * the Lisp function the glue queues on a long slice's thread, budget_var
+ * the symbol whose value is the budget in seconds, budget_ns the
+ * monitor's budget at start. */
+bool tg_start_preempting(cl_objectfn_fixed run_slice,
+			 cl_objectfn_fixed worker_ended,
+			 cl_objectfn_fixed interrupt, cl_object budget_var,
+			 int64_t budget_ns);
+
 /* Runs fn(arg) on n threads imported into ECL, and joins them. */
 void tg_on_lisp_threads(int n, void *(*fn)(void *), void *const *args);
 

@@ -1,0 +1,209 @@
+/*
+ * preempt.c - preempting Lisp workers: the core's preempt hook, and the
+ * check that makes a point of a slice safe to leave.
+ *
+ * The protocol.  The core's monitor thread (c-core/src/preempt.c), which
+ * thread_start imported into ECL, calls `preempt` when a scheduler has
+ * run one step past the budget.  The hook reads the Lisp variable
+ * *PREEMPTION-BUDGET* (NIL: preemption is off, and the hook does
+ * nothing) and queues an ECL interrupt, the Lisp function
+ * %PREEMPT-INTERRUPT, on the thread running the step, as KILL does.  ECL
+ * runs the interrupt inside its signal handler, on the worker's stack,
+ * as soon as Lisp interrupts are enabled there: never inside
+ * MP:WITHOUT-INTERRUPTS, nor inside the library's own C calls (they defer
+ * interrupts), nor while ECL itself defers them (allocating, holding its
+ * locks).  The interrupt asks wkl_preempt_point whether this instant is
+ * safe, then calls wk_yield_here: the worker keeps its stack, handler
+ * frame and all, and goes to the tail of the run queue; when it runs
+ * again, maybe on another thread, the handler returns and the slice goes
+ * on where it was cut.
+ *
+ * What "safe" adds to ECL's own rules.
+ *  - Not while this thread switches stacks (stacks.c): its environment
+ *    and special bindings are half moved.
+ *  - Not where the signal caught the thread inside the C library, the
+ *    collector, the dynamic loader or ECL's thread library: they keep
+ *    state per thread (stdio's recursive locks, malloc's arena), and
+ *    another worker of the same thread must not enter them halfway.  A
+ *    wrapper of ECL's interrupt-signal handler records where the signal
+ *    caught the thread; the ranges of those libraries are read once.  A
+ *    refused point costs nothing: the monitor asks again at its next look
+ *    while the slice goes on.
+ *  - Lisp decides the rest (%PREEMPT-INTERRUPT): only inside a slice, not
+ *    inside WITHOUT-PREEMPTION.
+ */
+#include "glue.h"
+
+#include <link.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <ucontext.h>
+
+extern cl_fixnum ecl_option_values[];
+/* ECL's, not in its public headers (MP:INTERRUPT-PROCESS without the
+ * error for a process that is not active: the core keeps it active). */
+extern void ecl_interrupt_process(cl_object process, cl_object function);
+
+/* Where ECL's interrupt signal caught this thread, while its handler
+ * runs; 0 once used, and after. */
+static __thread uintptr_t caught_at __attribute__((tls_model("initial-exec")));
+
+static struct sigaction interrupt_next;
+
+/* Text of the libraries a worker must not be left inside. */
+#define UNSAFE_MAX 16
+static struct { uintptr_t lo, hi; } unsafe[UNSAFE_MAX];
+static int nunsafe;
+
+/* What the hook interrupts with, and the budget variable it reads: both
+ * symbols, reachable from their package. */
+static cl_object interrupt_fn = ECL_NIL;
+static cl_object budget_var = ECL_NIL;
+static int64_t budget_in_core; /* monitor thread only */
+
+/* ---------------------------------------------------------------- where */
+
+static bool unsafe_name(const char *name)
+{
+	static const char *const libs[] = { "/libc.so", "/ld-linux", "/libgc.",
+					    "/libpthread.", "/libdl.",
+					    "/librt.", "/libatomic_ops." };
+
+	for (size_t i = 0; i < sizeof libs / sizeof *libs; i++)
+		if (strstr(name, libs[i]))
+			return true;
+	return false;
+}
+
+static int note_library(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	if (!info->dlpi_name || !unsafe_name(info->dlpi_name))
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum && nunsafe < UNSAFE_MAX; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+			unsafe[nunsafe].lo = info->dlpi_addr + ph->p_vaddr;
+			unsafe[nunsafe].hi = unsafe[nunsafe].lo + ph->p_memsz;
+			nunsafe++;
+		}
+	}
+	return 0;
+}
+
+static bool inside_unsafe_library(uintptr_t pc)
+{
+	for (int i = 0; i < nunsafe; i++)
+		if (pc >= unsafe[i].lo && pc < unsafe[i].hi)
+			return true;
+	return false;
+}
+
+static uintptr_t pc_of(void *uc)
+{
+#if defined(__x86_64__)
+	return (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP];
+#else
+#error "preempt.c: the interrupted program counter is read for x86-64 only"
+#endif
+}
+
+/*
+ * ECL's interrupt handler, knowing where the signal caught us.  Only
+ * while it runs: an interrupt ECL defers (interrupts disabled there) runs
+ * later, where interrupts come back on, maybe in the middle of ECL's own
+ * code (its allocator re-enables them as soon as it has its memory), and
+ * that place nobody has vetted; then caught_at is 0 and the answer no.
+ * (The yield may resume this frame on another thread: clearing that
+ * thread's caught_at then is as harmless.)
+ */
+static void interrupt_handler(int sig, siginfo_t *info, void *uc)
+{
+	caught_at = pc_of(uc);
+	if (interrupt_next.sa_flags & SA_SIGINFO)
+		interrupt_next.sa_sigaction(sig, info, uc);
+	else
+		interrupt_next.sa_handler(sig);
+	caught_at = 0;
+}
+
+static int install(void)
+{
+	static bool done;
+	int sig = (int)ecl_option_values[ECL_OPT_THREAD_INTERRUPT_SIGNAL];
+	struct sigaction sa;
+
+	if (done)
+		return 0;
+	dl_iterate_phdr(note_library, NULL);
+	if (sig <= 0 || sigaction(sig, NULL, &interrupt_next) != 0)
+		return -WK_ESTATE;
+	sa = interrupt_next;
+	sa.sa_sigaction = interrupt_handler;
+	sa.sa_flags |= SA_SIGINFO;
+	if (sigaction(sig, &sa, NULL) != 0)
+		return -WK_ESTATE;
+	done = true;
+	return 0;
+}
+
+int wkl_preempt_point(void)
+{
+	uintptr_t pc = caught_at;
+
+	caught_at = 0; /* one interrupt, one answer */
+	return pc && !inside_unsafe_library(pc) && !wkl_stacks_switching();
+}
+
+/* ---------------------------------------------------------------- hook */
+
+/* The budget *PREEMPTION-BUDGET* asks for, ns; 0 if NIL (off), or not a
+ * positive real (START checks it; a later SETF is read as it is). */
+static int64_t lisp_budget(void)
+{
+	cl_object v = ecl_symbol_value(budget_var);
+	double s;
+
+	if (Null(v) || !ECL_REAL_TYPE_P(ecl_t_of(v)))
+		return 0;
+	s = ecl_to_double(v);
+	if (!(s > 0))
+		return 0;
+	return s >= 1e6 ? (int64_t)1e15 : (int64_t)(s * 1e9) + 1;
+}
+
+static void preempt(int sched, void *thread, int64_t ran_ns, void *ctx)
+{
+	const cl_env_ptr env = ecl_process_env();
+	cl_object process = thread;
+
+	ECL_CATCH_ALL_BEGIN(env) {
+		int64_t budget = lisp_budget();
+
+		/* The monitor looks every half budget: follow the variable
+		 * (while it is NIL, keep looking, to see it change). */
+		if (budget > 0 && budget != budget_in_core &&
+		    wk_set_preempt_ns(budget) == 0)
+			budget_in_core = budget;
+		if (budget > 0 && ran_ns >= budget)
+			ecl_interrupt_process(process, interrupt_fn);
+	} ECL_CATCH_ALL_IF_CAUGHT {
+	} ECL_CATCH_ALL_END;
+}
+
+int wkl_preempt_config(wk_config *c, cl_object fn, cl_object var,
+		       int64_t budget_ns)
+{
+	int err = install();
+
+	if (err)
+		return err;
+	interrupt_fn = fn;
+	budget_var = var;
+	budget_in_core = budget_ns;
+	c->preempt_ns = budget_ns;
+	c->preempt = preempt;
+	return 0;
+}

@@ -1,0 +1,253 @@
+/*
+ * test_preempt.c - wk_yield_here and the preemption monitor.
+ *
+ * What is checked: a stackful step that yields inside nested calls keeps
+ * its frames and goes to the tail (two workers on one scheduler
+ * alternate); wk_yield_here refuses what is not a stackful step; with one
+ * scheduler, a step that would loop forever is preempted (the hook asks
+ * it to yield, through a flag it polls) and 100 other workers finish
+ * meanwhile; a budget of 0 calls no hook until a budget is set again; an
+ * idle runtime wakes the monitor no more, and work wakes it again;
+ * without preempt_ns there is no monitor.
+ */
+#include "runner.h"
+
+#include <time.h>
+
+static wk_spawn_opts stackful_on(int sched)
+{
+	wk_spawn_opts o = WK_SPAWN_OPTS_INIT;
+
+	o.stackful = 1;
+	o.sched = sched;
+	return o;
+}
+
+static void nap_ns(int64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / T_SEC), (long)(ns % T_SEC) };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------ yield here */
+
+static char order[64];
+static _Atomic int order_len;
+
+/* Yields three calls deep; the frames above hold a pattern. */
+static void yield_deep(int depth, char who)
+{
+	volatile uint64_t pattern[32];
+
+	for (int i = 0; i < 32; i++)
+		pattern[i] = (uint64_t)who * 1000 + (uint64_t)depth * 100 + i;
+	if (depth > 0) {
+		yield_deep(depth - 1, who);
+	} else {
+		order[atomic_fetch_add(&order_len, 1)] = who;
+		CHECK_EQ(wk_yield_here(), 0);
+	}
+	for (int i = 0; i < 32; i++)
+		if (pattern[i] != (uint64_t)who * 1000 + (uint64_t)depth * 100 + i) {
+			CHECKF(false, "%c lost its frame at depth %d", who, depth);
+			break;
+		}
+}
+
+static wk_status yielder(void *data)
+{
+	for (int i = 0; i < 5; i++)
+		yield_deep(3, (char)(uintptr_t)data);
+	return WK_DONE;
+}
+
+TEST_SCHED1(yield_here__keeps_the_frames_and_goes_to_the_tail)
+{
+	START(NULL);
+	wk_spawn_opts o = stackful_on(0);
+	wk_id a, b;
+
+	/* Spawned from outside: both are queued before either runs. */
+	REQUIRE_EQ(wk_spawn(yielder, (void *)(uintptr_t)'a', &o, &a), 0);
+	REQUIRE_EQ(wk_spawn(yielder, (void *)(uintptr_t)'b', &o, &b), 0);
+	REQUIRE(t_wait_all());
+	REQUIRE_EQ(atomic_load(&order_len), 10);
+	for (int i = 0; i < 10; i++)
+		CHECKF(order[i] == (i % 2 ? 'b' : 'a'), "order %.10s", order);
+	wk_sched_stats st;
+	REQUIRE_EQ(wk_stats(0, &st), 0);
+	CHECK_EQ(st.preempts, 10);
+}
+
+static _Atomic int refusal;
+
+static wk_status plain_yielder(void *data)
+{
+	atomic_store(&refusal, wk_yield_here());
+	return WK_DONE;
+}
+
+TEST(yield_here__outside_a_stackful_step_does_nothing)
+{
+	CHECK_EQ(wk_yield_here(), -WK_ESTATE); /* not even started */
+	START(NULL);
+	CHECK_EQ(wk_yield_here(), -WK_ESTATE); /* not a worker */
+	REQUIRE(t_spawn(plain_yielder, NULL, -1));
+	REQUIRE(t_wait_all());
+	CHECK_EQ(atomic_load(&refusal), -WK_ESTATE);
+}
+
+/* ------------------------------------------------------------ the monitor */
+
+/* The hook raises the flag of the scheduler it names; steps poll it. */
+static _Atomic int want_yield[8];
+static _Atomic int hook_calls;
+static int thread_users[256];
+static _Atomic int thread_count_started;
+
+static void give_user(int sched, void *ctx)
+{
+	int i = atomic_fetch_add(&thread_count_started, 1);
+
+	thread_users[i] = sched;
+	wk_set_thread_user(&thread_users[i]);
+}
+
+static void ask_to_yield(int sched, void *thread, int64_t ran_ns, void *ctx)
+{
+	CHECK(sched >= 0 && sched < 8);
+	CHECK(ran_ns > 0);
+	CHECK(thread != NULL);
+	atomic_fetch_add(&hook_calls, 1);
+	atomic_store(&want_yield[sched], 1);
+}
+
+static wk_config preempting(int64_t budget_ns)
+{
+	wk_config c = t_config();
+
+	c.preempt_ns = budget_ns;
+	c.preempt = ask_to_yield;
+	c.thread_start = give_user;
+	return c;
+}
+
+/* A step's safe point: yields if the monitor asked. */
+static void safe_point(void)
+{
+	int s = wk_current_sched();
+
+	if (s >= 0 && atomic_exchange(&want_yield[s], 0))
+		CHECK_EQ(wk_yield_here(), 0);
+}
+
+static _Atomic int shorts_done;
+static _Atomic int loops_stop;
+
+/* Loops until told to stop: forever, unless it is preempted. */
+static wk_status looper(void *data)
+{
+	while (!atomic_load(&loops_stop))
+		safe_point();
+	return WK_DONE;
+}
+
+static wk_status short_one(void *data)
+{
+	if (atomic_fetch_add((_Atomic int *)data, 1) % 10 == 9) {
+		if (atomic_fetch_add(&shorts_done, 1) == 99)
+			atomic_store(&loops_stop, 1);
+		return WK_DONE;
+	}
+	return WK_YIELD;
+}
+
+static _Atomic int short_slices[100];
+
+TEST_SCHED1(preempt__a_looping_step_lets_100_others_finish)
+{
+	wk_config c = preempting(2 * T_MS);
+	wk_spawn_opts o = stackful_on(0);
+	wk_id id;
+
+	START(&c);
+	REQUIRE_EQ(wk_spawn(looper, NULL, &o, &id), 0);
+	for (int i = 0; i < 100; i++)
+		REQUIRE(t_spawn(short_one, &short_slices[i], 0));
+	REQUIRE(t_wait_all());
+	CHECK_EQ(atomic_load(&shorts_done), 100);
+	CHECK(atomic_load(&hook_calls) > 0);
+	wk_sched_stats st;
+	REQUIRE_EQ(wk_stats(0, &st), 0);
+	CHECK(st.preempts > 0);
+}
+
+static _Atomic int spin_done;
+
+/* Runs one step of about ms milliseconds, polling its safe point. */
+static wk_status spin_for(void *data)
+{
+	int64_t end = t_now_ns() + (int64_t)(uintptr_t)data * T_MS;
+
+	while (t_now_ns() < end)
+		safe_point();
+	atomic_fetch_add(&spin_done, 1);
+	return WK_DONE;
+}
+
+TEST(preempt__a_budget_of_0_calls_no_hook_until_one_is_set)
+{
+	wk_config c = preempting(2 * T_MS);
+	wk_spawn_opts o = stackful_on(WK_SCHED_ANY);
+	wk_id id;
+
+	START(&c);
+	CHECK_EQ(wk_set_preempt_ns(-1), -WK_EINVAL);
+	REQUIRE_EQ(wk_set_preempt_ns(0), 0);
+	REQUIRE_EQ(wk_spawn(spin_for, (void *)(uintptr_t)60, &o, &id), 0);
+	REQUIRE(t_wait_all());
+	CHECK_EQ(atomic_load(&hook_calls), 0);
+	REQUIRE_EQ(wk_set_preempt_ns(2 * T_MS), 0);
+	REQUIRE_EQ(wk_spawn(spin_for, (void *)(uintptr_t)60, &o, &id), 0);
+	REQUIRE(t_wait_all());
+	CHECK(atomic_load(&hook_calls) > 0);
+	CHECK_EQ(atomic_load(&spin_done), 2);
+}
+
+TEST(preempt__an_idle_runtime_does_not_wake_the_monitor)
+{
+	wk_config c = preempting(2 * T_MS);
+	wk_spawn_opts o = stackful_on(WK_SCHED_ANY);
+	uint64_t before = 0, after = 1;
+	int64_t deadline;
+	wk_id id;
+
+	START(&c);
+	REQUIRE_EQ(wk_spawn(spin_for, (void *)(uintptr_t)20, &o, &id), 0);
+	REQUIRE(t_wait_all());
+	/* Once every scheduler sleeps, the monitor sleeps at its next look:
+	 * then no interval shows a wake-up. */
+	deadline = t_now_ns() + T_PATIENCE;
+	while (before != after && t_now_ns() < deadline) {
+		before = wk_preempt_wakeups();
+		nap_ns(20 * T_MS);
+		after = wk_preempt_wakeups();
+	}
+	REQUIRE_EQ(after, before);
+	nap_ns(200 * T_MS);
+	CHECK_EQ(wk_preempt_wakeups(), before);
+	/* Work wakes it: a long step is preempted again. */
+	atomic_store(&hook_calls, 0);
+	REQUIRE_EQ(wk_spawn(spin_for, (void *)(uintptr_t)60, &o, &id), 0);
+	REQUIRE(t_wait_all());
+	CHECK(wk_preempt_wakeups() > before);
+	CHECK(atomic_load(&hook_calls) > 0);
+}
+
+TEST(preempt__no_budget_means_no_monitor)
+{
+	START(NULL);
+	CHECK_EQ(wk_set_preempt_ns(T_MS), -WK_ESTATE);
+	CHECK_EQ(wk_preempt_wakeups(), 0);
+}
