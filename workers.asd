@@ -55,6 +55,8 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                (:file "transport-tests")
                (:file "waiting-tests")
                (:file "preemption-tests")
+               (:file "channel-tests")
+               (:file "future-tests")
                (:file "codec-tests")
                (:file "report"))
   :perform (test-op (o c)

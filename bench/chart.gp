@@ -1,6 +1,7 @@
 # bench/chart.gp - the chart of bench/results/chart.dat (written by
 # bench/report.lisp): for each benchmark, each system's figure relative to
-# workers in copy mode (= 1), higher is better, on a log scale.
+# workers in copy mode (= 1; share mode on the channel and future rows,
+# which only it runs), higher is better, on a log scale.
 #   gnuplot -e "datafile='bench/results/chart.dat'; outfile='bench/results/chart.png'" bench/chart.gp
 # (subtitle='...' adds to the title: run.sh says so when the sizes were scaled)
 if (!exists("datafile")) datafile = 'bench/results/chart.dat'
@@ -9,7 +10,7 @@ if (!exists("outfile")) outfile = 'bench/results/chart.png'
 set terminal pngcairo size 1400,650 font "sans,11" noenhanced
 set output outfile
 if (!exists("subtitle")) subtitle = ''
-set title "workers vs its peers: performance relative to workers (copy mode) = 1, higher is better, log scale" . subtitle
+set title "workers vs its peers: performance relative to workers (copy mode; share mode on chan-, future, matrix) = 1, higher is better, log scale" . subtitle
 set datafile missing "?"
 set style data histograms
 set style histogram clustered gap 1
@@ -23,5 +24,5 @@ set xtics rotate by -30 nomirror
 set key outside right top
 set arrow from graph 0, first 1 to graph 1, first 1 nohead lc rgb "black" lw 1.5 front
 set ylabel "times better than workers-copy (log)"
-plot for [col=2:6] datafile using col:xtic(1) title columnheader(col) \
-     lc rgb word("#1f5fa8 #5fa8e8 #d95f02 #7570b3 #a6761d", col-1)
+plot for [col=2:7] datafile using col:xtic(1) title columnheader(col) \
+     lc rgb word("#1f5fa8 #5fa8e8 #d95f02 #7570b3 #a6761d #00add8", col-1)

@@ -18,7 +18,8 @@
   (:export #:defbench #:main #:*system*
            #:now-ns #:elapsed-ns #:rss-kib #:scaled #:result #:note
            #:savina-n #:fib-size #:fib-value #:fib-nodes #:busy-fib #:+pmap-depth+
-           #:online-cpus #:pmap-bench #:wait-until #:scale))
+           #:online-cpus #:pmap-bench #:wait-until #:scale
+           #:+channel-capacity+ #:random-matrix #:product-row #:matrix-bench))
 
 (in-package #:wk-bench)
 
@@ -73,7 +74,12 @@
     ("fn-memory" . 100000)       ; workers parked inside a function
     ("preempt-latency" . 2000)   ; round trips beside a CPU-bound worker
     ("preempt-cost" . 500000)    ; rounds of CPU-bound work (~2 s)
-    ("max-idle" . 1000000))      ; idle workers tried
+    ("max-idle" . 1000000)       ; idle workers tried
+    ;; Issue 16: channels, futures, parallel loops.
+    ("chan-ping-pong" . 200000)  ; round trips on unbuffered channels
+    ("chan-throughput" . 2000000) ; values through one buffered channel
+    ("future" . 100000)          ; futures made, then forced
+    ("matrix" . 200))            ; the side of the square matrices
   "Benchmark name -> its N as Savina or issue 5 defines it.")
 
 (defun savina-n (name)
@@ -105,18 +111,66 @@ garbage collector does not stand between the threads."
 (defun online-cpus ()
   (ffi:c-inline () () :int "sysconf(_SC_NPROCESSORS_ONLN)" :one-liner t))
 
-(defun pmap-bench (items time-with threads-are)
-  "The pmap benchmark of every system: TIME-WITH, a function of a thread
-count, returns the nanoseconds ITEMS items of (BUSY-FIB +PMAP-DEPTH+) took
-with that many; it is called with 1, then with one per online CPU.  Prints
-pmap (ms, all CPUs) and pmap-speedup, noting the count and THREADS-ARE,
-what the threads are (\"threads\", \"schedulers\")."
+(defun speedup-bench (name items time-with threads-are)
+  "A benchmark of every system that runs on all CPUs: TIME-WITH, a function
+of a thread count, returns the nanoseconds the work of ITEMS items took
+with that many; it is called with 1, then with one per online CPU.
+Prints NAME (ms, all CPUs) and NAME-speedup, noting the count and
+THREADS-ARE, what the threads are (\"threads\", \"schedulers\")."
   (let* ((cpus (online-cpus))
          (one (funcall time-with 1))
          (all (funcall time-with cpus)))
     (note "~D ~A vs 1" cpus threads-are)
-    (result "pmap" (/ all 1d6) "ms" items)
-    (result "pmap-speedup" (/ one all 1d0) "x" items)))
+    (result name (/ all 1d6) "ms" items)
+    (result (format nil "~A-speedup" name) (/ one all 1d0) "x" items)))
+
+(defun pmap-bench (items time-with threads-are)
+  "The pmap benchmark: ITEMS items of (BUSY-FIB +PMAP-DEPTH+); see
+SPEEDUP-BENCH."
+  (speedup-bench "pmap" items time-with threads-are))
+
+;;; Issue 16's rows.
+
+(defconstant +channel-capacity+ 128
+  "The buffer of chan-throughput's channel (queue, mailbox) in every system,
+ECL's default mailbox capacity.")
+
+(deftype matrix () '(simple-array double-float (* *)))
+
+(defun random-matrix (n)
+  "An N x N matrix of doubles in [-1, 1), the same every run."
+  (let ((m (make-array (list n n) :element-type 'double-float))
+        (*random-state* (make-random-state 16)))
+    (dotimes (i n m)
+      (dotimes (j n)
+        (setf (aref m i j) (- (random 2d0) 1d0))))))
+
+(defun product-row (a b c i)
+  "Row I of C = A x B: the work of one iteration of the matrix benchmark."
+  (declare (type matrix a b c) (fixnum i) (optimize (speed 3) (safety 0)))
+  (let ((n (array-dimension a 1)) (m (array-dimension b 1)))
+    (dotimes (j m)
+      (let ((sum 0d0))
+        (declare (double-float sum))
+        (dotimes (k n)
+          (incf sum (* (aref a i k) (aref b k j))))
+        (setf (aref c i j) sum)))))
+
+(defun matrix-bench (size time-with threads-are)
+  "The matrix benchmark: C = A x B of SIZE x SIZE doubles, one iteration
+(PRODUCT-ROW) per row of C, in parallel.  TIME-WITH is called with a
+thread count and the matrices A, B, C; see SPEEDUP-BENCH."
+  (let ((a (random-matrix size)) (b (random-matrix size)))
+    (speedup-bench "matrix" size
+                   (lambda (threads)
+                     (let ((c (make-array (list size size) :element-type 'double-float
+                                                           :initial-element 0d0)))
+                       (prog1 (funcall time-with threads a b c)
+                         (let ((check (make-array (list size size) :element-type 'double-float)))
+                           (product-row a b check (1- size))
+                           (dotimes (j size)
+                             (assert (= (aref c (1- size) j) (aref check (1- size) j))))))))
+                   threads-are)))
 
 (defun fib-size (n)
   "fib's N, N at scale 1, shrunk with the scale: each step down is 1.6

@@ -48,7 +48,9 @@
                                 thread))))))
     (result "fork-join" (/ ns n 1000d0) "us/worker" n)))
 
-(defbench "ping-pong" (n :n 100000 :reason "shortened to fit the 15-minute run")
+(defun ping-pong (name n)
+  "Prints the RESULT NAME of N round trips between two threads through
+two mailboxes."
   (let* ((ping-box (mp:make-mailbox))
          (pong-box (mp:make-mailbox))
          (pong (thread (lambda ()
@@ -63,7 +65,23 @@
                                   (mp:mailbox-read ping-box)))))))))
     (mp:mailbox-send pong-box :stop)
     (mp:process-join pong)
-    (result "ping-pong" (/ ns n 1d0) "ns/round-trip" n)))
+    (result name (/ ns n 1d0) "ns/round-trip" n)))
+
+(defbench "ping-pong" (n :n 100000 :reason "shortened to fit the 15-minute run")
+  (ping-pong "ping-pong" n))
+
+;; Issue 16: a channel's peer here is a mailbox.
+(defbench "chan-ping-pong" (n :n 100000 :reason "shortened to fit the 15-minute run")
+  (note "ECL mailboxes")
+  (ping-pong "chan-ping-pong" n))
+
+(defbench "chan-throughput" (n :n 500000 :reason "shortened to fit the 15-minute run")
+  (note "an ECL mailbox of capacity ~D" +channel-capacity+)
+  (let* ((box (mp:make-mailbox :count +channel-capacity+))
+         (ns (elapsed-ns
+               (join-all (list (thread (lambda () (dotimes (i n) (mp:mailbox-send box i))))
+                               (thread (lambda () (dotimes (i n) (mp:mailbox-read box)))))))))
+    (result "chan-throughput" (/ n (/ ns 1d9) 1d6) "Mmsg/s" n)))
 
 (defbench "thread-ring" (hops :n 100000 :reason "shortened to fit the 15-minute run; 200 threads in the ring, not 503")
   (let* ((size +max-live+)

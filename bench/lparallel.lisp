@@ -50,7 +50,9 @@
                  (dotimes (i n) (lparallel:receive-result channel)))))
       (result "fork-join" (/ ns n 1000d0) "us/worker" n))))
 
-(defbench "ping-pong" (n :n 100000 :reason "shortened to fit the 15-minute run")
+(defun ping-pong (name n)
+  "Prints the RESULT NAME of N round trips between two tasks through two
+queues."
   (with-kernel (2)
     (let* ((channel (lparallel:make-channel))
            (ping-queue (q:make-queue))
@@ -67,7 +69,27 @@
                                    (q:push-queue :stop pong-queue)))
                  (lparallel:receive-result channel)
                  (lparallel:receive-result channel))))
-      (result "ping-pong" (/ ns n 1d0) "ns/round-trip" n))))
+      (result name (/ ns n 1d0) "ns/round-trip" n))))
+
+(defbench "ping-pong" (n :n 100000 :reason "shortened to fit the 15-minute run")
+  (ping-pong "ping-pong" n))
+
+;; Issue 16: a channel's peer here is an LPARALLEL.QUEUE.
+(defbench "chan-ping-pong" (n :n 100000 :reason "shortened to fit the 15-minute run")
+  (note "lparallel.queue")
+  (ping-pong "chan-ping-pong" n))
+
+(defbench "chan-throughput" (n :n 200000 :reason "shortened to fit the 15-minute run")
+  (note "an lparallel.queue of fixed capacity ~D" +channel-capacity+)
+  (with-kernel (2)
+    (let* ((channel (lparallel:make-channel))
+           (queue (q:make-queue :fixed-capacity +channel-capacity+))
+           (ns (elapsed-ns
+                 (submit channel (lambda () (dotimes (i n) (q:push-queue i queue))))
+                 (submit channel (lambda () (dotimes (i n) (q:pop-queue queue))))
+                 (lparallel:receive-result channel)
+                 (lparallel:receive-result channel))))
+      (result "chan-throughput" (/ n (/ ns 1d9) 1d6) "Mmsg/s" n))))
 
 (defbench "thread-ring" (hops :n 100000
                               :reason "shortened to fit the 15-minute run; 200 tasks (and kernel threads) in the ring, not 503")
@@ -211,3 +233,23 @@ returns the queues."
   (let ((queues (parked-tasks n)))
     (result "max-idle" (length queues) "workers" n)
     (release queues)))
+
+;;; Issue 16: futures and a parallel loop.
+
+(defbench "future" (n :n 20000 :reason "shortened to fit the 15-minute run")
+  (with-kernel ((online-cpus))
+    (let* ((futures (make-array n))
+           (ns (elapsed-ns
+                 (dotimes (i n)
+                   (setf (svref futures i) (let ((i i)) (lparallel:future i))))
+                 (dotimes (i n)
+                   (assert (eql i (lparallel:force (svref futures i))))))))
+      (result "future" (/ ns n 1000d0) "us/future" n))))
+
+(defbench "matrix" (size :minimum 8)
+  (matrix-bench size
+                (lambda (threads a b c)
+                  (with-kernel (threads)
+                    (elapsed-ns (lparallel:pdotimes (i (array-dimension c 0))
+                                  (product-row a b c i)))))
+                "kernel workers"))

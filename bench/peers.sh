@@ -6,9 +6,10 @@
 #   ecl-threads  ecl (the build needs it anyway)
 #   lparallel    cl-lparallel
 #   erlang       erlang-base (escript)
+#   go           golang-go (the channel rows)
 #   the chart    gnuplot-nox
 cd "$(dirname "$0")/.." || exit 1
-for pair in ecl:ecl-threads cl-lparallel:lparallel erlang-base:erlang gnuplot-nox:chart; do
+for pair in ecl:ecl-threads cl-lparallel:lparallel erlang-base:erlang golang-go:go gnuplot-nox:chart; do
 	pkg=${pair%%:*}
 	what=${pair#*:}
 	WORKERS_PKGS=$pkg sh tools/deps.sh ||

@@ -19,10 +19,11 @@
   '("spawn" "fork-join" "ping-pong" "thread-ring" "counting" "fan-in" "big"
     "fib" "pmap" "pmap-speedup" "memory" "max-idle"
     "fn-ping-pong" "fn-thread-ring" "fn-memory"
-    "preempt-latency" "preempt-cost"))
+    "preempt-latency" "preempt-cost"
+    "chan-ping-pong" "chan-throughput" "future" "matrix" "matrix-speedup"))
 
 (defparameter *systems*
-  '("workers-copy" "workers-share" "ecl-threads" "lparallel" "erlang"))
+  '("workers-copy" "workers-share" "ecl-threads" "lparallel" "erlang" "go"))
 
 (defparameter *baselines* '("workers-copy" "workers-share"))
 
@@ -274,6 +275,16 @@ the number of benchmarks compared."
     ;; Issue 13: preemption costs the CPU-bound work at most 2%.
     (each-baseline "preempt-cost" "preempt-cost <= 2% on CPU-bound work"
                    "%" #'<= 2)
+    ;; Issue 16: channels within 2x of Go's.
+    (dolist (bench '("chan-ping-pong" "chan-throughput"))
+      (let ((go (baseline bench "go")))
+        (dolist (system *baselines*)
+          (let ((v (baseline bench system))
+                (unit (row-unit (row bench "go"))))
+            (when (and v go)
+              (target-line out (format nil "~A ~A within 2x of Go's (~A)" system bench (fmt go))
+                           (format nil "~A ~A" (fmt v) unit)
+                           (if (higher-better-p unit) (>= (* 2 v) go) (<= v (* 2 go)))))))))
     (dolist (system *baselines*)
       (let ((v (baseline "max-idle" system))
             (n (let ((row (gethash (cons "max-idle" system) *rows*)))
@@ -287,7 +298,8 @@ the number of benchmarks compared."
                        :direction :output :if-exists :supersede)
     (format out "workers benchmarks: ~A~%" (meta "date"))
     (format out "machine: ~A~%" (meta "host"))
-    (format out "~A; Erlang/~A; ~A~%" (meta "ecl") (meta "erlang") (meta "lparallel"))
+    (format out "~A; Erlang/~A; ~A; ~A~%" (meta "ecl") (meta "erlang") (meta "lparallel")
+            (meta "go"))
     (format out "~A repetitions per figure (fresh process each), whole run ~A; ~
 load average at the end ~A~%"
             (meta "reps") (meta "duration") (meta "load"))
@@ -345,12 +357,13 @@ compares with the system of that row.~%Medians over the repetitions; N is the si
 
 (defun write-chart-data (dir)
   "chart.dat: a line per benchmark, a column per system: how many times
-better than workers-copy (higher is better), ? where missing."
+better than workers-copy (workers-share on the rows only it runs: the
+channels and futures), higher is better, ? where missing."
   (with-open-file (out (merge-pathnames "chart.dat" dir)
                        :direction :output :if-exists :supersede)
     (format out "benchmark~{ ~A~}~%" *systems*)
     (dolist (bench *benchmarks*)
-      (let ((base (baseline bench "workers-copy")))
+      (let ((base (or (baseline bench "workers-copy") (baseline bench "workers-share"))))
         (when base
           (format out "~A~{ ~A~}~%" bench
                   (loop for system in *systems*

@@ -7,7 +7,7 @@
 #   -r REPS     repetitions of each benchmark and system (default 3)
 #   -b LIST     benchmarks (default: all; see BENCHMARKS below)
 #   -y LIST     systems (default: workers-copy,workers-share,ecl-threads,
-#               lparallel,erlang)
+#               lparallel,erlang,go)
 #   -t SECONDS  time limit of one run (default 120; max-idle gets 2.5x)
 #   -n          skip the C core's `make bench-core`
 #
@@ -26,8 +26,8 @@
 set -u
 cd "$(dirname "$0")/.."
 
-BENCHMARKS="spawn fork-join ping-pong thread-ring counting fan-in big fib pmap memory max-idle fn-ping-pong fn-thread-ring fn-memory preempt-latency preempt-cost"
-SYSTEMS="workers-copy workers-share ecl-threads lparallel erlang"
+BENCHMARKS="spawn fork-join ping-pong thread-ring counting fan-in big fib pmap memory max-idle fn-ping-pong fn-thread-ring fn-memory preempt-latency preempt-cost chan-ping-pong chan-throughput future matrix"
+SYSTEMS="workers-copy workers-share ecl-threads lparallel erlang go"
 REPS=3
 LIMIT=120
 CORE=1
@@ -53,6 +53,29 @@ START=$(date +%s)
 
 elapsed() { echo $(($(date +%s) - START)); }
 
+GO_BENCH=build/bench-go/chan
+
+# Why SYSTEM has no program for BENCH (nothing: it has one).
+no_program() {                  # no_program BENCH SYSTEM
+	case $1/$2 in
+	# Threads are written as functions already: their fn- row would be
+	# the same program as the row without fn-.
+	fn-*/ecl-threads | fn-*/lparallel)
+		echo "the same program as ${1#fn-} (a thread waits anywhere)" ;;
+	# The OS preempts threads; Erlang has no switch to compare.
+	preempt-*/ecl-threads | preempt-*/lparallel | preempt-cost/erlang)
+		echo "preemption cannot be turned off there to compare" ;;
+	chan-*/workers-copy | future/workers-copy | matrix/workers-copy)
+		echo "channels and futures pass values by reference: see workers-share" ;;
+	chan-*/erlang | future/erlang | matrix/erlang)
+		echo "Erlang has no channels or futures: its message rows compare it" ;;
+	future/ecl-threads | matrix/ecl-threads)
+		echo "a thread per future or row is the spawn row" ;;
+	chan-*/go) ;;
+	*/go) echo "Go is the peer of the channel rows only" ;;
+	esac
+}
+
 # Lines of raw.txt besides RESULT (which the programs print):
 #   SKIP <bench|*> <system> <reason>   FAIL <bench> <system> <rep> <reason>
 #   META <key> <value>
@@ -62,6 +85,7 @@ skip() { echo "SKIP $1 $2 ${*:3}" >> "$RAW"; echo "  skipped $2 $1: ${*:3}"; }
 command_for() {                 # command_for SYSTEM BENCH
 	case $1 in
 	erlang) echo "escript bench/erlang.escript $2" ;;
+	go) echo "$GO_BENCH $2" ;;
 	*) echo "ecl --norc --shell bench/run.lisp $1 $2" ;;
 	esac
 }
@@ -74,6 +98,14 @@ check_system() {                # check_system SYSTEM -> 0 if it can run
 		[ -f build/workers.fas ] || { skip '*' "$1" "build/workers.fas missing (make fas)"; return 1; } ;;
 	erlang)
 		command -v escript > /dev/null || { skip '*' "$1" "escript not installed (make bench-peers)"; return 1; }
+		return 0 ;;
+	go)
+		command -v go > /dev/null || { skip '*' "$1" "go not installed (make bench-peers)"; return 1; }
+		mkdir -p "$(dirname "$GO_BENCH")"
+		if ! GOCACHE="$PWD/build/go-cache" go build -o "$GO_BENCH" bench/chan.go >> "$LOG" 2>&1; then
+			skip '*' "$1" "bench/chan.go does not build (see $LOG)"
+			return 1
+		fi
 		return 0 ;;
 	esac
 	command -v ecl > /dev/null || { skip '*' "$1" "ecl not installed"; return 1; }
@@ -92,6 +124,7 @@ meta date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 meta host "$(uname -srm), $(nproc) online CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 meta ecl "$(ecl --version 2>/dev/null | head -1)"
 meta erlang "OTP $(erl -noshell -eval 'io:format("~s", [erlang:system_info(otp_release)]), halt().' 2>/dev/null)"
+meta go "$(go version 2>/dev/null)"
 meta lparallel "$(dpkg-query -W -f='cl-lparallel ${Version}' cl-lparallel 2>/dev/null)"
 meta scale "${WK_BENCH_SCALE:-1}"
 meta reps "$REPS"
@@ -116,17 +149,11 @@ for rep in $(seq 1 "$REPS"); do
 	for bench in $BENCHMARKS; do
 		for system in $available; do
 			[ -z "${broken[$bench/$system]:-}" ] || continue
-			# Threads are written as functions already: their fn- row
-			# would be the same program as the row without fn-.
-			case $bench/$system in
-			fn-*/ecl-threads | fn-*/lparallel)
-				[ "$rep" = 1 ] && skip "$bench" "$system" "the same program as ${bench#fn-} (a thread waits anywhere)"
-				continue ;;
-			# The OS preempts threads; Erlang has no switch to compare.
-			preempt-*/ecl-threads | preempt-*/lparallel | preempt-cost/erlang)
-				[ "$rep" = 1 ] && skip "$bench" "$system" "preemption cannot be turned off there to compare"
-				continue ;;
-			esac
+			why=$(no_program "$bench" "$system")
+			if [ -n "$why" ]; then
+				[ "$rep" = 1 ] && skip "$bench" "$system" "$why"
+				continue
+			fi
 			# Not started if it would end past the budget (judged by its
 			# previous repetition).
 			if [ $(($(elapsed) + ${took[$bench/$system]:-0})) -ge "$BUDGET" ]; then

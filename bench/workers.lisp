@@ -216,11 +216,13 @@ their sum to PARENT."
     (result "fib" (/ ns (fib-nodes n) 1000d0) "us/worker" n)))
 
 (defun pmap-once (items mode)
-  "Spawns a worker per item and joins them in order; returns the ns taken."
-  (elapsed-ns
-    (let ((workers (loop repeat items
-                         collect (spawn* #'busy-fib :args (list +pmap-depth+) :mode mode))))
-      (mapc #'join workers))))
+  "WORKERS:PMAP (issue 16) as a user calls it, with its default parts (one
+per scheduler, each a worker), as lparallel's PMAP has one per kernel
+worker: returns the ns taken.  The mode makes no difference: each part
+stores its results, nothing is sent."
+  (declare (ignore mode))
+  (let ((inputs (make-list items :initial-element +pmap-depth+)))
+    (elapsed-ns (pmap 'vector #'busy-fib inputs))))
 
 (defbench "pmap" (items :minimum 4)
   (let ((mode (mode)))
@@ -376,3 +378,52 @@ other programs on the machine."
       (result "preempt-cost" (* 100 (- (/ (median on) (median off)) 1d0))
               "%slower" n))))
 
+;;; Issue 16: channels, futures, parallel loops.  Channels and futures
+;;; pass values by reference: these rows are run as workers-share only.
+
+(defbench "chan-ping-pong" (n)
+  (start)
+  (let* ((ping (make-channel))
+         (pong (make-channel))
+         (echo (spawn (lambda () (do-channel (v ping) (channel-send pong v)))))
+         (ns (elapsed-ns
+               (join (spawn (lambda ()
+                              (dotimes (i n)
+                                (channel-send ping i)
+                                (channel-receive pong))))))))
+    (close-channel ping)
+    (join echo)
+    (result "chan-ping-pong" (/ ns n 1d0) "ns/round-trip" n)))
+
+(defbench "chan-throughput" (n)
+  (start)
+  (let* ((channel (make-channel :capacity +channel-capacity+))
+         (count 0)
+         (ns (elapsed-ns
+               (spawn (lambda ()
+                        (dotimes (i n) (channel-send channel i))
+                        (close-channel channel)))
+               (setf count (join (spawn (lambda ()
+                                          (let ((k 0))
+                                            (do-channel (v channel k) (incf k))))))))))
+    (assert (= count n))
+    (result "chan-throughput" (/ n (/ ns 1d9) 1d6) "Mmsg/s" n)))
+
+(defbench "future" (n)
+  (start)
+  (let* ((futures (make-array n))
+         (ns (elapsed-ns
+               (dotimes (i n)
+                 (setf (svref futures i) (let ((i i)) (future i))))
+               (dotimes (i n)
+                 (assert (eql i (force (svref futures i))))))))
+    (result "future" (/ ns n 1000d0) "us/future" n)))
+
+(defbench "matrix" (size :minimum 8)
+  (matrix-bench size
+                (lambda (schedulers a b c)
+                  (start :schedulers schedulers)
+                  (prog1 (elapsed-ns (pdotimes (i (array-dimension c 0))
+                                       (product-row a b c i)))
+                    (stop)))
+                "schedulers"))

@@ -213,3 +213,17 @@ as ((:NTH 2) (:SLOT PAYLOAD) (:AREF 0)); NIL when it is the message itself.")
         (core-error-code "The C core's negative error code (see workers.h).")
         (core-error-operation "What was being done when the core refused, a string."))
       do (setf (documentation reader 'function) doc))
+
+(define-condition channel-closed (workers-error)
+  ((channel :initarg :channel :reader channel-closed-channel
+            :documentation "The closed channel.")
+   (operation :initarg :operation :reader channel-closed-operation
+              :documentation "What was tried: CHANNEL-SEND (a send, also a
+SELECT's :SEND clause, or a sender blocked when the channel was closed) or
+CLOSE-CHANNEL (closing it again)."))
+  (:report (lambda (c stream)
+             (format stream "~A: ~A is closed."
+                     (channel-closed-operation c) (channel-closed-channel c))))
+  (:documentation "Signalled by CHANNEL-SEND (and a SELECT :SEND clause) on a
+closed channel, to a sender that was blocked when the channel was closed,
+and by CLOSE-CHANNEL on a channel already closed.  Nothing was sent."))

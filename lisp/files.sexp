@@ -19,6 +19,7 @@
 ;;;;   signals                  exits, links, monitors
 ;;;;   preempt                  preemption, WITHOUT-PREEMPTION
 ;;;;   supervisor               CALL, REPLY, supervisors
+;;;;   channels, futures        Go's channels and SELECT; futures, PMAP
 ("package"
  (:generated "constants")
  "specials"
@@ -37,4 +38,6 @@
  "join"
  "signals"
  "preempt"
- "supervisor")
+ "supervisor"
+ "channels"
+ "futures")

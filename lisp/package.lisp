@@ -29,7 +29,12 @@ reason (:NORMAL, the condition that escaped a form, :KILLED, or what it gave
 EXIT); LINK ties two workers' fates, MONITOR reports an end as a (:DOWN ...)
 message, TRAP-EXITS turns exit signals into (:EXIT ...) messages, KILL ends
 a worker whatever it does, REGISTER names workers, CALL and REPLY write the
-gen_server pattern, and START-SUPERVISOR restarts failed children.")
+gen_server pattern, and START-SUPERVISOR restarts failed children.
+
+On top of messages: Go's channels (MAKE-CHANNEL, CHANNEL-SEND,
+CHANNEL-RECEIVE, CLOSE-CHANNEL, DO-CHANNEL, SELECT), whose waiters park,
+and lparallel's futures and parallel maps (FUTURE, FORCE, PLET, PMAP,
+PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
   ;; The runtime.
   (:export #:start
            #:stop
@@ -87,6 +92,27 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.")
            #:terminate-child
            #:restart-child
            #:delete-child)
+  ;; Channels (Go's).
+  (:export #:channel
+           #:channel-p
+           #:make-channel
+           #:channel-send
+           #:channel-receive
+           #:close-channel
+           #:channel-closed-p
+           #:do-channel
+           #:call-with-channel-values
+           #:select)
+  ;; Futures and parallel map (lparallel's shape).
+  (:export #:future
+           #:future-p
+           #:force
+           #:plet
+           #:pmap
+           #:pmapcar
+           #:preduce
+           #:pdotimes
+           #:call-with-parallel-indices)
   ;; Conditions.
   (:export #:workers-error
            #:worker-failed
@@ -123,7 +149,11 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.")
            #:supervisor-error-reason
            #:core-error
            #:core-error-code
-           #:core-error-operation))
+           #:core-error-operation
+           #:channel-closed
+           #:channel-closed-channel
+           #:channel-closed-operation
+           #:future-abandoned))
 
 (defpackage #:workers.ffi
   (:use #:common-lisp)

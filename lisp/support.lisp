@@ -44,6 +44,17 @@ every slice take cannot afford.  SETF-able."
             `(%slot-set ,type ,slot ,o ,v)
             `(%slot ,type ,slot ,o))))
 
+(defmacro %slot-cas (type slot object old new)
+  "Atomically sets SLOT of OBJECT (a structure of TYPE, unchecked as by
+%SLOT) to NEW if it holds OLD (compared by EQ); true if it did.  A full
+barrier (sequentially consistent), so stores before it are seen by whoever
+sees NEW.  OLD and NEW should be objects compared by identity (symbols,
+fixnums, structures), never numbers that might be boxed."
+  `(ffi:c-inline (,object ,old ,new) (:object :object :object) :bool
+                 ,(format nil "({ cl_object old_ = #1; __atomic_compare_exchange_n(&(#0)->instance.slots[~D], &old_, #2, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST); })"
+                          (%slot-location type slot))
+                 :one-liner t))
+
 (defmacro %w (slot worker)
   "(%SLOT WORKER SLOT WORKER): a slot of a known WORKER.  SETF-able."
   `(%slot worker ,slot ,worker))

@@ -68,7 +68,10 @@ thread that is not a worker, and by messages that carry a worker's id."
   ;; True once the id table has an entry for it (%TABLE-WORKER).
   (tabled nil)
   ;; For the worker of an attached thread: that thread.
-  (thread nil))
+  (thread nil)
+  ;; Its %WAITER for blocking channel operations, kept between them
+  ;; (channels.lisp); NIL while one is in use.
+  (channel-waiter nil))
 
 (declaim (inline %worker-p))
 (defun %worker-p (object)

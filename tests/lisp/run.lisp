@@ -33,7 +33,8 @@
 (defparameter *test-files*
   '("package" "pattern-tests" "worker-tests" "message-tests" "server-tests"
     "runtime-tests" "fault-tests" "supervisor-tests"
-    "bad-input-tests" "transport-tests" "waiting-tests" "preemption-tests")
+    "bad-input-tests" "transport-tests" "waiting-tests" "preemption-tests"
+    "channel-tests" "future-tests")
   "The test files; the fault-injection suite's helpers live in them.")
 
 (dolist (name (append *test-files* (and *faults* '("fault-injection-tests"))))
