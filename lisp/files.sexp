@@ -18,6 +18,7 @@
 ;;;;   spawn, join              spawning, WITH-WORKER; JOIN
 ;;;;   signals                  exits, links, monitors
 ;;;;   supervisor               CALL, REPLY, supervisors
+;;;;   terms, distribution      Erlang terms; this image as an Erlang node
 ("package"
  (:generated "constants")
  "specials"
@@ -35,4 +36,6 @@
  "spawn"
  "join"
  "signals"
- "supervisor")
+ "supervisor"
+ "terms"
+ "distribution")

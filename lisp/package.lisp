@@ -82,6 +82,16 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.")
            #:terminate-child
            #:restart-child
            #:delete-child)
+  ;; Distribution: this image as an Erlang node.
+  (:export #:start-node
+           #:stop-node
+           #:node
+           #:nodes
+           #:connect-node
+           #:disconnect-node
+           #:remote
+           #:encode-term
+           #:decode-term)
   ;; Conditions.
   (:export #:workers-error
            #:worker-failed
@@ -116,6 +126,9 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.")
            #:supervisor-error
            #:supervisor-error-supervisor
            #:supervisor-error-reason
+           #:distribution-error
+           #:distribution-error-node
+           #:distribution-error-reason
            #:core-error
            #:core-error-code
            #:core-error-operation))

@@ -234,7 +234,13 @@ Each call makes a new, independent monitor."
     (when target
       (with-links-lock (me)
         (%watch me ref target))
-      (setf refused (%add-monitor target ref me)))
+      ;; A transport may refuse by signalling (distribution.lisp): then
+      ;; the caller watches nothing.
+      (let ((added nil))
+        (unwind-protect (setf refused (%add-monitor target ref me)
+                              added t)
+          (unless added
+            (with-links-lock (me) (%unwatch me ref))))))
     (when refused
       (with-links-lock (me)
         (%unwatch me ref)

@@ -33,7 +33,7 @@
 (defparameter *test-files*
   '("package" "pattern-tests" "worker-tests" "message-tests" "server-tests"
     "runtime-tests" "fault-tests" "supervisor-tests"
-    "bad-input-tests" "transport-tests" "waiting-tests")
+    "bad-input-tests" "transport-tests" "waiting-tests" "distribution-tests")
   "The test files; the fault-injection suite's helpers live in them.")
 
 (dolist (name (append *test-files* (and *faults* '("fault-injection-tests"))))

@@ -1,0 +1,266 @@
+;;;; distribution.lisp - this image as an Erlang node (issue 14): the term
+;;;; mapping's Lisp half, the node, and a TRANSPORT per remote node.
+;;;;
+;;;; The C half is lisp/glue/dist.c (a thread that owns the node's sockets,
+;;;; does the handshakes with erl_interface, reads frames and answers ticks)
+;;;; and codec/etf.c (the external term format; the mapping is in codec.h
+;;;; and README.org).  The node's thread calls %DIST-EVENT for each frame
+;;;; and each connection that comes or goes; a message for a worker of this
+;;;; image is decoded there and delivered by reference (nobody else holds
+;;;; the fresh object).  terms.lisp maps pids to workers and back.
+;;;;
+;;;; What crosses the wire so far: SEND (to a pid), REG_SEND (to a
+;;;; registered name) and EXIT2 (an exit signal), both ways.  Links and
+;;;; monitors of remote workers are refused with DISTRIBUTION-ERROR.
+
+(in-package #:workers)
+
+;;; This node.
+
+(defvar *connected-nodes* '()
+  "The names of the nodes connected now; written by the node's thread.")
+
+(defun %short-host ()
+  (let ((host (machine-instance)))
+    (subseq host 0 (position #\. host))))
+
+;;; Atoms for names.
+
+(defun %invert-case (string)
+  "STRING with the case of its letters inverted if they are all of one
+case (readtable-case :INVERT), as codec/etf.c maps symbol names to atoms."
+  (let ((upper (some #'upper-case-p string))
+        (lower (some #'lower-case-p string)))
+    (cond ((and upper (not lower)) (string-downcase string))
+          ((and lower (not upper)) (string-upcase string))
+          (t (copy-seq string)))))
+
+(defun %atom (name)
+  "A symbol the codec sends as the atom NAME designates: a symbol's name
+goes as the symbol's would, a string exactly."
+  (etypecase name
+    (symbol (if (or (keywordp name) (null (symbol-package name)))
+                name
+                (make-symbol (symbol-name name))))
+    (string (make-symbol (%invert-case name)))))
+
+(defvar *empty-atom* (make-symbol "") "The atom '' (unused fields).")
+
+;;; Sending.
+
+(defun %require-node ()
+  (or *this-node*
+      (%dist-error nil "this image runs no node (START-NODE first)")))
+
+(defun %frame (node control &optional (message nil message-p))
+  "Queues a frame for NODE.  Signals UNSERIALIZABLE-OBJECT (nothing sent)
+for a message that has no term."
+  (multiple-value-bind (code bad)
+      (workers.ffi::%dist-send node control message message-p)
+    (cond ((eql code 0) t)
+          ((eql code +codec-unserializable+)
+           (error 'unserializable-object :object bad :path nil))
+          ((eql code +dist-e-not-running+) nil)
+          (t (error 'codec-failed :object message)))))
+
+(defstruct (remote (:constructor %make-remote (name node)) (:copier nil)
+                   (:predicate %remote-p))
+  "A registered name on another node, as (WORKERS:REMOTE NAME NODE) gives."
+  (name nil :read-only t)
+  (node "" :type string :read-only t))
+
+(defmethod print-object ((r remote) stream)
+  (print-unreadable-object (r stream)
+    (format stream "REMOTE ~S on ~S" (remote-name r) (remote-node r))))
+
+(defun remote (name node)
+  "The process registered as NAME on NODE (a node name, \"alive@host\"),
+for SEND: an Erlang process, or a worker of another ECL node.  NAME is a
+symbol (sent as the atom of its name, case inverted as for keywords: 'KV
+is kv) or a string (the atom's exact name).  Sending to it connects to
+NODE if needed; a message to a node that cannot be reached, or to a name
+nobody holds there, is dropped, as in Erlang."
+  (check-type name (or (and symbol (not null)) string))
+  (check-type node string)
+  (%make-remote name node))
+
+(defun %send-remote (remote message)
+  "SEND to a REMOTE: a REG_SEND frame {6, From, '', Name}."
+  (%require-node)
+  (%frame (remote-node remote)
+          (vector 6 (self) *empty-atom* (%atom (remote-name remote)))
+          message))
+
+(defun %peer-transport (peer)
+  "The TRANSPORT of the workers of PEER's node."
+  (let ((node (peer-name peer)))
+    (flet ((unsupported (what)
+             (%dist-error node "~A of a worker of another node is not supported yet"
+                          what)))
+      (make-transport
+       :name node
+       :deliver (lambda (id message mode)
+                  (declare (ignore mode))
+                  (%require-node)
+                  ;; SEND {2, '', To}; the worker object is the pid.
+                  (let ((to (with-registry-lock
+                              (gethash (gethash (ldb (byte +id-bits+ 0) id) (peer-keys peer))
+                                       (peer-workers peer)))))
+                    (and to (%frame node (vector 2 *empty-atom* to) message))))
+       :signal-exit (lambda (target from reason kill)
+                      (%require-node)
+                      ;; EXIT2 {8, From, To, Reason}.
+                      (%frame node (vector 8 from target (if kill :kill reason)))
+                      nil)
+       :add-link (lambda (target from)
+                   (declare (ignore target from))
+                   (unsupported "LINK"))
+       :remove-link (lambda (target from) (declare (ignore target from)) nil)
+       :add-monitor (lambda (target ref watcher)
+                      (declare (ignore target ref watcher))
+                      (unsupported "MONITOR"))
+       :remove-monitor (lambda (target ref) (declare (ignore target ref)) nil)
+       :target-alive-p (lambda (target)
+                         (declare (ignore target))
+                         (and (member node *connected-nodes* :test #'string=) t))))))
+
+;;; What the node's thread hands over.
+
+(defun %local-target (object)
+  "OBJECT if it is a worker of this image, else NIL."
+  (and (worker-p object) (eql (%node-of (worker-id object)) 0) object))
+
+(defun %registered-as-atom (name)
+  "The worker registered under the name an arriving atom NAME (a symbol)
+designates: NAME itself, else a symbol or string registered with the same
+name (the atom kv finds 'KV, \"KV\" and :KV in any package)."
+  (and (symbolp name) name
+       (or (whereis name)
+           (let ((text (symbol-name name)))
+             (loop for registered in (registered-names)
+                   when (string= (if (symbolp registered)
+                                     (symbol-name registered)
+                                     (%invert-case registered))
+                                 text)
+                     return (whereis registered))))))
+
+(defun %deliver-arrived (to message)
+  (let ((target (%local-target to)))
+    (when target
+      (handler-case (%deliver (worker-id target) message :share)
+        (core-error () nil)))))
+
+(defun %dist-message (control message)
+  "Acts on one frame: CONTROL a tuple (a simple vector) whose first
+element says what it is (Erlang's distribution protocol)."
+  (when (and (simple-vector-p control) (> (length control) 2))
+    (case (svref control 0)
+      ((2 22) (%deliver-arrived (svref control 2) message)) ; SEND, SEND_SENDER
+      (6 (when (= (length control) 4)                       ; REG_SEND
+           (%deliver-arrived (%registered-as-atom (svref control 3)) message)))
+      (8 (when (= (length control) 4)                       ; EXIT2
+           (let ((from (svref control 1))
+                 (target (%local-target (svref control 2)))
+                 (reason (svref control 3)))
+             (when (and target (worker-p from))
+               (%local-signal-exit (%resolve target) from reason
+                                   (eq reason :kill))))))
+      ;; LINK, UNLINK, EXIT, MONITOR and the rest: not yet.
+      (t nil))))
+
+(defun %dist-event (event node a b)
+  "Called by the node's thread (lisp/glue/dist.c, wkl_dist_start)."
+  (handler-case
+      (ecase event
+        (:message (%dist-message a b))
+        (:nodeup (pushnew node *connected-nodes* :test #'string=))
+        (:nodedown (setf *connected-nodes*
+                         (remove node *connected-nodes* :test #'string=)))
+        (:connected (handler-case (%deliver a (list '%connected node b) :share)
+                      (core-error () nil))))
+    (error (e)
+      (ignore-errors (format *error-output* "~&workers: node ~A: ~A~%" node e)))))
+
+;;; The API.
+
+(defun %start-epmd ()
+  "Starts `epmd -daemon' (which returns once the daemon is detached)."
+  (handler-case (ext:run-program "epmd" '("-daemon") :wait t :output nil :error nil
+                                                     :input nil)
+    (error (e) (%dist-error nil "could not run epmd -daemon: ~A" e))))
+
+(defun start-node (name &key cookie (host (%short-host)) address)
+  "Makes this image the Erlang node NAME@HOST (HOST: this machine's short
+name, as erl -sname), published in epmd (started with `epmd -daemon' if
+none answers), and returns its name, a string.  COOKIE (a string) is
+required: only nodes with the same cookie can connect, and a node that
+has it is fully trusted.  ADDRESS (a dotted IPv4 string, e.g. \"127.0.0.1\")
+listens on that address only; by default, on every address.  The node is
+hidden (Erlang's nodes() does not list it; nodes(hidden) does).  Signals
+DISTRIBUTION-ERROR if a node runs already or it cannot start.
+**NOTE** One node per image."
+  (check-type name string)
+  (unless (stringp cookie)
+    (%dist-error nil "START-NODE needs a :COOKIE (a string)"))
+  (%ensure-running)
+  (flet ((try ()
+           (workers.ffi::%dist-start name host cookie (or address "") '%dist-event)))
+    (multiple-value-bind (code creation) (try)
+      (when (eql code +dist-e-epmd+)
+        (%start-epmd)
+        (loop with deadline = (+ (get-internal-real-time)
+                                 (* 10 internal-time-units-per-second))
+              do (multiple-value-setq (code creation) (try))
+              while (and (eql code +dist-e-epmd+)
+                         (< (get-internal-real-time) deadline))
+              do (cl:sleep 0.05)))
+      (unless (eql code 0)
+        (%dist-error (format nil "~A@~A" name host)
+                     (case code
+                       (#.+dist-e-running+ "a node runs already (STOP-NODE first)")
+                       (#.+dist-e-epmd+ "epmd did not take the registration (name in use?)")
+                       (t (format nil "the node could not start (code ~D)" code)))))
+      (setf *this-creation* creation
+            *this-node* (format nil "~A@~A" name host)))))
+
+(defun stop-node ()
+  "Closes every connection, leaves epmd and stops this image's node.
+Returns T, or NIL if no node ran.  Workers of other nodes stay known (and
+EQ to themselves if the node starts again)."
+  (when *this-node*
+    (workers.ffi::%dist-stop)
+    (setf *this-node* nil
+          *connected-nodes* '())
+    t))
+
+(defun node ()
+  "This image's node name (\"alive@host\"), or NIL when no node runs."
+  *this-node*)
+
+(defun nodes ()
+  "The names of the nodes this node is connected to now."
+  (copy-list *connected-nodes*))
+
+(defun connect-node (node &key (timeout 15))
+  "Connects to NODE (\"alive@host\") unless connected, and returns T.
+Signals DISTRIBUTION-ERROR if the connection is refused: no such node in
+its host's epmd, a handshake refused (a wrong cookie), or no answer within
+TIMEOUT seconds.  Sending to a node connects too; this says why not."
+  (check-type node string)
+  (%require-node)
+  (let ((me (self)))
+    (unless (eql 0 (workers.ffi::%dist-connect node (worker-id me)))
+      (%dist-error node "the node stopped"))
+    (receive (('%connected n result) :when (string= n node)
+              (if (eq result t)
+                  t
+                  (%dist-error node "~A" result)))
+             (:after timeout (%dist-error node "no answer in ~A seconds" timeout)))))
+
+(defun disconnect-node (node)
+  "Closes the connection to NODE, if any (as erlang:disconnect_node/1).
+Returns T."
+  (check-type node string)
+  (%require-node)
+  (workers.ffi::%dist-disconnect node)
+  t)
