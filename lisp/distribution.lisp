@@ -10,8 +10,10 @@
 ;;;; the fresh object).  terms.lisp maps pids to workers and back.
 ;;;;
 ;;;; What crosses the wire so far: SEND (to a pid), REG_SEND (to a
-;;;; registered name) and EXIT2 (an exit signal), both ways.  Links and
-;;;; monitors of remote workers are refused with DISTRIBUTION-ERROR.
+;;;; registered name) and EXIT2 (an exit signal), both ways, with CALL and
+;;;; REPLY as gen_server's messages.  A monitor of a remote worker fires
+;;;; on a lost connection only; a link to one is refused with
+;;;; DISTRIBUTION-ERROR.
 
 (in-package #:workers)
 
@@ -45,6 +47,68 @@ goes as the symbol's would, a string exactly."
     (string (make-symbol (%invert-case name)))))
 
 (defvar *empty-atom* (make-symbol "") "The atom '' (unused fields).")
+
+;;; CALL and REPLY as Erlang's gen_server protocol.  At the wire, and only
+;;; for messages of exactly these shapes:
+;;;
+;;;   (:CALL FROM REF REQUEST)  <->  {'$gen_call', {From, Tag}, Request}
+;;;   (:REPLY REF VALUE)        <->  {Tag, Value}
+;;;
+;;; so that gen_server:call reaches a Lisp server as CALL's message and
+;;; REPLY answers it ({Tag, Value} to the caller's pid, as gen:reply does),
+;;; and CALL reaches an Erlang gen_server.  CALL's REF, an integer, goes as
+;;; a reference of this node (Tag); a reply {Tag, Value} arrives as
+;;; (:REPLY REF VALUE) only when Tag is such a reference, so no other
+;;; 2-tuple is taken for a reply.
+
+(defun %call-ref-out (ref)
+  "CALL's integer REF as a reference of this node; any other tag as is."
+  (if (typep ref '(integer 0 #.(1- (expt 2 64))))
+      (%make-erlang-ref :ref (%require-node) *this-creation*
+                        (list (ldb (byte 32 0) ref) (ldb (byte 32 32) ref) 0))
+      ref))
+
+(defun %call-ref-in (tag)
+  "The integer %CALL-REF-OUT made TAG from, or NIL."
+  (and (erlang-ref-p tag)
+       (eq (erlang-ref-kind tag) :ref)
+       (equal (erlang-ref-node tag) *this-node*)
+       (eql (erlang-ref-creation tag) *this-creation*)
+       (let ((numbers (erlang-ref-numbers tag)))
+         (and (= (length numbers) 3) (eql (third numbers) 0)
+              (logior (first numbers) (ash (second numbers) 32))))))
+
+(defun %list-of-length-p (x n)
+  (and (listp x) (eql (ignore-errors (list-length x)) n)))
+
+(defun %gen-call-atom-p (x)
+  (and (symbolp x) x (string= (symbol-name x) "$GEN_CALL")))
+
+(defun %from-wire (message)
+  "An arriving MESSAGE, gen_server's shapes turned into CALL's and REPLY's."
+  (if (simple-vector-p message)
+      (let ((n (length message)))
+        (cond ((and (= n 3) (%gen-call-atom-p (svref message 0))
+                    (simple-vector-p (svref message 1))
+                    (= (length (svref message 1)) 2)
+                    (worker-p (svref (svref message 1) 0)))
+               (let ((from (svref message 1)))
+                 (list :call (svref from 0) (svref from 1) (svref message 2))))
+              ((and (= n 2) (%call-ref-in (svref message 0)))
+               (list :reply (%call-ref-in (svref message 0)) (svref message 1)))
+              (t message)))
+      message))
+
+(defun %to-wire (message)
+  "A MESSAGE leaving for another node, CALL's and REPLY's shapes turned
+into gen_server's."
+  (cond ((and (%list-of-length-p message 4) (eq (first message) :call)
+              (worker-p (second message)))
+         (destructuring-bind (from ref request) (rest message)
+           (vector (%atom "$gen_call") (vector from (%call-ref-out ref)) request)))
+        ((and (%list-of-length-p message 3) (eq (first message) :reply))
+         (vector (%call-ref-out (second message)) (third message)))
+        (t message)))
 
 ;;; Sending.
 
@@ -89,7 +153,7 @@ nobody holds there, is dropped, as in Erlang."
   (%require-node)
   (%frame (remote-node remote)
           (vector 6 (self) *empty-atom* (%atom (remote-name remote)))
-          message))
+          (%to-wire message)))
 
 (defun %peer-transport (peer)
   "The TRANSPORT of the workers of PEER's node."
@@ -106,7 +170,7 @@ nobody holds there, is dropped, as in Erlang."
                   (let ((to (with-registry-lock
                               (gethash (gethash (ldb (byte +id-bits+ 0) id) (peer-keys peer))
                                        (peer-workers peer)))))
-                    (and to (%frame node (vector 2 *empty-atom* to) message))))
+                    (and to (%frame node (vector 2 *empty-atom* to) (%to-wire message)))))
        :signal-exit (lambda (target from reason kill)
                       (%require-node)
                       ;; EXIT2 {8, From, To, Reason}.
@@ -117,12 +181,55 @@ nobody holds there, is dropped, as in Erlang."
                    (unsupported "LINK"))
        :remove-link (lambda (target from) (declare (ignore target from)) nil)
        :add-monitor (lambda (target ref watcher)
-                      (declare (ignore target ref watcher))
-                      (unsupported "MONITOR"))
-       :remove-monitor (lambda (target ref) (declare (ignore target ref)) nil)
+                      (%add-node-monitor node target ref watcher))
+       :remove-monitor (lambda (target ref)
+                         (declare (ignore target))
+                         (%remove-node-monitor ref))
        :target-alive-p (lambda (target)
                          (declare (ignore target))
                          (and (member node *connected-nodes* :test #'string=) t))))))
+
+;;; Monitors of remote workers.  ei has no monitor signal (design.md), so
+;;; a monitor of a worker of another node fires only when the connection
+;;; to that node is lost or cannot be made, with reason :NOCONNECTION;
+;;; not when the process ends.  (Emulating it with a link from a hidden
+;;; pid would make the Erlang process die of noconnection when this node
+;;; goes away, unless it traps exits.)
+
+(defvar *remote-monitors* (make-hash-table)
+  "Monitor ref -> (node target . watcher), for the monitors of remote
+workers; under the registry lock.")
+
+(defun %fire-node-monitors (node)
+  "Sends (:DOWN REF TARGET :NOCONNECTION) for each monitor of a worker of
+NODE (and forgets them)."
+  (let ((fired '()))
+    (with-registry-lock
+      (maphash (lambda (ref entry)
+                 (when (string= (car entry) node)
+                   (push (cons ref (cdr entry)) fired)))
+               *remote-monitors*)
+      (dolist (f fired) (remhash (car f) *remote-monitors*)))
+    (loop for (ref target . watcher) in fired
+          do (with-links-lock (watcher)
+               (when (%unwatch watcher ref)
+                 (%send-system watcher (list :down ref target :noconnection)))))))
+
+(defun %add-node-monitor (node target ref watcher)
+  "A remote transport's %ADD-MONITOR: connects to NODE if needed; NIL, or
+:NOCONNECTION if it cannot."
+  (with-registry-lock
+    (setf (gethash ref *remote-monitors*) (list* node target watcher)))
+  (if (handler-case (connect-node node) (distribution-error () nil))
+      nil
+      (with-registry-lock
+        ;; Gone already if a NODEDOWN fired it meanwhile.
+        (and (remhash ref *remote-monitors*) :noconnection))))
+
+(defun %remove-node-monitor (ref)
+  "Forgets monitor REF of a remote worker; true if it was there."
+  (with-registry-lock
+    (and (remhash ref *remote-monitors*) t)))
 
 ;;; What the node's thread hands over.
 
@@ -147,7 +254,7 @@ name (the atom kv finds 'KV, \"KV\" and :KV in any package)."
 (defun %deliver-arrived (to message)
   (let ((target (%local-target to)))
     (when target
-      (handler-case (%deliver (worker-id target) message :share)
+      (handler-case (%deliver (worker-id target) (%from-wire message) :share)
         (core-error () nil)))))
 
 (defun %dist-message (control message)
@@ -175,7 +282,8 @@ element says what it is (Erlang's distribution protocol)."
         (:message (%dist-message a b))
         (:nodeup (pushnew node *connected-nodes* :test #'string=))
         (:nodedown (setf *connected-nodes*
-                         (remove node *connected-nodes* :test #'string=)))
+                         (remove node *connected-nodes* :test #'string=))
+         (%fire-node-monitors node))
         (:connected (handler-case (%deliver a (list '%connected node b) :share)
                       (core-error () nil))))
     (error (e)

@@ -9,6 +9,8 @@
 %% serves the commands below.  It halts on {stop}, or after 120 seconds
 %% without a command (so that a test run that died leaves nothing behind).
 -mode(compile).
+-behaviour(gen_server).
+-export([init/1, handle_call/3, handle_cast/2]).
 
 main([Name, Cookie, LispNode]) ->
     %% A tick every second, so a net_ticktime of 4 s: a connection whose
@@ -103,8 +105,23 @@ serve({watch_node, From}) ->
               watch(false)
           end),
     receive watching -> From ! {watching} end;
+%% A gen_server registered as kv_erl (the callbacks are below).
+serve({start_kv, From}) ->
+    {ok, Pid} = gen_server:start({local, kv_erl}, ?MODULE, [], []),
+    From ! {kv_started, Pid};
+%% gen_server:call({Name, Node}, Request) into the Lisp node.
+serve({gen_call, From, Name, Node, Request}) ->
+    From ! {gen_call_reply, (catch gen_server:call({Name, Node}, Request, 20000))};
+%% A call nobody answers: tells the Lisp node's wkt that it arrived.
+serve({'$gen_call', {Pid, _Tag}, hang}) ->
+    {wkt, node(Pid)} ! {hanging};
 serve(_) ->
     ok.
+
+init([]) -> {ok, #{}}.
+handle_call({put, K, V}, _From, State) -> {reply, ok, State#{K => V}};
+handle_call({get, K}, _From, State) -> {reply, maps:get(K, State, undefined), State}.
+handle_cast(_, State) -> {noreply, State}.
 
 watch(Down) ->
     receive

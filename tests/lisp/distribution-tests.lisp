@@ -360,6 +360,68 @@ it was made of), and one from Erlang arrives whole."
       (is (eql size (length (svref reply 1))))
       (is (eql size (count 5 (svref reply 1)))))))
 
+;;; CALL and REPLY as gen_server's protocol; monitors of remote workers.
+
+(define-distribution-test calls--gen-server-call-from-erlang-reaches-a-lisp-server
+  "gen_server:call({Name, Node}, Request) from Erlang arrives at a Lisp
+RECEIVE-LOOP server as (:CALL FROM REF REQUEST), and REPLY answers it."
+  (let ((server (spawn (lambda ()
+                         (let ((table (make-hash-table :test 'equalp)))
+                           (receive-loop
+                             ((:call from ref request)
+                              (let ((op (svref request 0)))
+                                (reply from ref
+                                       (case op
+                                         (:put (setf (gethash (svref request 1) table)
+                                                     (svref request 2))
+                                          :ok)
+                                         (:get (gethash (svref request 1) table :undefined))))))
+                             (:stop (return))))))))
+    (register 'wkt-kv server)
+    (unwind-protect
+         (progn
+           (is (equalp #(:gen_call_reply :ok)
+                       (peer-call :gen_call :gen_call_reply :wkt-kv (workers::%atom (node))
+                                  (vector :put :a 1))))
+           (is (equalp #(:gen_call_reply 1)
+                       (peer-call :gen_call :gen_call_reply :wkt-kv (workers::%atom (node))
+                                  (vector :get :a)))))
+      (send server :stop)
+      (ignore-errors (unregister 'wkt-kv)))))
+
+(define-distribution-test calls--call-reaches-an-erlang-gen-server
+  "CALL to an Erlang gen_server, by registered name (REMOTE) or by pid,
+returns its reply."
+  (let ((pid (svref (peer-call :start_kv :kv_started) 1))
+        (kv (remote "kv_erl" *peer-node*)))
+    (is (eq :ok (call kv (vector :put :x 5))))
+    (is (eql 5 (call kv (vector :get :x))))
+    (is (eql 5 (call pid (vector :get :x))))
+    (is (eq :undefined (call pid (vector :get :y))))))
+
+(define-distribution-test calls--a-lost-connection-fails-a-call-and-fires-monitors
+  "A CALL waiting on a remote server fails with CALL-FAILED :NOCONNECTION
+when the connection goes, and a MONITOR of a remote worker sends (:DOWN
+REF WORKER :NOCONNECTION); the next send connects again."
+  (let* ((me (self))
+         (ref (monitor *peer*))
+         (caller (spawn (lambda ()
+                          (send me (list :call-ended
+                                         (handler-case (call *peer* :hang :timeout *long*)
+                                           (call-failed (e) (call-failed-reason e)))))))))
+    (declare (ignore caller))
+    (is (equalp #(:hanging) (next-tuple :hanging)))
+    (disconnect-node *peer-node*)
+    (is (equal (list :call-ended :noconnection)
+               (receive ((:call-ended r) (list :call-ended r)) (:after *long* :timeout))))
+    (is (equal (list :down ref *peer* :noconnection)
+               (receive ((:down r w why) :when (eql r ref) (list :down r w why))
+                        (:after *long* :timeout)))))
+  (is (equalp (vector :in_order t)
+              (progn (send *peer* (vector :expect_count (self) 1))
+                     (send *peer* (vector :n 1))
+                     (next-tuple :in_order)))))
+
 ;;; Exit signals.
 
 (define-distribution-test exits--erlangs-exit-ends-or-reaches-a-lisp-worker
@@ -395,8 +457,8 @@ killed."
     (kill watched)
     (is (equalp (vector :ended watched :killed) (next-tuple :ended)))))
 
-(define-distribution-test exits--links-and-monitors-of-remote-workers-are-refused
-  "LINK and MONITOR of a worker of another node are not supported yet and
-say so with DISTRIBUTION-ERROR (rather than pretending)."
+(define-distribution-test exits--links-to-remote-workers-are-refused
+  "LINK to a worker of another node is not supported yet and says so with
+DISTRIBUTION-ERROR (rather than pretending); nothing is linked."
   (signals distribution-error (link *peer*))
-  (signals distribution-error (monitor *peer*)))
+  (is (not (member *peer* (workers::worker-links (self))))))
