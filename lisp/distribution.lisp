@@ -11,9 +11,9 @@
 ;;;;
 ;;;; What crosses the wire so far: SEND (to a pid), REG_SEND (to a
 ;;;; registered name) and EXIT2 (an exit signal), both ways, with CALL and
-;;;; REPLY as gen_server's messages.  A monitor of a remote worker fires
-;;;; on a lost connection only; a link to one is refused with
-;;;; DISTRIBUTION-ERROR.
+;;;; REPLY as gen_server's messages; links both ways (LINK, UNLINK_ID,
+;;;; EXIT), ended by a lost connection with :NOCONNECTION.  A monitor of a
+;;;; remote worker fires on a lost connection only.
 
 (in-package #:workers)
 
@@ -155,39 +155,74 @@ nobody holds there, is dropped, as in Erlang."
           (vector 6 (self) *empty-atom* (%atom (remote-name remote)))
           (%to-wire message)))
 
+(defun %wire-reason (reason)
+  "REASON as an exit reason can cross: itself if it has a term, else
+{lisp_error, Report} (a condition that ended a worker)."
+  (handler-case (progn (encode-term reason) reason)
+    (error () (vector :lisp_error (princ-to-string reason)))))
+
+(defun %peer-of (worker)
+  (svref *peer-numbers* (%node-of (worker-id worker))))
+
+(defun %note-link (local remote)
+  "Records the link between LOCAL and the remote worker REMOTE."
+  (let ((peer (%peer-of remote)))
+    (with-registry-lock
+      (pushnew (cons local remote) (peer-links peer) :test #'equal))))
+
+(defun %forget-link (local remote)
+  "Forgets it; true if it was recorded."
+  (let ((peer (%peer-of remote)))
+    (with-registry-lock
+      (let ((before (length (peer-links peer))))
+        (setf (peer-links peer) (remove (cons local remote) (peer-links peer)
+                                        :test #'equal))
+        (/= before (length (peer-links peer)))))))
+
 (defun %peer-transport (peer)
-  "The TRANSPORT of the workers of PEER's node."
+  "The TRANSPORT of the workers of PEER's node.  A link is kept on both
+sides: here as a pair in PEER-LINKS (and in the local worker's LINKS),
+there by the LINK control message; a link ends with UNLINK_ID, or with
+the EXIT that a death sends, or with the connection (:NOCONNECTION)."
   (let ((node (peer-name peer)))
-    (flet ((unsupported (what)
-             (%dist-error node "~A of a worker of another node is not supported yet"
-                          what)))
-      (make-transport
-       :name node
-       :deliver (lambda (id message mode)
-                  (declare (ignore mode))
-                  (%require-node)
-                  ;; SEND {2, '', To}; the worker object is the pid.
-                  (let ((to (with-registry-lock
-                              (gethash (gethash (ldb (byte +id-bits+ 0) id) (peer-keys peer))
-                                       (peer-workers peer)))))
-                    (and to (%frame node (vector 2 *empty-atom* to) (%to-wire message)))))
-       :signal-exit (lambda (target from reason kill)
-                      (%require-node)
-                      ;; EXIT2 {8, From, To, Reason}.
-                      (%frame node (vector 8 from target (if kill :kill reason)))
-                      nil)
-       :add-link (lambda (target from)
-                   (declare (ignore target from))
-                   (unsupported "LINK"))
-       :remove-link (lambda (target from) (declare (ignore target from)) nil)
-       :add-monitor (lambda (target ref watcher)
-                      (%add-node-monitor node target ref watcher))
-       :remove-monitor (lambda (target ref)
-                         (declare (ignore target))
-                         (%remove-node-monitor ref))
-       :target-alive-p (lambda (target)
-                         (declare (ignore target))
-                         (and (member node *connected-nodes* :test #'string=) t))))))
+    (make-transport
+     :name node
+     :deliver (lambda (id message mode)
+                (declare (ignore mode))
+                (%require-node)
+                ;; SEND {2, '', To}; the worker object is the pid.
+                (let ((to (with-registry-lock
+                            (gethash (gethash (ldb (byte +id-bits+ 0) id) (peer-keys peer))
+                                     (peer-workers peer)))))
+                  (and to (%frame node (vector 2 *empty-atom* to) (%to-wire message)))))
+     :signal-exit (lambda (target from reason kill)
+                    (%require-node)
+                    ;; A worker that has ended signals only its links (see
+                    ;; %FIRE-LINKS-AND-MONITORS): EXIT {3, From, To,
+                    ;; Reason}; else EXIT2 {8, From, To, Reason}.
+                    (%frame node (vector (if (and (worker-ended from) (not kill)) 3 8)
+                                         from target
+                                         (if kill :kill (%wire-reason reason))))
+                    nil)
+     :add-link (lambda (target from)
+                 (if (handler-case (connect-node node) (distribution-error () nil))
+                     (progn (%note-link from target)
+                            (%frame node (vector 1 from target)) ; LINK
+                            nil)
+                     :noconnection))
+     :remove-link (lambda (target from)
+                    ;; At FROM's end the EXIT that follows ends the link.
+                    (when (and (%forget-link from target) (not (worker-ended from)))
+                      (%frame node (vector 35 (workers.ffi::%next-ref) from target)))
+                    nil)
+     :add-monitor (lambda (target ref watcher)
+                    (%add-node-monitor node target ref watcher))
+     :remove-monitor (lambda (target ref)
+                       (declare (ignore target))
+                       (%remove-node-monitor ref))
+     :target-alive-p (lambda (target)
+                       (declare (ignore target))
+                       (and (member node *connected-nodes* :test #'string=) t)))))
 
 ;;; Monitors of remote workers.  ei has no monitor signal (design.md), so
 ;;; a monitor of a worker of another node fires only when the connection
@@ -257,32 +292,77 @@ name (the atom kv finds 'KV, \"KV\" and :KV in any package)."
       (handler-case (%deliver (worker-id target) (%from-wire message) :share)
         (core-error () nil)))))
 
-(defun %dist-message (control message)
-  "Acts on one frame: CONTROL a tuple (a simple vector) whose first
-element says what it is (Erlang's distribution protocol)."
+(defun %arrived-link-exit (from to reason)
+  "EXIT {3, From, To, Reason}: FROM, linked to TO, ended with REASON."
+  (let ((target (%local-target to)))
+    (when (and target (worker-p from))
+      (let ((target (%resolve target)))
+        (%forget-link target from)
+        (%local-remove-link target from)
+        (%local-signal-exit target from reason nil)))))
+
+(defun %arrived-link (node from to)
+  "LINK {1, From, To}: links TO to the remote FROM, or answers with the
+EXIT of a TO that has ended (:NOPROC)."
+  (let ((target (%local-target to)))
+    (when (and target (worker-p from))
+      (let* ((target (%resolve target))
+             (refused (%local-add-link target from)))
+        (if refused
+            (%frame node (vector 3 target from refused))
+            (%note-link target from))))))
+
+(defun %arrived-unlink (from to)
+  "UNLINK {4, From, To} or UNLINK_ID {35, Id, From, To}."
+  (let ((target (%local-target to)))
+    (when (and target (worker-p from))
+      (let ((target (%resolve target)))
+        (%forget-link target from)
+        (%local-remove-link target from)))))
+
+(defun %dist-message (node control message)
+  "Acts on one frame from NODE: CONTROL a tuple (a simple vector) whose
+first element says what it is (Erlang's distribution protocol)."
   (when (and (simple-vector-p control) (> (length control) 2))
-    (case (svref control 0)
-      ((2 22) (%deliver-arrived (svref control 2) message)) ; SEND, SEND_SENDER
-      (6 (when (= (length control) 4)                       ; REG_SEND
-           (%deliver-arrived (%registered-as-atom (svref control 3)) message)))
-      (8 (when (= (length control) 4)                       ; EXIT2
-           (let ((from (svref control 1))
-                 (target (%local-target (svref control 2)))
-                 (reason (svref control 3)))
-             (when (and target (worker-p from))
-               (%local-signal-exit (%resolve target) from reason
-                                   (eq reason :kill))))))
-      ;; LINK, UNLINK, EXIT, MONITOR and the rest: not yet.
-      (t nil))))
+    (let ((n (length control)))
+      (flet ((arg (i) (svref control i)))
+        (case (arg 0)
+          ((2 22) (%deliver-arrived (arg 2) message))     ; SEND, SEND_SENDER
+          (6 (when (= n 4)                                ; REG_SEND
+               (%deliver-arrived (%registered-as-atom (arg 3)) message)))
+          (8 (when (= n 4)                                ; EXIT2
+               (let ((target (%local-target (arg 2))))
+                 (when (and target (worker-p (arg 1)))
+                   (%local-signal-exit (%resolve target) (arg 1) (arg 3)
+                                       (eq (arg 3) :kill))))))
+          (3 (when (= n 4) (%arrived-link-exit (arg 1) (arg 2) (arg 3)))) ; EXIT
+          (1 (%arrived-link node (arg 1) (arg 2)))        ; LINK
+          (4 (%arrived-unlink (arg 1) (arg 2)))           ; UNLINK
+          (35 (when (= n 4)                               ; UNLINK_ID: acked
+                (%arrived-unlink (arg 2) (arg 3))
+                (%frame node (vector 36 (arg 1) (arg 3) (arg 2)))))
+          ;; UNLINK_ID_ACK, MONITOR_P and the rest: nothing to do here.
+          (t nil))))))
+
+(defun %links-lost (node)
+  "The connection to NODE is gone: each link to one of its workers ends
+the local worker with :NOCONNECTION (or reaches it as (:EXIT W
+:NOCONNECTION) if it traps exits)."
+  (let* ((peer (with-registry-lock (gethash node *peers*)))
+         (pairs (and peer (with-registry-lock (shiftf (peer-links peer) '())))))
+    (loop for (local . remote) in pairs
+          do (%local-remove-link local remote)
+             (%local-signal-exit local remote :noconnection nil))))
 
 (defun %dist-event (event node a b)
   "Called by the node's thread (lisp/glue/dist.c, wkl_dist_start)."
   (handler-case
       (ecase event
-        (:message (%dist-message a b))
+        (:message (%dist-message node a b))
         (:nodeup (pushnew node *connected-nodes* :test #'string=))
         (:nodedown (setf *connected-nodes*
                          (remove node *connected-nodes* :test #'string=))
+         (%links-lost node)
          (%fire-node-monitors node))
         (:connected (handler-case (%deliver a (list '%connected node b) :share)
                       (core-error () nil))))

@@ -28,7 +28,10 @@
   ;; (id serial creation) -> worker, and the worker's local number -> key.
   (workers (make-hash-table :test 'equal))
   (keys (make-hash-table))
-  (next 1 :type fixnum))
+  (next 1 :type fixnum)
+  ;; The links between this image's workers and the node's, as
+  ;; (local . remote) pairs (distribution.lisp); under the registry lock.
+  (links '() :type list))
 
 (defvar *peers* (make-hash-table :test 'equal) "Node name -> PEER.")
 (defvar *peer-numbers* (make-array (expt 2 +node-bits+) :initial-element nil)
@@ -61,6 +64,11 @@ Under the registry lock."
                   (gethash key (peer-workers peer)) worker
                   (gethash n (peer-keys peer)) key)
             worker)))))
+
+(defun %known-remote-worker (id)
+  "The WORKER that stands for a remote pid with ID, or NIL."
+  (multiple-value-bind (peer key) (%remote-identity id)
+    (and key (with-registry-lock (gethash key (peer-workers peer))))))
 
 (defun %remote-identity (id)
   "The peer and (id serial creation) of the remote worker with ID, or NIL."
@@ -115,6 +123,10 @@ EQUALP to the same reference arriving again, and goes back unchanged."
         (worker
          (let* ((id (worker-id object)) (node (%node-of id)))
            (cond ((eql node 0)
+                  ;; Tabled as the copy codec does: the worker stays the
+                  ;; object its pid names after it ends.
+                  (unless (worker-tabled object)
+                    (%table-worker object))
                   (list :pid (or *this-node* "nonode@nohost") *this-creation*
                         (ldb (byte 32 0) id) (ash id -32)))
                  ((plusp node)

@@ -105,6 +105,31 @@ serve({watch_node, From}) ->
               watch(false)
           end),
     receive watching -> From ! {watching} end;
+%% A process that traps exits, links to LispPid and reports the exit
+%% signal the link brings.
+serve({link_to, From, LispPid}) ->
+    spawn(fun() ->
+              process_flag(trap_exit, true),
+              link(LispPid),
+              From ! {linked, self()},
+              receive {'EXIT', LispPid, Why} -> From ! {link_exit, LispPid, Why}
+              after 60000 -> ok end
+          end);
+%% A process (linked to LispPid unless that is none) that exits with
+%% Reason when it gets {go, Reason}.
+serve({exiter, From, LispPid}) ->
+    spawn(fun() ->
+              case LispPid of none -> ok; _ -> link(LispPid) end,
+              From ! {exiter, self()},
+              receive {go, Reason} -> exit(Reason) after 60000 -> ok end
+          end);
+%% The links of process P.
+serve({links_of, From, P}) ->
+    Links = case process_info(P, links) of
+                {links, Ls} -> Ls;
+                undefined -> []
+            end,
+    From ! {links, Links};
 %% A gen_server registered as kv_erl (the callbacks are below).
 serve({start_kv, From}) ->
     {ok, Pid} = gen_server:start({local, kv_erl}, ?MODULE, [], []),

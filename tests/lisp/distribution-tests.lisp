@@ -305,13 +305,16 @@ as an equal object; this image's worker in it comes back EQ."
       (is (eq (self) (second echo))))))
 
 (define-distribution-test messages--a-remote-pid-is-one-object-that-prints-its-node
-  "The same Erlang pid, arriving twice, is the same WORKER, EQ; it prints
-with its node, and is alive while its node is connected."
+  "The same Erlang pid, arriving twice, is the same WORKER, EQ, and so is
+a copy of it sent inside this image; it prints with its node, and is
+alive while its node is connected."
   (send *peer* (vector :self_twice (self)))
   (let ((a (svref (next-tuple :me) 1))
         (b (svref (next-tuple :me) 1)))
     (is (eq a b))
     (is (eq a *peer*))
+    (send (self) (list :copied a) :mode :copy)
+    (is (eq a (receive ((:copied w) w) (:after *long* :timeout))))
     (is (search *peer-node* (princ-to-string a)))
     (is (worker-alive-p a))))
 
@@ -422,29 +425,120 @@ REF WORKER :NOCONNECTION); the next send connects again."
                      (send *peer* (vector :n 1))
                      (next-tuple :in_order)))))
 
+;;; Links.
+
+(defun parked-worker ()
+  "A worker that waits for nothing in particular (and so ends only by a
+signal), for *LONG* seconds."
+  (spawn (lambda () (receive (:never t) (:after *long* :late)))))
+
+(defun trapping-worker ()
+  "A worker that traps exits, sends the test thread :TRAPPING, then
+(:GOT M) for each message M until *LONG* seconds pass without one."
+  (let ((me (self)))
+    (spawn (lambda ()
+             (trap-exits t)
+             (send me :trapping)
+             (receive-loop ((:please-link w) (link w))
+                           ((:please-unlink w) (unlink w))
+                           (m (send me (list :got m)))
+                           (:after *long* (return)))))))
+
+(defun next-got ()
+  (receive ((:got m) m) (:after *long* :timeout)))
+
+(define-distribution-test links--an-erlang-link-to-a-lisp-worker-carries-its-end
+  "An Erlang process that links to a Lisp worker gets its exit reason
+({'EXIT', Pid, boom}) when the worker ends."
+  (let ((w (parked-worker)))
+    (send *peer* (vector :link_to (self) w))
+    (let ((p (svref (next-tuple :linked) 1)))
+      (is (wait-until (lambda () (member p (workers::worker-links w)))))
+      (exit w :boom)
+      (is (equalp (vector :link_exit w :boom) (next-tuple :link_exit))))))
+
+(define-distribution-test links--an-erlang-process-that-ends-ends-its-linked-lisp-worker
+  "A Lisp worker linked (from Erlang) to an Erlang process ends with the
+process's reason when it exits; a normal exit leaves it alone."
+  (let ((w (parked-worker)))
+    (send *peer* (vector :exiter (self) w))
+    (let ((p (svref (next-tuple :exiter) 1)))
+      (is (wait-until (lambda () (member p (workers::worker-links w)))))
+      (send p (vector :go :bye))
+      (is (eq :bye (join-reason w)))))
+  (let ((w (trapping-worker)))
+    (is (eq :trapping (next-message)))
+    (send *peer* (vector :exiter (self) w))
+    (let ((p (svref (next-tuple :exiter) 1)))
+      (send p (vector :go :normal))
+      (is (equalp (list :exit p :normal) (next-got)))
+      (is (not (member p (workers::worker-links w)))))))
+
+(define-distribution-test links--a-lisp-link-to-an-erlang-process-works-both-ways
+  "LINK from a Lisp worker to an Erlang process: Erlang sees the link,
+UNLINK removes it there, and the process's end reaches the worker as
+(:EXIT P REASON) when it traps exits."
+  (let ((w (trapping-worker)))
+    (is (eq :trapping (next-message)))
+    (send *peer* (vector :exiter (self) :none))
+    (let ((p (svref (next-tuple :exiter) 1)))
+      (flet ((erlang-links () (svref (peer-call :links_of :links p) 1)))
+        (send w (list :please-link p))
+        (is (wait-until (lambda () (member w (erlang-links))) :timeout *long*))
+        (send w (list :please-unlink p))
+        (is (wait-until (lambda () (not (member w (erlang-links)))) :timeout *long*))
+        (send w (list :please-link p))
+        (is (wait-until (lambda () (member w (erlang-links))) :timeout *long*)))
+      (send p (vector :go :done))
+      (is (equalp (list :exit p :done)
+                  (loop for m = (next-got)
+                        until (or (eq m :timeout) (eq (first m) :exit))
+                        finally (return m)))))))
+
+(define-distribution-test links--a-lost-connection-ends-links-with-noconnection
+  "When the connection goes, a Lisp worker linked to an Erlang process
+gets :NOCONNECTION: as (:EXIT P :NOCONNECTION) if it traps exits, else as
+its end; a link to a node that cannot be reached does the same at once."
+  (let ((plain (parked-worker))
+        (trapping (trapping-worker)))
+    (is (eq :trapping (next-message)))
+    (send *peer* (vector :exiter (self) plain))
+    (send *peer* (vector :exiter (self) trapping))
+    (let ((p1 (svref (next-tuple :exiter) 1))
+          (p2 (svref (next-tuple :exiter) 1)))
+      (is (wait-until (lambda () (and (member p1 (workers::worker-links plain))
+                                      (member p2 (workers::worker-links trapping))))))
+      (disconnect-node *peer-node*)
+      (is (eq :noconnection (join-reason plain)))
+      (is (equalp (list :exit p2 :noconnection) (next-got)))))
+  (let ((w (trapping-worker))
+        (nobody (workers::%remote-worker (format nil "nobody~D@~A" (ext:getpid)
+                                                 (workers::%short-host))
+                                         1 0 1)))
+    (is (eq :trapping (next-message)))
+    (send w (list :please-link nobody))
+    (is (equalp (list :exit nobody :noconnection)
+                (loop for m = (next-got)
+                      until (or (eq m :timeout) (eq (first m) :exit))
+                      finally (return m))))))
+
 ;;; Exit signals.
 
 (define-distribution-test exits--erlangs-exit-ends-or-reaches-a-lisp-worker
   "exit(Pid, kill) from Erlang ends a Lisp worker :KILLED; exit(Pid, boom)
 ends one that does not trap exits with :BOOM, and reaches one that does
 as (:EXIT peer :BOOM)."
-  (flet ((parked () (spawn (lambda () (receive (:never t) (:after *long* :late))))))
+  (flet ((parked () (parked-worker)))
     (let ((w (parked)))
       (send *peer* (vector :exit w :kill))
       (is (eq :killed (join-reason w))))
     (let ((w (parked)))
       (send *peer* (vector :exit w :boom))
       (is (eq :boom (join-reason w))))
-    (let* ((me (self))
-           (w (spawn (lambda ()
-                       (trap-exits t)
-                       (send me :trapping)
-                       (receive (m (send me (list :got m)))
-                                (:after *long* nil))))))
+    (let ((w (trapping-worker)))
       (is (eq :trapping (next-message)))
       (send *peer* (vector :exit w :boom))
-      (is (equalp (list :got (list :exit *peer* :boom))
-                  (receive ((:got m) (list :got m)) (:after *long* :timeout)))))))
+      (is (equalp (list :exit *peer* :boom) (next-got))))))
 
 (define-distribution-test exits--a-lisp-exit-reaches-an-erlang-process
   "(EXIT pid :BOOM) reaches an Erlang process that traps exits as
@@ -457,8 +551,3 @@ killed."
     (kill watched)
     (is (equalp (vector :ended watched :killed) (next-tuple :ended)))))
 
-(define-distribution-test exits--links-to-remote-workers-are-refused
-  "LINK to a worker of another node is not supported yet and says so with
-DISTRIBUTION-ERROR (rather than pretending); nothing is linked."
-  (signals distribution-error (link *peer*))
-  (is (not (member *peer* (workers::worker-links (self))))))
