@@ -123,6 +123,14 @@ serve({exiter, From, LispPid}) ->
               From ! {exiter, self()},
               receive {go, Reason} -> exit(Reason) after 60000 -> ok end
           end);
+%% A process that monitors LispPid and reports the 'DOWN' it gets.
+serve({monitor_lisp, From, LispPid}) ->
+    spawn(fun() ->
+              Ref = monitor(process, LispPid),
+              From ! {monitoring},
+              receive {'DOWN', Ref, process, _, Why} -> From ! {lisp_down, Why}
+              after 60000 -> ok end
+          end);
 %% The links of process P.
 serve({links_of, From, P}) ->
     Links = case process_info(P, links) of

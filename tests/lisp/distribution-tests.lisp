@@ -267,6 +267,38 @@ not know it signals DISTRIBUTION-ERROR saying so."
     (is (typep e 'distribution-error))
     (is (search "no such node" (princ-to-string e)))))
 
+(define-distribution-test node--a-node-listening-on-the-loopback-only-works
+  "START-NODE with :ADDRESS \"127.0.0.1\" starts, and a connection it makes
+carries messages both ways."
+  (stop-node)
+  (unwind-protect
+       (progn
+         (is (stringp (start-node (unique-name "wkl") :cookie *cookie*
+                                  :address "127.0.0.1")))
+         (is (eq t (connect-node *peer-node*)))
+         (send *peer* (vector :echo (self) (list :loopback (self))))
+         (is (equal (list :loopback (self))
+                    (receive ((:loopback w) (list :loopback w)) (:after *long* :timeout)))))
+    (stop-node)
+    (ensure-peer)))
+
+(test (node--a-pid-of-an-earlier-incarnation-names-nobody :suite distribution)
+  "A pid with this node's name and another creation decodes to a worker
+that is dead (and to which sends go nowhere)."
+  (ensure-peer)
+  (let* ((name (node))
+         (bytes (concatenate '(vector (unsigned-byte 8))
+                             (octets 131 88 119 (length name))
+                             (map 'vector #'char-code name)
+                             (octets 0 0 0 1 0 0 0 0)
+                             (let ((c (logxor workers::*this-creation* 1)))
+                               (octets (ldb (byte 8 24) c) (ldb (byte 8 16) c)
+                                       (ldb (byte 8 8) c) (ldb (byte 8 0) c)))))
+         (w (decode-term bytes)))
+    (is (worker-p w))
+    (is (not (worker-alive-p w)))
+    (is (null (send w :nothing)))))
+
 ;;; Messages.
 
 (define-distribution-test node--an-idle-connection-outlives-the-peers-tick-time
@@ -521,6 +553,34 @@ its end; a link to a node that cannot be reached does the same at once."
                 (loop for m = (next-got)
                       until (or (eq m :timeout) (eq (first m) :exit))
                       finally (return m))))))
+
+(define-distribution-test links--a-lisp-failure-reaches-erlang-as-lisp-error
+  "A Lisp worker that ends with a condition sends a linked Erlang process
+{'EXIT', Pid, {lisp_error, Report}}, Report the condition's text."
+  (let* ((me (self))
+         (w (spawn (lambda ()
+                     (receive (:fail (error "the sky fell"))
+                              (:after *long* nil))))))
+    (send *peer* (vector :link_to me w))
+    (let ((p (svref (next-tuple :linked) 1)))
+      (is (wait-until (lambda () (member p (workers::worker-links w)))))
+      (send w :fail)
+      (let ((exit (next-tuple :link_exit)))
+        (is (eq w (svref exit 1)))
+        (is (and (simple-vector-p (svref exit 2))
+                 (eq :lisp_error (svref (svref exit 2) 0))
+                 (search "the sky fell" (map 'string #'code-char (svref (svref exit 2) 1)))))))))
+
+(define-distribution-test monitors--an-erlang-monitor-of-a-lisp-worker-sees-only-noconnection
+  "An Erlang process monitoring a Lisp worker gets no 'DOWN' when the
+worker ends (ei has no monitor signal), and {'DOWN', ..., noconnection}
+when the connection goes: the limit README.org states."
+  (let ((w (parked-worker)))
+    (is (equalp #(:monitoring) (peer-call :monitor_lisp :monitoring w)))
+    (kill w)
+    (is (eq :killed (join-reason w)))
+    (disconnect-node *peer-node*)
+    (is (equalp #(:lisp_down :noconnection) (next-tuple :lisp_down)))))
 
 ;;; Exit signals.
 
