@@ -582,6 +582,77 @@ when the connection goes: the limit README.org states."
     (disconnect-node *peer-node*)
     (is (equalp #(:lisp_down :noconnection) (next-tuple :lisp_down)))))
 
+;;; Two ECL nodes, no Erlang between them.
+
+(defun start-ecl-peer ()
+  "Starts a second ECL image as a node (dist-ecl-peer.lisp); returns its
+process (EXT:EXTERNAL-PROCESS), its node name and its thread's worker."
+  (let* ((name (unique-name "wke"))
+         (process (nth-value 2 (ext:run-program
+                                "ecl"
+                                (list "--norc" "--shell"
+                                      (namestring (merge-pathnames
+                                                   "tests/lisp/dist-ecl-peer.lisp"
+                                                   (truename "./")))
+                                      (namestring *fas*) name *cookie* (node))
+                                :wait nil :input nil :output nil :error nil)))
+         ;; Waits for it while it runs (a script that fails ends at once).
+         (ready (loop with deadline = (+ (get-internal-real-time)
+                                         (* 120 internal-time-units-per-second))
+                      for w = (receive ((:ecl-peer-ready w) w) (:after 0.2 nil))
+                      when w return w
+                      unless (and (eq (ext:external-process-status process) :running)
+                                  (< (get-internal-real-time) deadline))
+                        return :timeout)))
+    (when (eq ready :timeout)
+      (ext:terminate-process process t)
+      (error "The second ECL node did not start."))
+    (values process (format nil "~A@~A" name (workers::%short-host)) ready)))
+
+(define-distribution-test ecl--two-ecl-nodes-exchange-messages-and-links
+  "A second ECL image, a node of its own, talks to this one directly: sends
+by pid and by REMOTE name come back; a worker linked to one of its workers
+gets that worker's exit reason."
+  (multiple-value-bind (process node peer) (start-ecl-peer)
+    (unwind-protect
+         (progn
+           (send peer (list :echo (self) (list 1 :two (self) (expt 2 100))))
+           (is (equal (list :echoed (list 1 :two (self) (expt 2 100)))
+                      (receive ((:echoed m) (list :echoed m)) (:after *long* :timeout))))
+           (send (remote 'ecl-peer node) (list :echo (self) :by-name))
+           (is (equal '(:echoed :by-name)
+                      (receive ((:echoed m) (list :echoed m)) (:after *long* :timeout))))
+           (let ((w (trapping-worker)))
+             (is (eq :trapping (next-message)))
+             (send peer (list :exiter (self)))
+             (let ((e (receive ((:exiter e) e) (:after *long* :timeout))))
+               (send w (list :please-link e))
+               (is (wait-until (lambda () (member e (workers::worker-links w)))))
+               (send e (list :go :bye))
+               (is (equal (list :exit e :bye) (next-got))))))
+      (send peer :stop)
+      (unless (wait-until (lambda () (not (eq (ext:external-process-status process)
+                                               :running))))
+        (ext:terminate-process process t))
+      (ext:external-process-wait process))))
+
+(define-distribution-test ecl--killing-the-other-ecl-process-gives-noconnection
+  "When the other ECL process is killed (SIGKILL), a worker linked to one
+of its workers gets :NOCONNECTION, and its node leaves NODES."
+  (multiple-value-bind (process node peer) (start-ecl-peer)
+    (unwind-protect
+         (let ((w (trapping-worker)))
+           (is (eq :trapping (next-message)))
+           (send peer (list :exiter (self)))
+           (let ((e (receive ((:exiter e) e) (:after *long* :timeout))))
+             (send w (list :please-link e))
+             (is (wait-until (lambda () (member e (workers::worker-links w)))))
+             (ext:terminate-process process t)
+             (is (equal (list :exit e :noconnection) (next-got)))
+             (is (wait-until (lambda () (not (member node (nodes) :test #'string=)))))))
+      (ext:terminate-process process t)
+      (ext:external-process-wait process))))
+
 ;;; Exit signals.
 
 (define-distribution-test exits--erlangs-exit-ends-or-reaches-a-lisp-worker
