@@ -609,6 +609,17 @@ process (EXT:EXTERNAL-PROCESS), its node name and its thread's worker."
       (error "The second ECL node did not start."))
     (values process (format nil "~A@~A" name (workers::%short-host)) ready)))
 
+(defun linked-trapper (ecl-peer)
+  "A trapping worker (see TRAPPING-WORKER) linked to a fresh exiter of
+ECL-PEER; returns both."
+  (let ((w (trapping-worker)))
+    (is (eq :trapping (next-message)))
+    (send ecl-peer (list :exiter (self)))
+    (let ((e (receive ((:exiter e) e) (:after *long* :timeout))))
+      (send w (list :please-link e))
+      (is (wait-until (lambda () (member e (workers::worker-links w)))))
+      (values w e))))
+
 (define-distribution-test ecl--two-ecl-nodes-exchange-messages-and-links
   "A second ECL image, a node of its own, talks to this one directly: sends
 by pid and by REMOTE name come back; a worker linked to one of its workers
@@ -622,14 +633,10 @@ gets that worker's exit reason."
            (send (remote 'ecl-peer node) (list :echo (self) :by-name))
            (is (equal '(:echoed :by-name)
                       (receive ((:echoed m) (list :echoed m)) (:after *long* :timeout))))
-           (let ((w (trapping-worker)))
-             (is (eq :trapping (next-message)))
-             (send peer (list :exiter (self)))
-             (let ((e (receive ((:exiter e) e) (:after *long* :timeout))))
-               (send w (list :please-link e))
-               (is (wait-until (lambda () (member e (workers::worker-links w)))))
-               (send e (list :go :bye))
-               (is (equal (list :exit e :bye) (next-got))))))
+           (multiple-value-bind (w e) (linked-trapper peer)
+             (declare (ignore w))
+             (send e (list :go :bye))
+             (is (equal (list :exit e :bye) (next-got)))))
       (send peer :stop)
       (unless (wait-until (lambda () (not (eq (ext:external-process-status process)
                                                :running))))
@@ -641,15 +648,11 @@ gets that worker's exit reason."
 of its workers gets :NOCONNECTION, and its node leaves NODES."
   (multiple-value-bind (process node peer) (start-ecl-peer)
     (unwind-protect
-         (let ((w (trapping-worker)))
-           (is (eq :trapping (next-message)))
-           (send peer (list :exiter (self)))
-           (let ((e (receive ((:exiter e) e) (:after *long* :timeout))))
-             (send w (list :please-link e))
-             (is (wait-until (lambda () (member e (workers::worker-links w)))))
-             (ext:terminate-process process t)
-             (is (equal (list :exit e :noconnection) (next-got)))
-             (is (wait-until (lambda () (not (member node (nodes) :test #'string=)))))))
+         (multiple-value-bind (w e) (linked-trapper peer)
+           (declare (ignore w))
+           (ext:terminate-process process t)
+           (is (equal (list :exit e :noconnection) (next-got)))
+           (is (wait-until (lambda () (not (member node (nodes) :test #'string=))))))
       (ext:terminate-process process t)
       (ext:external-process-wait process))))
 
