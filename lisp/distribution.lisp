@@ -266,6 +266,111 @@ NODE (and forgets them)."
   (with-registry-lock
     (and (remhash ref *remote-monitors*) t)))
 
+;;; SPAWN-ON: a spawner on every node.  erlang:spawn cannot reach a C node
+;;; (design.md), so each node runs a worker registered as the atom
+;;; workers_spawner that serves gen_server calls (CALL from Lisp, or
+;;; gen_server:call from Erlang) of the form
+;;;
+;;;   {spawn, Package, Name, Args, Options}
+;;;
+;;; Package and Name are binaries (the package's and the symbol's names,
+;;; as Lisp writes them: <<"CL-USER">>, <<"MAIN">>), Args a list, Options
+;;; a list that may hold the atom link.  It answers with the new worker's
+;;; pid, or {error, undefined_function} when the symbol is not found (it is
+;;; never interned) or names no function.  With link, the new worker links
+;;; itself to the caller before the answer leaves, as spawn_link does.
+
+(defvar *spawner* nil "This node's spawner worker, while the node runs.")
+
+(defun %octets-text (x)
+  "X, a string or the octets of one in UTF-8 (a binary), as a string."
+  (if (stringp x)
+      x
+      (let ((octets (coerce x '(vector (unsigned-byte 8)))))
+        (if (zerop (length octets))
+            ""
+            (read-line (ext:make-sequence-input-stream octets :external-format :utf-8)
+                       nil "")))))
+
+(defun %spawn-target (package name)
+  "The global function PACKAGE::NAME (strings or UTF-8 octets) designates,
+as a symbol, or NIL; never interns or makes a package."
+  (let* ((package (ignore-errors (find-package (%octets-text package))))
+         (symbol (and package
+                      (ignore-errors (find-symbol (%octets-text name) package)))))
+    (and symbol (fboundp symbol) (not (macro-function symbol))
+         (not (special-operator-p symbol))
+         symbol)))
+
+(defun %spawn-for (from request)
+  "Serves one spawn REQUEST from FROM: the new worker, or the error term."
+  (let ((function (and (simple-vector-p request) (= (length request) 5)
+                       (%spawn-target (svref request 1) (svref request 2))))
+        (args (and (simple-vector-p request) (svref request 3)))
+        (link (and (simple-vector-p request) (listp (svref request 4))
+                   (member "LINK" (svref request 4)
+                           :test (lambda (a b) (and (symbolp b) (string= a (symbol-name b))))))))
+    (if (not (and function (listp args)))
+        (vector :error :undefined_function)
+        (let* ((spawner (self))
+               (worker (spawn (lambda ()
+                                (when link
+                                  (link from)
+                                  (send spawner (list '%linked (self))))
+                                (apply function args)))))
+          (when link
+            (receive (('%linked w) :when (eq w worker) w)
+                     (:after 30 nil)))
+          worker))))
+
+(defun %spawner-loop ()
+  (receive-loop
+    ((:call from ref request)
+     (reply from ref (handler-case (%spawn-for from request)
+                       (error () (vector :error :badarg)))))
+    (:stop (return))))
+
+(defun %start-spawner ()
+  (setf *spawner* (spawn #'%spawner-loop))
+  (register 'workers_spawner *spawner*))
+
+(defun %stop-spawner ()
+  (when *spawner*
+    (ignore-errors (unregister 'workers_spawner))
+    (send *spawner* :stop)
+    (setf *spawner* nil)))
+
+(defun spawn-on* (node function &key args link monitor (timeout 15))
+  "Like SPAWN-ON, with ARGS as a list.  LINK links the new worker to the
+caller before it runs (as spawn_link); MONITOR monitors it and returns the
+reference as a second value (a monitor of a remote worker fires only if
+the connection is lost: see MONITOR).  Signals DISTRIBUTION-ERROR if NODE
+does not answer within TIMEOUT seconds or has no such function."
+  (check-type node string)
+  (check-type function (and symbol (not null)))
+  (let ((package (symbol-package function)))
+    (unless package
+      (%dist-error node "~S has no package: the other image cannot find it" function))
+    (let ((answer (handler-case
+                      (call (remote 'workers_spawner node)
+                            (vector :spawn (package-name package) (symbol-name function)
+                                    args (if link (list :link) '()))
+                            :timeout timeout)
+                    (call-timeout () (%dist-error node "the spawner did not answer"))
+                    (call-failed (e) (%dist-error node "~A" e)))))
+      (unless (worker-p answer)
+        (%dist-error node "cannot spawn ~S there: ~S" function answer))
+      (if monitor
+          (values answer (monitor answer))
+          answer))))
+
+(defun spawn-on (node function &rest args)
+  "Spawns a worker on NODE (another ECL node) that applies FUNCTION, a
+symbol naming a global function that both images have loaded, to ARGS, and
+returns it (a remote worker).  ARGS travel as terms (see README.org,
+\"Distribution\").  See SPAWN-ON* for :LINK and :MONITOR."
+  (spawn-on* node function :args args))
+
 ;;; What the node's thread hands over.
 
 (defun %local-target (object)
@@ -409,13 +514,16 @@ DISTRIBUTION-ERROR if a node runs already or it cannot start.
                        (#.+dist-e-epmd+ "epmd did not take the registration (name in use?)")
                        (t (format nil "the node could not start (code ~D)" code)))))
       (setf *this-creation* creation
-            *this-node* (format nil "~A@~A" name host)))))
+            *this-node* (format nil "~A@~A" name host))
+      (%start-spawner)
+      *this-node*)))
 
 (defun stop-node ()
   "Closes every connection, leaves epmd and stops this image's node.
 Returns T, or NIL if no node ran.  Workers of other nodes stay known (and
 EQ to themselves if the node starts again)."
   (when *this-node*
+    (%stop-spawner)
     (workers.ffi::%dist-stop)
     (setf *this-node* nil
           *connected-nodes* '())

@@ -90,6 +90,8 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.")
            #:connect-node
            #:disconnect-node
            #:remote
+           #:spawn-on
+           #:spawn-on*
            #:encode-term
            #:decode-term)
   ;; Conditions.

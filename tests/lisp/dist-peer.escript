@@ -138,6 +138,10 @@ serve({links_of, From, P}) ->
                 undefined -> []
             end,
     From ! {links, Links};
+%% Asks the spawner of Node to spawn Package::Name on Args.
+serve({spawn_on, From, Node, Package, Name, Args}) ->
+    From ! {spawn_result, (catch gen_server:call({workers_spawner, Node},
+                                                 {spawn, Package, Name, Args, []}))};
 %% A gen_server registered as kv_erl (the callbacks are below).
 serve({start_kv, From}) ->
     {ok, Pid} = gen_server:start({local, kv_erl}, ?MODULE, [], []),

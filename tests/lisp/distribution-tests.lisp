@@ -472,6 +472,7 @@ signal), for *LONG* seconds."
              (trap-exits t)
              (send me :trapping)
              (receive-loop ((:please-link w) (link w))
+                           ((:please-call fn args) (send me (list :called (apply fn args))))
                            ((:please-unlink w) (unlink w))
                            (m (send me (list :got m)))
                            (:after *long* (return)))))))
@@ -642,6 +643,43 @@ gets that worker's exit reason."
                                                :running))))
         (ext:terminate-process process t))
       (ext:external-process-wait process))))
+
+(define-distribution-test ecl--spawn-on-runs-a-function-on-the-other-node
+  "SPAWN-ON runs a global function on the other ECL node with the given
+arguments; with :LINK the new worker is linked to the caller before it
+runs; a symbol the other image lacks is a DISTRIBUTION-ERROR."
+  (multiple-value-bind (process node peer) (start-ecl-peer)
+    (unwind-protect
+         (progn
+           (let ((w (spawn-on node 'send (self) :spawned-hello)))
+             (is (worker-p w))
+             (is (search node (princ-to-string w)))
+             (is (eq :spawned-hello (receive (:spawned-hello :spawned-hello)
+                                             (:after *long* :timeout)))))
+           (let ((w (trapping-worker)))
+             (is (eq :trapping (next-message)))
+             (send w (list :please-call 'spawn-on* (list node 'exit :args '(:bye) :link t)))
+             (let ((e (receive ((:called e) e) (:after *long* :timeout))))
+               (is (worker-p e))
+               (is (equal (list :exit e :bye) (next-got)))))
+           (signals distribution-error (spawn-on node 'no-such-function-anywhere)))
+      (send peer :stop)
+      (unless (wait-until (lambda () (not (eq (ext:external-process-status process)
+                                               :running))))
+        (ext:terminate-process process t))
+      (ext:external-process-wait process))))
+
+(define-distribution-test spawn--an-erlang-caller-spawns-through-the-spawner
+  "gen_server:call({workers_spawner, Node}, {spawn, <<\"WORKERS\">>,
+<<\"SEND\">>, Args, []}) from Erlang spawns (SEND . ARGS) here and returns
+the new worker's pid."
+  (send *peer* (vector :spawn_on (self) (workers::%atom (node)) "WORKERS" "SEND"
+                       (list (self) :from-erlang-spawn)))
+  (is (eq :from-erlang-spawn (receive (:from-erlang-spawn :from-erlang-spawn)
+                                      (:after *long* :timeout))))
+  (let ((result (next-tuple :spawn_result)))
+    (is (worker-p (svref result 1)))
+    (is (eql 0 (workers::%node-of (worker-id (svref result 1)))))))
 
 (define-distribution-test ecl--killing-the-other-ecl-process-gives-noconnection
   "When the other ECL process is killed (SIGKILL), a worker linked to one
