@@ -371,6 +371,76 @@ returns it (a remote worker).  ARGS travel as terms (see README.org,
 \"Distribution\").  See SPAWN-ON* for :LINK and :MONITOR."
   (spawn-on* node function :args args))
 
+;;; Node monitors and RPC.
+
+(defvar *node-monitors* (make-hash-table :test 'equal)
+  "Node name -> the workers watching it (MONITOR-NODE), one entry per
+call; under the registry lock.")
+
+(defun %fire-node-watchers (node)
+  "Sends (:NODEDOWN NODE) to each worker watching NODE, once per call of
+MONITOR-NODE, and forgets them."
+  (let ((watchers (with-registry-lock
+                    (prog1 (gethash node *node-monitors*)
+                      (remhash node *node-monitors*)))))
+    (dolist (w watchers)
+      (%send-system w (list :nodedown node)))))
+
+(defun monitor-node (node &optional (on t))
+  "With ON true (the default), the calling worker will receive
+(:NODEDOWN NODE) when the connection to NODE is lost, once per call, as
+erlang:monitor_node/2; it connects to NODE if needed, and if that fails
+the message comes at once.  With ON NIL, removes one such monitor.
+Returns T."
+  (check-type node string)
+  (%require-node)
+  (let ((me (self)))
+    (if on
+        (progn
+          (with-registry-lock (push me (gethash node *node-monitors*)))
+          (unless (handler-case (connect-node node) (distribution-error () nil))
+            (when (with-registry-lock
+                    (let ((list (gethash node *node-monitors*)))
+                      (when (member me list)
+                        (setf (gethash node *node-monitors*) (remove me list :count 1))
+                        t)))
+              (%send-system me (list :nodedown node)))))
+        (with-registry-lock
+          (setf (gethash node *node-monitors*)
+                (remove me (gethash node *node-monitors*) :count 1))))
+    t))
+
+(defun rpc (node module function args &key (timeout 15))
+  "Calls MODULE:FUNCTION(ARGS...) on the Erlang node NODE and returns its
+value, as rpc:call/4: MODULE and FUNCTION are atoms (keywords, or strings
+for exact names), ARGS a list of terms.  Signals DISTRIBUTION-ERROR with
+Erlang's reason for {badrpc, Reason}, and when no answer comes within
+TIMEOUT seconds.  **NOTE** Goes through the node's rex server: an ECL node
+has none."
+  (check-type node string)
+  (check-type args list)
+  (%require-node)
+  (let* ((me (self))
+         ;; rex answers {rex, Result} with no tag: a worker of its own per
+         ;; call tells the answers apart.
+         (helper (spawn (lambda ()
+                          (send (remote "rex" node)
+                                (vector (self) (vector :call (%atom module) (%atom function)
+                                                       args :user)))
+                          (send me (list '%rpc-answer (self)
+                                         (receive (m :when (and (simple-vector-p m)
+                                                                (= (length m) 2)
+                                                                (eq (svref m 0) :rex))
+                                                     (list (svref m 1)))
+                                                  (:after timeout nil))))))))
+    (let ((answer (receive (('%rpc-answer h answer) :when (eq h helper) answer))))
+      (cond ((null answer)
+             (%dist-error node "no answer from rex in ~A seconds" timeout))
+            ((and (simple-vector-p (first answer)) (= (length (first answer)) 2)
+                  (eq (svref (first answer) 0) :badrpc))
+             (%dist-error node "badrpc ~S" (svref (first answer) 1)))
+            (t (first answer))))))
+
 ;;; What the node's thread hands over.
 
 (defun %local-target (object)
@@ -468,7 +538,8 @@ the local worker with :NOCONNECTION (or reaches it as (:EXIT W
         (:nodedown (setf *connected-nodes*
                          (remove node *connected-nodes* :test #'string=))
          (%links-lost node)
-         (%fire-node-monitors node))
+         (%fire-node-monitors node)
+         (%fire-node-watchers node))
         (:connected (handler-case (%deliver a (list '%connected node b) :share)
                       (core-error () nil))))
     (error (e)

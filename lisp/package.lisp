@@ -89,6 +89,8 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.")
            #:nodes
            #:connect-node
            #:disconnect-node
+           #:monitor-node
+           #:rpc
            #:remote
            #:spawn-on
            #:spawn-on*

@@ -694,6 +694,33 @@ of its workers gets :NOCONNECTION, and its node leaves NODES."
       (ext:terminate-process process t)
       (ext:external-process-wait process))))
 
+;;; Node monitors and RPC.
+
+(define-distribution-test nodes--monitor-node-reports-a-lost-connection
+  "MONITOR-NODE sends (:NODEDOWN node) once per call when the connection
+goes, and at once for a node that cannot be reached; (MONITOR-NODE node
+NIL) takes one back."
+  (is (eq t (monitor-node *peer-node*)))
+  (is (eq t (monitor-node *peer-node*)))
+  (is (eq t (monitor-node *peer-node* nil)))
+  (disconnect-node *peer-node*)
+  (is (equal (list :nodedown *peer-node*)
+             (receive ((:nodedown n) (list :nodedown n)) (:after *long* :timeout))))
+  (is (eq :none (receive ((:nodedown n) (list :nodedown n))
+                         (:after 0 :none))))
+  (let ((nobody (format nil "nobody~D@~A" (ext:getpid) (workers::%short-host))))
+    (monitor-node nobody)
+    (is (equal (list :nodedown nobody)
+               (receive ((:nodedown n) (list :nodedown n)) (:after *long* :timeout))))))
+
+(define-distribution-test nodes--rpc-calls-an-erlang-function
+  "RPC calls a function on the Erlang node and returns its value;
+{badrpc, Reason} is a DISTRIBUTION-ERROR."
+  (is (string-equal *peer-node* (symbol-name (rpc *peer-node* :erlang :node '()))))
+  (is (equal '(3 2 1) (rpc *peer-node* :lists :reverse (list (list 1 2 3)))))
+  (is (eql 6 (rpc *peer-node* "erlang" "+" (list 2 4))))
+  (signals distribution-error (rpc *peer-node* :erlang :no_such_function '())))
+
 ;;; Exit signals.
 
 (define-distribution-test exits--erlangs-exit-ends-or-reaches-a-lisp-worker
