@@ -506,6 +506,18 @@ static void close_fds(void)
 	node.pubfd = node.lfd = node.wakefd = -1;
 }
 
+/* A creation unlikely to be an earlier incarnation's: from the clock and
+ * the process id, never below 4. */
+static unsigned new_creation(void)
+{
+	uint64_t x = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
+
+	x ^= x >> 29;
+	x *= 0xBF58476D1CE4E5B9ull;
+	x ^= x >> 32;
+	return (unsigned)x < 4 ? (unsigned)x + 4 : (unsigned)x;
+}
+
 int wkl_dist_start(const char *alive, const char *host, const char *cookie,
 		   const char *address, cl_object handler, unsigned *creation)
 {
@@ -525,7 +537,11 @@ int wkl_dist_start(const char *alive, const char *host, const char *cookie,
 		return WKL_DIST_EADDRESS;
 	if (snprintf(full, sizeof full, "%s@%s", alive, host) >= (int)sizeof full)
 		return WKL_DIST_ENAME;
-	if (ei_connect_xinit(&node.ec, host, alive, full, NULL, cookie, 0) < 0)
+	/* ei keeps the creation it is given (it does not take epmd's), and
+	 * pids and references carry it: each incarnation of a node picks its
+	 * own, so that the pids of an earlier one name nobody in this one
+	 * (Erlang's rule).  0 to 3 had special meanings in older formats. */
+	if (ei_connect_xinit(&node.ec, host, alive, full, NULL, cookie, new_creation()) < 0)
 		return WKL_DIST_ENAME;
 	node.lfd = ei_xlisten(&node.ec, &addr, &port, 16);
 	if (node.lfd < 0)

@@ -585,10 +585,10 @@ when the connection goes: the limit README.org states."
 
 ;;; Two ECL nodes, no Erlang between them.
 
-(defun start-ecl-peer ()
-  "Starts a second ECL image as a node (dist-ecl-peer.lisp); returns its
-process (EXT:EXTERNAL-PROCESS), its node name and its thread's worker."
-  (let* ((name (unique-name "wke"))
+(defun start-ecl-peer (&optional (name (unique-name "wke")))
+  "Starts a second ECL image as the node NAME (dist-ecl-peer.lisp); returns
+its process (EXT:EXTERNAL-PROCESS), its node name and its thread's worker."
+  (let* (
          (process (nth-value 2 (ext:run-program
                                 "ecl"
                                 (list "--norc" "--shell"
@@ -680,6 +680,39 @@ the new worker's pid."
   (let ((result (next-tuple :spawn_result)))
     (is (worker-p (svref result 1)))
     (is (eql 0 (workers::%node-of (worker-id (svref result 1)))))))
+
+(define-distribution-test ecl--a-restarted-node-gets-nothing-sent-to-its-old-pids
+  "After the other ECL node is killed and started again under the same
+name, a send to a worker of the old incarnation reaches nobody (its pids
+carry the old creation), and the new incarnation is reached."
+  (let ((name (unique-name "wkr")))
+    (multiple-value-bind (process node old-peer) (start-ecl-peer name)
+      (ext:terminate-process process t)
+      (ext:external-process-wait process)
+      (is (wait-until (lambda () (not (member node (nodes) :test #'string=)))))
+      (multiple-value-bind (process2 node2 new-peer) (start-ecl-peer name)
+        (unwind-protect
+             (progn
+               (is (string= node node2))
+               (is (not (eq old-peer new-peer)))
+               ;; The same pid id and serial in both images (each one's
+               ;; first thread worker), another creation.  Frames to one
+               ;; node arrive in order, so had the first been delivered
+               ;; its echo would come first.
+               (let ((old (nth-value 1 (workers::%remote-identity (worker-id old-peer))))
+                     (new (nth-value 1 (workers::%remote-identity (worker-id new-peer)))))
+                 (is (equal (subseq old 0 2) (subseq new 0 2)))
+                 (is (/= (third old) (third new))))
+               (send old-peer (list :echo (self) :stale))
+               (send new-peer (list :echo (self) :fresh))
+               (is (equal '(:echoed :fresh)
+                          (receive ((:echoed m) (list :echoed m))
+                                   (:after *long* :timeout)))))
+          (send new-peer :stop)
+          (unless (wait-until (lambda () (not (eq (ext:external-process-status process2)
+                                                   :running))))
+            (ext:terminate-process process2 t))
+          (ext:external-process-wait process2))))))
 
 (define-distribution-test ecl--killing-the-other-ecl-process-gives-noconnection
   "When the other ECL process is killed (SIGKILL), a worker linked to one
