@@ -167,13 +167,13 @@ nobody holds there, is dropped, as in Erlang."
 (defun %note-link (local remote)
   "Records the link between LOCAL and the remote worker REMOTE."
   (let ((peer (%peer-of remote)))
-    (with-registry-lock
+    (with-peers-lock
       (pushnew (cons local remote) (peer-links peer) :test #'equal))))
 
 (defun %forget-link (local remote)
   "Forgets it; true if it was recorded."
   (let ((peer (%peer-of remote)))
-    (with-registry-lock
+    (with-peers-lock
       (let ((before (length (peer-links peer))))
         (setf (peer-links peer) (remove (cons local remote) (peer-links peer)
                                         :test #'equal))
@@ -191,7 +191,7 @@ the EXIT that a death sends, or with the connection (:NOCONNECTION)."
                 (declare (ignore mode))
                 (%require-node)
                 ;; SEND {2, '', To}; the worker object is the pid.
-                (let ((to (with-registry-lock
+                (let ((to (with-peers-lock
                             (gethash (gethash (ldb (byte +id-bits+ 0) id) (peer-keys peer))
                                      (peer-workers peer)))))
                   (and to (%frame node (vector 2 *empty-atom* to) (%to-wire message)))))
@@ -523,8 +523,8 @@ first element says what it is (Erlang's distribution protocol)."
   "The connection to NODE is gone: each link to one of its workers ends
 the local worker with :NOCONNECTION (or reaches it as (:EXIT W
 :NOCONNECTION) if it traps exits)."
-  (let* ((peer (with-registry-lock (gethash node *peers*)))
-         (pairs (and peer (with-registry-lock (shiftf (peer-links peer) '())))))
+  (let* ((peer (with-peers-lock (gethash node *peers*)))
+         (pairs (and peer (with-peers-lock (shiftf (peer-links peer) '())))))
     (loop for (local . remote) in pairs
           do (%local-remove-link local remote)
              (%local-signal-exit local remote :noconnection nil))))

@@ -21,6 +21,18 @@
 (defvar *this-creation* 0 "This node's creation (pids and refs carry it).")
 ;;; Peers: the remote nodes this image has numbers for.
 
+;;; The peers' tables have a lock of their own, recursive, apart from the
+;;; registry's: printing a remote worker reads them, and a worker may be
+;;; printed where the registry lock is held (a condition's report).
+
+(defvar *peers-lock* (mp:make-lock :name "workers peers" :recursive t)
+  "Guards *PEERS*, *PEER-NUMBERS* and each PEER's tables.  May be taken
+while the registry lock is held; the registry lock is never taken while
+this one is.")
+
+(defmacro with-peers-lock (&body body)
+  `(mp:with-lock (*peers-lock*) ,@body))
+
 (defstruct (peer (:constructor %make-peer (name number)) (:copier nil))
   "A remote node: its number in ids, and its pids met so far."
   (name "" :type string)
@@ -30,7 +42,7 @@
   (keys (make-hash-table))
   (next 1 :type fixnum)
   ;; The links between this image's workers and the node's, as
-  ;; (local . remote) pairs (distribution.lisp); under the registry lock.
+  ;; (local . remote) pairs (distribution.lisp).
   (links '() :type list))
 
 (defvar *peers* (make-hash-table :test 'equal) "Node name -> PEER.")
@@ -40,7 +52,7 @@
 
 (defun %peer (name)
   "The PEER of the node NAME, made (and its transport installed) if new.
-Under the registry lock."
+Under the peers' lock."
   (or (gethash name *peers*)
       (let ((number *next-node-number*))
         (when (>= number (expt 2 +node-bits+))
@@ -54,7 +66,7 @@ Under the registry lock."
 
 (defun %remote-worker (node id serial creation)
   "The WORKER standing for pid <ID.SERIAL> of incarnation CREATION of NODE."
-  (with-registry-lock
+  (with-peers-lock
     (let* ((peer (%peer node))
            (key (list id serial creation)))
       (or (gethash key (peer-workers peer))
@@ -68,11 +80,11 @@ Under the registry lock."
 (defun %known-remote-worker (id)
   "The WORKER that stands for a remote pid with ID, or NIL."
   (multiple-value-bind (peer key) (%remote-identity id)
-    (and key (with-registry-lock (gethash key (peer-workers peer))))))
+    (and key (with-peers-lock (gethash key (peer-workers peer))))))
 
 (defun %remote-identity (id)
   "The peer and (id serial creation) of the remote worker with ID, or NIL."
-  (with-registry-lock
+  (with-peers-lock
     (let ((peer (svref *peer-numbers* (%node-of id))))
       (when peer
         (values peer (gethash (ldb (byte +id-bits+ 0) id) (peer-keys peer)))))))

@@ -348,6 +348,8 @@ alive while its node is connected."
     (send (self) (list :copied a) :mode :copy)
     (is (eq a (receive ((:copied w) w) (:after *long* :timeout))))
     (is (search *peer-node* (princ-to-string a)))
+    ;; A condition's report may print one under the registry lock.
+    (is (search *peer-node* (workers::with-registry-lock (princ-to-string a))))
     (is (worker-alive-p a))))
 
 (define-distribution-test messages--registered-names-work-both-ways
@@ -459,7 +461,7 @@ REF WORKER :NOCONNECTION); the next send connects again."
 
 ;;; Links.
 
-(defun parked-worker ()
+(defun idle-worker ()
   "A worker that waits for nothing in particular (and so ends only by a
 signal), for *LONG* seconds."
   (spawn (lambda () (receive (:never t) (:after *long* :late)))))
@@ -483,7 +485,7 @@ signal), for *LONG* seconds."
 (define-distribution-test links--an-erlang-link-to-a-lisp-worker-carries-its-end
   "An Erlang process that links to a Lisp worker gets its exit reason
 ({'EXIT', Pid, boom}) when the worker ends."
-  (let ((w (parked-worker)))
+  (let ((w (idle-worker)))
     (send *peer* (vector :link_to (self) w))
     (let ((p (svref (next-tuple :linked) 1)))
       (is (wait-until (lambda () (member p (workers::worker-links w)))))
@@ -493,7 +495,7 @@ signal), for *LONG* seconds."
 (define-distribution-test links--an-erlang-process-that-ends-ends-its-linked-lisp-worker
   "A Lisp worker linked (from Erlang) to an Erlang process ends with the
 process's reason when it exits; a normal exit leaves it alone."
-  (let ((w (parked-worker)))
+  (let ((w (idle-worker)))
     (send *peer* (vector :exiter (self) w))
     (let ((p (svref (next-tuple :exiter) 1)))
       (is (wait-until (lambda () (member p (workers::worker-links w)))))
@@ -532,7 +534,7 @@ UNLINK removes it there, and the process's end reaches the worker as
   "When the connection goes, a Lisp worker linked to an Erlang process
 gets :NOCONNECTION: as (:EXIT P :NOCONNECTION) if it traps exits, else as
 its end; a link to a node that cannot be reached does the same at once."
-  (let ((plain (parked-worker))
+  (let ((plain (idle-worker))
         (trapping (trapping-worker)))
     (is (eq :trapping (next-message)))
     (send *peer* (vector :exiter (self) plain))
@@ -576,7 +578,7 @@ its end; a link to a node that cannot be reached does the same at once."
   "An Erlang process monitoring a Lisp worker gets no 'DOWN' when the
 worker ends (ei has no monitor signal), and {'DOWN', ..., noconnection}
 when the connection goes: the limit README.org states."
-  (let ((w (parked-worker)))
+  (let ((w (idle-worker)))
     (is (equalp #(:monitoring) (peer-call :monitor_lisp :monitoring w)))
     (kill w)
     (is (eq :killed (join-reason w)))
@@ -760,7 +762,7 @@ NIL) takes one back."
   "exit(Pid, kill) from Erlang ends a Lisp worker :KILLED; exit(Pid, boom)
 ends one that does not trap exits with :BOOM, and reaches one that does
 as (:EXIT peer :BOOM)."
-  (flet ((parked () (parked-worker)))
+  (flet ((parked () (idle-worker)))
     (let ((w (parked)))
       (send *peer* (vector :exit w :kill))
       (is (eq :killed (join-reason w))))
