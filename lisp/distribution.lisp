@@ -337,7 +337,8 @@ as a symbol, or NIL; never interns or makes a package."
 (defun %stop-spawner ()
   (when *spawner*
     (ignore-errors (unregister 'workers_spawner))
-    (send *spawner* :stop)
+    (when (running-p)                   ; STOP ended it otherwise
+      (send *spawner* :stop))
     (setf *spawner* nil)))
 
 (defun spawn-on* (node function &key args link monitor (timeout 15))
@@ -590,7 +591,8 @@ DISTRIBUTION-ERROR if a node runs already or it cannot start.
       *this-node*)))
 
 (defun stop-node ()
-  "Closes every connection, leaves epmd and stops this image's node.
+  "Writes out what was sent (for up to 2 seconds), closes every
+connection, leaves epmd and stops this image's node; ECL's exit calls it.
 Returns T, or NIL if no node ran.  Workers of other nodes stay known (and
 EQ to themselves if the node starts again)."
   (when *this-node*
@@ -599,6 +601,11 @@ EQ to themselves if the node starts again)."
     (setf *this-node* nil
           *connected-nodes* '())
     t))
+
+(defun %stop-node-at-exit ()
+  "Called by the runtime's exit hook before it stops the schedulers: the
+node's thread, which ECL knows, ends first, and what was sent goes out."
+  (stop-node))
 
 (defun node ()
   "This image's node name (\"alive@host\"), or NIL when no node runs."

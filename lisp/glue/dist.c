@@ -482,11 +482,42 @@ static void loop(void)
 	}
 }
 
+/* At stop: writes what the connections still hold, for up to FLUSH_MS
+ * (a send just before STOP-NODE goes out, as the order of the queue
+ * promises), then gives up on what a peer does not read. */
+#define FLUSH_MS 2000
+static void flush_all(void)
+{
+	int64_t deadline = now_ns() + (int64_t)FLUSH_MS * 1000000;
+
+	for (;;) {
+		struct pollfd fds[MAX_CONNS];
+		struct conn *polled[MAX_CONNS];
+		int n = 0;
+		int64_t left = deadline - now_ns();
+
+		for (int i = 0; i < node.nconns; i++)
+			if (node.conns[i]->out) {
+				polled[n] = node.conns[i];
+				fds[n++] = (struct pollfd){.fd = node.conns[i]->fd,
+							   .events = POLLOUT};
+			}
+		if (n == 0 || left <= 0)
+			return;
+		if (poll(fds, (nfds_t)n, (int)(left / 1000000) + 1) < 0 && errno != EINTR)
+			return;
+		for (int i = 0; i < n; i++)
+			if (fds[i].revents)
+				write_conn(polled[i]); /* drops the connection on error */
+	}
+}
+
 static void *node_thread(void *arg)
 {
 	(void)arg;
 	ecl_import_current_thread(ECL_NIL, ECL_NIL);
 	loop();
+	flush_all();
 	while (node.nconns)
 		drop_conn(node.conns[0], "node stopped");
 	ecl_release_current_thread();

@@ -53,6 +53,15 @@ serve({count_to, To, Count}) ->
 %% Receive {n, 1}..{n, Count}; answer whether they came in order.
 serve({expect_count, From, Count}) ->
     From ! {in_order, expect(1, Count)};
+%% Like expect_count, but keeps the answer in a process registered as
+%% count_result, which gives it to whoever sends it {result, From}.
+serve({expect_count_keep, Count}) ->
+    Result = expect(1, Count),
+    spawn(fun() ->
+              register(count_result, self()),
+              receive {result, F} -> F ! {count_result, Result}
+              after 60000 -> ok end
+          end);
 %% Answer with the size of a binary and whether it is bytes 0..255 over
 %% and over.
 serve({measure, From, Bin}) ->

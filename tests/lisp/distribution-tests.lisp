@@ -384,6 +384,17 @@ arrive there in order."
   (loop for i from 1 to 10000 do (send *peer* (vector :n i)))
   (is (equalp #(:in_order t) (next-tuple :in_order))))
 
+(define-distribution-test messages--what-was-sent-before-stop-node-goes-out
+  "20,000 messages sent just before STOP-NODE all reach Erlang, in order:
+the node's thread writes what it holds before it closes the connections."
+  (send *peer* (vector :expect_count_keep 20000))
+  (loop for i from 1 to 20000 do (send *peer* (vector :n i)))
+  (stop-node)
+  (ensure-peer)
+  (is (equalp #(:count_result t)
+              (progn (send (remote "count_result" *peer-node*) (vector :result (self)))
+                     (next-tuple :count_result)))))
+
 (define-distribution-test messages--a-ten-megabyte-message-crosses-each-way
   "A 10 MiB binary reaches Erlang whole (compared there with the pattern
 it was made of), and one from Erlang arrives whole."
