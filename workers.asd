@@ -16,7 +16,8 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                (:module "codec"
                 :components ((:static-file "codec.h")
                              (:static-file "codec.mk")
-                             (:static-file "CODEC.md")))
+                             (:static-file "CODEC.md")
+                             (:static-file "etf.c")))
                ;; The Lisp files are those lisp/files.sexp names, which
                ;; lisp/build.lisp reads too.
                (:module "lisp"
@@ -57,6 +58,7 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                (:file "preemption-tests")
                (:file "channel-tests")
                (:file "future-tests")
+               (:file "distribution-tests")
                (:file "codec-tests")
                (:file "report"))
   :perform (test-op (o c)

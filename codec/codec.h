@@ -181,6 +181,73 @@ WKL_CODEC_API int wkl_codec_encode_to(cl_object obj,
 WKL_CODEC_API int wkl_codec_decode(const uint8_t *buf, size_t len, cl_object *result,
 				   const char **err_msg);
 
+/* ------------------------------------------------ the external term format */
+
+/*
+ * Erlang's external term format (ETF), for distribution (codec/etf.c; the
+ * Lisp side is lisp/distribution.lisp, the mapping table README.org's
+ * "Distribution").  Lisp to ETF:
+ *
+ *   integer                 SMALL_INTEGER, INTEGER, SMALL_BIG, LARGE_BIG
+ *   float (any format)      NEW_FLOAT (as a double); infinities and NaNs
+ *                           are refused (Erlang has none)
+ *   character               its code, an integer
+ *   T, NIL                  true, []
+ *   keyword, uninterned     an atom of its name with the case inverted as
+ *   symbol                  readtable-case :INVERT does (:FOO foo, :|foo|
+ *                           'FOO', :|Foo| 'Foo'); more than 255 characters
+ *                           is refused; other symbols are refused
+ *   string                  a binary: its UTF-8
+ *   (unsigned-byte 8) vector  a binary
+ *   other vector            a tuple
+ *   list                    a list; a dotted list an improper list
+ *   hash table              a map
+ *   structure instance      what identity_out makes of it (below)
+ *
+ * ETF to Lisp: integers, floats (double-float), [] NIL, true T, false
+ * NIL, other atoms the keyword of the case-inverted name if it exists,
+ * else a fresh uninterned symbol of that name (decoding never interns),
+ * tuples simple vectors, lists lists (STRING_EXT too: a list of
+ * integers), improper lists dotted lists, binaries (unsigned-byte 8)
+ * simple vectors, maps EQUALP hash tables, pids, ports and references
+ * what identity_in makes of them.  Bitstrings, funs, compressed terms and
+ * atom cache references are malformed input here.
+ *
+ * Identities.  identity_in is called with (KIND NODE CREATION NUMBERS):
+ * KIND :PID, :PORT or :REF, NODE the node's name (a fresh string: never
+ * interned), CREATION an integer, NUMBERS the integers that follow (pid:
+ * id serial; port: id; ref: 1 to 5 words); its value is the decoded
+ * object.  identity_out is called with each structure instance met while
+ * encoding and returns NIL (the object is refused) or a list (KIND NODE
+ * CREATION . NUMBERS) as above.  Neither may exit non-locally during an
+ * encode (the encoder's buffer would leak).  Called once at load time;
+ * the hooks are kept in a GC root.
+ *
+ * Nesting deeper than 1024 containers is refused and malformed: the walks
+ * recurse.  Threads: as the copy codec's functions.
+ */
+WKL_CODEC_API int wkl_etf_register(cl_object identity_in, cl_object identity_out);
+
+/*
+ * Encodes obj as the version byte 131 and its term, after prefix bytes
+ * left for the caller (a distribution frame's header): WKL_CODEC_OK with
+ * *out a malloc'd buffer of *len bytes (prefix included), or
+ * WKL_CODEC_UNSERIALIZABLE with *bad the refused part, or
+ * WKL_CODEC_ENOMEM.
+ */
+WKL_CODEC_API int wkl_etf_encode(cl_object obj, size_t prefix, uint8_t **out, size_t *len,
+				 cl_object *bad);
+
+/*
+ * Decodes the version byte and one term from the len bytes at buf (which
+ * may hold more: a frame's control message and message): WKL_CODEC_OK
+ * with *result and *used (the bytes read), or WKL_CODEC_EMALFORMED with
+ * *err_msg a static sentence.  buf is untrusted: never crashes, never
+ * interns a symbol.
+ */
+WKL_CODEC_API int wkl_etf_decode(const uint8_t *buf, size_t len, size_t *used,
+				 cl_object *result, const char **err_msg);
+
 #ifdef __cplusplus
 }
 #endif

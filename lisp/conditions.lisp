@@ -153,6 +153,23 @@ the name is not registered) before it replies."))
 (REASON is (:START-FAILED ID CAUSE)), and by START-CHILD or RESTART-CHILD
 when the supervisor refuses (REASON says why)."))
 
+(define-condition distribution-error (workers-error)
+  ((node :initarg :node :initform nil :reader distribution-error-node
+         :documentation "The node concerned, a string, or NIL.")
+   (reason :initarg :reason :reader distribution-error-reason
+           :documentation "What went wrong, a string."))
+  (:report (lambda (c stream)
+             (format stream "Distribution~@[ (~A)~]: ~A"
+                     (distribution-error-node c) (distribution-error-reason c))))
+  (:documentation "Signalled when a node cannot start, a connection cannot
+be made (no such node, a refused handshake: a wrong cookie), this image
+runs no node where one is needed, or an operation on a remote worker is
+not supported yet."))
+
+(defun %dist-error (node control &rest arguments)
+  (error 'distribution-error :node node
+                             :reason (apply #'format nil control arguments)))
+
 (define-condition core-error (workers-error)
   ((code :initarg :code :reader core-error-code
          :documentation "The C core's negative error code.")

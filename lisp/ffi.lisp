@@ -286,3 +286,62 @@ NTH+COUNT-1 from now; 0 or -WK_E*."
 (defun %fault-reset ()
   "Disarms every fault site; 0, or -WK_ESTATE without fault injection."
   (ffi:c-inline () () :int "wkl_fault_reset()" :one-liner t))
+
+;;; The external term format (codec/codec.h) and the node (glue.h, dist.c).
+
+(defun %etf-register (identity-in identity-out)
+  (ffi:c-inline (identity-in identity-out) (:object :object) :int
+                "wkl_etf_register(#0, #1)" :one-liner t))
+
+(defun %etf-encode (object)
+  "Returns a WKL_CODEC_* status and the octets (a simple (unsigned-byte 8)
+vector), or the refused part."
+  (ffi:c-inline (object) (:object) (values :int :object)
+   "{
+	cl_object out = ECL_NIL;
+	@(return 0) = wkl_etf_encode_octets(#0, &out);
+	@(return 1) = out;
+    }"))
+
+(defun %etf-decode (octets start)
+  "OCTETS is a simple (unsigned-byte 8) vector.  Returns a WKL_CODEC_*
+status, the object (or the complaint, a string) and the index after the
+term."
+  (ffi:c-inline (octets start) (:object :fixnum) (values :int :object :fixnum)
+   "{
+	cl_object out = ECL_NIL; cl_index end = 0;
+	@(return 0) = wkl_etf_decode_octets(#0, #1, &out, &end);
+	@(return 1) = out;
+	@(return 2) = end;
+    }"))
+
+(defun %dist-start (alive host cookie address handler)
+  "Returns 0 or a code (glue.h), and the node's creation."
+  (ffi:c-inline (alive host cookie address handler)
+                (:cstring :cstring :cstring :cstring :object) (values :int :object)
+   "{
+	unsigned creation = 0;
+	@(return 0) = wkl_dist_start(#0, #1, #2, #3, #4, &creation);
+	@(return 1) = ecl_make_uint64_t(creation);
+    }"))
+
+(defun %dist-stop ()
+  (ffi:c-inline () () :int "wkl_dist_stop()" :one-liner t))
+
+(defun %dist-connect (node token)
+  (ffi:c-inline (node token) (:cstring :object) :int
+                "wkl_dist_connect(#0, ecl_to_uint64_t(#1))" :one-liner t))
+
+(defun %dist-disconnect (node)
+  (ffi:c-inline (node) (:cstring) :int "wkl_dist_disconnect(#0)" :one-liner t))
+
+(defun %dist-send (node control message message-p)
+  "Queues a frame of CONTROL, and MESSAGE if MESSAGE-P, for NODE.  Returns
+a code (0, or a WKL_CODEC_* / WKL_DIST_E* one) and the refused part."
+  (ffi:c-inline (node control message message-p) (:cstring :object :object :bool)
+                (values :int :object)
+   "{
+	cl_object bad = ECL_NIL;
+	@(return 0) = wkl_dist_send(#0, #1, #3 ? #2 : OBJNULL, &bad);
+	@(return 1) = bad;
+    }"))

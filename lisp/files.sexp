@@ -20,6 +20,7 @@
 ;;;;   preempt                  preemption, WITHOUT-PREEMPTION
 ;;;;   supervisor               CALL, REPLY, supervisors
 ;;;;   channels, futures        Go's channels and SELECT; futures, PMAP
+;;;;   terms, distribution      Erlang terms; this image as an Erlang node
 ("package"
  (:generated "constants")
  "specials"
@@ -40,4 +41,6 @@
  "preempt"
  "supervisor"
  "channels"
- "futures")
+ "futures"
+ "terms"
+ "distribution")

@@ -21,7 +21,10 @@ ECL_CFLAGS = $(shell ecl-config --cflags)
 # The binding's C half (lisp/glue/): the project's warnings, like the core.
 GLUE_SRC := $(filter-out lisp/glue/constants.c,$(wildcard lisp/glue/*.c))
 GLUE_HDR := $(wildcard lisp/glue/*.h) $(CODEC_HDR) $(CORE_HDR)
-GLUE_CFLAGS = $(CFLAGS_COMMON) $(ECL_CFLAGS) -Ilisp/glue -Icodec $(CFLAGS) -fPIC
+# -D_REENTRANT: libei's thread-safe erl_errno (design.md, "Distribution").
+GLUE_CFLAGS = $(CFLAGS_COMMON) $(ECL_CFLAGS) -D_REENTRANT -Ilisp/glue -Icodec $(CFLAGS) -fPIC
+# erl_interface (Debian's erlang-dev), linked into the fas for distribution.
+LDLIBS_EI := -lei
 GLUE_LIB := $(BUILD)/lisp/libglue.a
 # The C constants the Lisp layer uses, written as Lisp (lisp/glue/constants.c).
 CONSTANTS := $(BUILD)/lisp/constants.lisp
@@ -55,7 +58,7 @@ $(CONSTANTS): $(BUILD)/lisp/gen-constants
 
 $(FAS): $(CORE_LIB) $(LISP_SRC) $(CODEC_LIB) $(GLUE_LIB) $(CONSTANTS)
 	@mkdir -p $(BUILD)/lisp
-	WORKERS_LDLIBS="$(LDLIBS_CORE)" $(ECL) --norc --shell lisp/build.lisp
+	WORKERS_LDLIBS="$(LDLIBS_CORE) $(LDLIBS_EI)" $(ECL) --norc --shell lisp/build.lisp
 
 install: deps fas
 	install -m 644 $(FAS) "$(ECL_SYSDIR)workers.fas"
@@ -99,7 +102,7 @@ $(eval $(call glue_build,$(FI_BUILD),-DWK_FAULT_INJECTION))
 $(FI_FAS): $(FI_CORE_LIB) $(LISP_SRC) $(CODEC_LIB) $(FI_BUILD)/lisp/libglue.a $(CONSTANTS)
 	@mkdir -p $(FI_BUILD)/lisp
 	WORKERS_BUILD=$(FI_BUILD)/ WORKERS_CORE_LIB=$(FI_CORE_LIB) \
-	WORKERS_GLUE_LIB=$(FI_BUILD)/lisp/libglue.a WORKERS_LDLIBS="$(LDLIBS_CORE)" \
+	WORKERS_GLUE_LIB=$(FI_BUILD)/lisp/libglue.a WORKERS_LDLIBS="$(LDLIBS_CORE) $(LDLIBS_EI)" \
 		$(ECL) --norc --shell lisp/build.lisp
 
 .PHONY: fas-faults test-lisp-faults

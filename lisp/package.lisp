@@ -113,6 +113,20 @@ PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
            #:preduce
            #:pdotimes
            #:call-with-parallel-indices)
+  ;; Distribution: this image as an Erlang node.
+  (:export #:start-node
+           #:stop-node
+           #:node
+           #:nodes
+           #:connect-node
+           #:disconnect-node
+           #:monitor-node
+           #:rpc
+           #:remote
+           #:spawn-on
+           #:spawn-on*
+           #:encode-term
+           #:decode-term)
   ;; Conditions.
   (:export #:workers-error
            #:worker-failed
@@ -147,6 +161,9 @@ PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
            #:supervisor-error
            #:supervisor-error-supervisor
            #:supervisor-error-reason
+           #:distribution-error
+           #:distribution-error-node
+           #:distribution-error-reason
            #:core-error
            #:core-error-code
            #:core-error-operation

@@ -174,10 +174,14 @@ before any worker in it is spawned."
         (and (%worker-p worker) (eql (%w id worker) id) worker)))))
 
 (defun %known-worker (id)
-  "The worker object this image has for ID, or NIL."
+  "The worker object this image has for ID, or NIL.  An id of another
+node's worker (transport.lisp) is looked up where its node's pids are
+kept (terms.lisp), so that it too is one object however it arrives."
   (and (typep id '(unsigned-byte 64))
-       (or (%live-spawned-worker id)
-           (with-registry-lock (%id-get id)))))
+       (if (plusp (%node-of id))
+           (%known-remote-worker id)
+           (or (%live-spawned-worker id)
+               (with-registry-lock (%id-get id))))))
 
 (defun %worker-from-id (id)
   "The worker object for ID: the one this image knows, else a new one that

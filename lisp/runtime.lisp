@@ -83,8 +83,10 @@ inside MP:WITHOUT-INTERRUPTS."
 ;;; past the wrapper: compiled programs call STOP before EXT:QUIT.
 
 (defun %exit-hook ()
-  "Stops the schedulers before ECL exits."
+  "Stops this image's node (distribution.lisp), then the schedulers,
+before ECL exits."
   (unless *current-worker*
+    (ignore-errors (funcall '%stop-node-at-exit))
     (ignore-errors (stop))))
 
 (defvar *ecl-quit* nil "ECL's own EXT:QUIT.")

@@ -82,7 +82,11 @@ of a worker's end may go out while STOP buries the workers."
           (t (%core-error rc "Sending a message")))))
 
 (defun %send (worker message mode)
-  (let ((id (if (%worker-p worker) (%w id worker) (%target-id worker)))
+  (let ((id (cond ((%worker-p worker) (%w id worker))
+                  ;; A name on another node (distribution.lisp).
+                  ((%remote-p worker)
+                   (return-from %send (%send-remote worker message)))
+                  (t (%target-id worker))))
         (mode (or mode (let ((me *current-worker*))
                          (if me (%w mode me) :copy)))))
     (unless (or (eq mode :copy) (eq mode :share))

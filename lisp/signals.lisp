@@ -221,20 +221,36 @@ Under WATCHER's lock."
           target)))))
 
 (defun monitor (worker)
-  "Starts watching WORKER (a worker, an id or a registered name) and returns
+  "Starts watching WORKER (a worker, an id, a registered name, or a name on
+another node: see REMOTE) and returns
 a reference, a positive integer unique in this image.  When WORKER ends,
 the caller receives (:DOWN REF WORKER REASON), exactly once; at once, with
 reason :NOPROC, if it has ended already (or the name is not registered).
-Each call makes a new, independent monitor."
+Each call makes a new, independent monitor.
+**NOTE** A monitor of a worker of another node fires only when the
+connection to that node is lost (or cannot be made), with reason
+:NOCONNECTION: Erlang's C nodes get no monitor signal (README.org,
+\"Distribution\")."
   (let* ((me (self))
          (ref (workers.ffi::%next-ref))
-         (target (handler-case (%resolve worker)
-                   (no-such-worker () nil)))
+         (target (if (%remote-p worker)  ; a name on another node
+                     worker
+                     (handler-case (%resolve worker)
+                       (no-such-worker () nil))))
          (refused (if target nil :noproc)))
     (when target
       (with-links-lock (me)
         (%watch me ref target))
-      (setf refused (%add-monitor target ref me)))
+      ;; A transport may refuse by signalling (distribution.lisp): then
+      ;; the caller watches nothing.
+      (let ((added nil))
+        (unwind-protect (setf refused (if (%remote-p target)
+                                          (%add-node-monitor (remote-node target)
+                                                             target ref me)
+                                          (%add-monitor target ref me))
+                              added t)
+          (unless added
+            (with-links-lock (me) (%unwatch me ref))))))
     (when refused
       (with-links-lock (me)
         (%unwatch me ref)
@@ -276,7 +292,9 @@ removed too, so that none is ever received after this call."
   (let* ((me (self))
          (target (with-links-lock (me) (%unwatch me ref))))
     (when target
-      (%remove-monitor target ref))
+      (if (%remote-p target)
+          (%remove-node-monitor ref)
+          (%remove-monitor target ref)))
     (when flush
       (%flush-messages me :down ref))
     (and target t)))

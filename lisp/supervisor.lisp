@@ -25,7 +25,8 @@
 ;;; CALL and REPLY.
 
 (defun call (server request &key (timeout 5) mode)
-  "Sends SERVER (a worker, an id or a registered name) the message
+  "Sends SERVER (a worker, an id, a registered name, or a name on another
+node: see REMOTE) the message
 (:CALL FROM REF REQUEST), FROM being the caller and REF a new reference,
 and waits for the server's (:REPLY REF VALUE) (see REPLY); returns VALUE.
 
@@ -33,12 +34,18 @@ Signals CALL-TIMEOUT if no reply comes within TIMEOUT seconds (default 5,
 as Erlang's gen_server:call; NIL waits forever), and CALL-FAILED if the
 server ends, or has ended, before it replies: the caller monitors it
 meanwhile.  MODE is SEND's mode for the request.  A worker calling itself
-is an error."
+is an error.
+
+To a server on another node the request goes as gen_server's
+{'$gen_call', {From, Tag}, Request}, so an Erlang gen_server answers it;
+its monitor there fires only if the connection is lost (see MONITOR)."
   (let ((me (self))
-        (target (handler-case (%resolve server)
-                  (no-such-worker ()
-                    (error 'call-failed :worker server :request request
-                                        :reason :noproc)))))
+        (target (if (%remote-p server)  ; a name on another node
+                    server
+                    (handler-case (%resolve server)
+                      (no-such-worker ()
+                        (error 'call-failed :worker server :request request
+                                            :reason :noproc))))))
     (when (eq target me)
       (%usage-error "~A cannot CALL itself: nobody would answer." me))
     (let ((ref (monitor target)))

@@ -81,8 +81,10 @@ thread that is not a worker, and by messages that carry a worker's id."
 
 (defmethod print-object ((w worker) stream)
   (print-unreadable-object (w stream)
-    (format stream "WORKER ~D~@[ ~S~] ~(~S~)"
-            (worker-id w) (worker-name w) (worker-state w))))
+    (if (plusp (%node-of (worker-id w)))
+        (%print-remote-worker w stream) ; distribution.lisp: pid and node
+        (format stream "WORKER ~D~@[ ~S~] ~(~S~)"
+                (worker-id w) (worker-name w) (worker-state w)))))
 
 (defun worker-state (worker)
   "The state of WORKER: :RUNNABLE (queued), :RUNNING (in a slice, or the

@@ -1,9 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages the build and the tests need, if missing.
 # Runs apt-get as root (directly, or through sudo when available); prints
-# what is missing and stops otherwise.
+# what is missing and stops otherwise.  erlang-base (epmd, erl) and
+# erlang-dev (ei.h, libei.a) are for distribution: workers.fas links libei,
+# and the distribution tests start epmd and erl.
 set -e
-PKGS="${WORKERS_PKGS:-ecl liburcu-dev cl-fiveam gcc make}"
+PKGS="${WORKERS_PKGS:-ecl liburcu-dev cl-fiveam gcc make erlang-base erlang-dev}"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

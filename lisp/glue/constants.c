@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "glue.h"
+#include "codec.h"
 #include "workers_fault.h"
 
 /* wk_fault_site by name (wk_fault_name exists only in a fault build). */
@@ -63,6 +64,15 @@ static const struct {
 	{ "+recv-message+", WKL_RECV_MESSAGE, "WKL_RECV_MESSAGE." },
 	{ "+recv-malformed+", WKL_RECV_MALFORMED,
 	  "WKL_RECV_MALFORMED: the bytes did not decode." },
+	/* The codec's codes (codec.h) and distribution's (glue.h). */
+	{ "+codec-ok+", WKL_CODEC_OK, "WKL_CODEC_OK." },
+	{ "+codec-unserializable+", WKL_CODEC_UNSERIALIZABLE,
+	  "WKL_CODEC_UNSERIALIZABLE: the encoder refused a part." },
+	{ "+codec-malformed+", WKL_CODEC_EMALFORMED,
+	  "WKL_CODEC_EMALFORMED: the bytes did not decode." },
+	{ "+dist-e-running+", WKL_DIST_ERUNNING, "WKL_DIST_ERUNNING: a node runs already." },
+	{ "+dist-e-not-running+", WKL_DIST_ENOTRUNNING, "WKL_DIST_ENOTRUNNING: no node runs." },
+	{ "+dist-e-epmd+", WKL_DIST_EPMD, "WKL_DIST_EPMD: epmd did not take the registration." },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -17,6 +17,8 @@
  *   sync.c      the locks and waits the Lisp layer needs, as C: the
  *               registry mutex, the stripe mutexes of links and monitors,
  *               references, JOIN's wait;
+ *   dist.c      this image as an Erlang node: the node's thread, its
+ *               sockets, handshakes (erl_interface), frames and ticks;
  *   constants.c a program run at build time that writes the constants of
  *               this header, workers.h and workers_fault.h as Lisp
  *               (build/lisp/constants.lisp), so that Lisp never repeats a C
@@ -226,6 +228,17 @@ int wkl_recv_wait_object(int64_t timeout_ns, cl_object *out);
 int wkl_encode_octets(cl_object obj, cl_object *out, cl_object *path);
 int wkl_decode_octets(cl_object octets, cl_object *out);
 
+/*
+ * The external term format on octets (codec.h), for ENCODE-TERM and
+ * DECODE-TERM: wkl_etf_encode_octets answers WKL_CODEC_OK and *out a fresh
+ * (unsigned-byte 8) vector (131 and the term), or a WKL_CODEC_E* code and
+ * *out the refused part; wkl_etf_decode_octets reads one term at start of
+ * a simple (unsigned-byte 8) vector: WKL_CODEC_OK, *out and *end (the
+ * index after it), or WKL_CODEC_EMALFORMED and *out the complaint.
+ */
+int wkl_etf_encode_octets(cl_object obj, cl_object *out);
+int wkl_etf_decode_octets(cl_object octets, cl_index start, cl_object *out, cl_index *end);
+
 /* ---------------------------------------------------------------- sync */
 
 /*
@@ -280,5 +293,60 @@ void wkl_join_notify(void);
  */
 int wkl_fault_arm(int site, uint64_t nth, uint64_t count);
 int wkl_fault_reset(void);
+
+/* ---------------------------------------------------------------- dist */
+
+/*
+ * Distribution (dist.c, lisp/distribution.lisp): one node per image, run
+ * by a C thread of its own that ECL knows.  Codes: 0, the WKL_DIST_E*
+ * below, the codec's WKL_CODEC_E* (wkl_dist_send) or -WK_ENOMEM.
+ */
+enum {
+	WKL_DIST_ERUNNING = 1,    /* the node runs already                     */
+	WKL_DIST_ENOTRUNNING = 2, /* no node runs                              */
+	WKL_DIST_EINIT = 3,       /* ei_init, the wake-up fd or the thread      */
+	WKL_DIST_EADDRESS = 4,    /* the listening address is not IPv4 dotted   */
+	WKL_DIST_ENAME = 5,       /* the node name is too long or malformed     */
+	WKL_DIST_ELISTEN = 6,     /* no listening socket                        */
+	WKL_DIST_EPMD = 7,        /* epmd did not take the registration         */
+};
+
+/*
+ * Starts the node alive@host with cookie, listening on address (dotted
+ * IPv4; NULL or "": every address) on a port the kernel picks, published
+ * in epmd.  handler is the symbol of a Lisp function the node's thread
+ * calls, one event at a time, as (handler event node a b), node a string:
+ *   :MESSAGE   a the control message, b the message (NIL if none), both
+ *              decoded by wkl_etf_decode;
+ *   :NODEUP    a connection was made (either way);
+ *   :NODEDOWN  a connection ended, a the reason (a string);
+ *   :CONNECTED the answer to wkl_dist_connect: a the token, b T or the
+ *              reason (a string).
+ * What the handler signals or throws is dropped.  *creation is the
+ * node's creation (pids and references carry it).  Not concurrently with
+ * itself or wkl_dist_stop (the Lisp layer serializes them).
+ */
+int wkl_dist_start(const char *alive, const char *host, const char *cookie,
+		   const char *address, cl_object handler, unsigned *creation);
+/* Closes every connection (a :NODEDOWN each), unpublishes, ends the
+ * thread and waits for it. */
+int wkl_dist_stop(void);
+/* This node's name while it runs, else NULL. */
+const char *wkl_dist_name(void);
+/*
+ * Queues a connection to peer (no-op if connected); the node's thread
+ * answers with :CONNECTED and token.  A handshake takes up to 5 s, during
+ * which the node's other connections wait.
+ */
+int wkl_dist_connect(const char *peer, uint64_t token);
+/* Queues closing the connection to peer, if any. */
+int wkl_dist_disconnect(const char *peer);
+/*
+ * Encodes control and message (OBJNULL: a control message alone) as one
+ * frame and queues it for peer, connecting first if needed; a frame to a
+ * node that cannot be reached is dropped.  Frames to one peer leave in
+ * the order queued.  WKL_CODEC_UNSERIALIZABLE with *bad: nothing queued.
+ */
+int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_object *bad);
 
 #endif /* WORKERS_LISP_GLUE_H */

@@ -117,20 +117,51 @@ int wkl_recv_wait_object(int64_t timeout_ns, cl_object *out)
 
 /* ---------------------------------------------------------------- octets */
 
+/* A fresh (unsigned-byte 8) vector of the len bytes of buf, which it frees. */
+static cl_object octets_of(uint8_t *buf, size_t len)
+{
+	cl_object v = ecl_alloc_simple_vector(len, ecl_aet_b8);
+
+	memcpy(v->vector.self.b8, buf, len);
+	free(buf);
+	return v;
+}
+
 int wkl_encode_octets(cl_object obj, cl_object *out, cl_object *path)
 {
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	int rc = wkl_codec_encode(obj, &buf, &len, out, path);
-	cl_object v;
 
 	if (rc != WKL_CODEC_OK)
 		return codec_status(rc);
-	v = ecl_alloc_simple_vector(len, ecl_aet_b8);
-	memcpy(v->vector.self.b8, buf, len);
-	free(buf);
-	*out = v;
+	*out = octets_of(buf, len);
 	return WKL_SENT;
+}
+
+int wkl_etf_encode_octets(cl_object obj, cl_object *out)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int rc = wkl_etf_encode(obj, 0, &buf, &len, out);
+
+	if (rc == WKL_CODEC_OK)
+		*out = octets_of(buf, len);
+	return rc;
+}
+
+int wkl_etf_decode_octets(cl_object octets, cl_index start, cl_object *out, cl_index *end)
+{
+	const char *complaint = NULL;
+	cl_index n = octets->vector.fillp, s = start < n ? start : n;
+	size_t used = 0;
+	int rc = wkl_etf_decode(octets->vector.self.b8 + s, n - s, &used, out, &complaint);
+
+	if (rc == WKL_CODEC_OK)
+		*end = s + used;
+	else
+		*out = ecl_make_simple_base_string(complaint ? complaint : "undecodable", -1);
+	return rc;
 }
 
 int wkl_decode_octets(cl_object octets, cl_object *out)

@@ -12,7 +12,7 @@
 
 GLUE_TEST_SRC := $(wildcard tests/glue/*.c)
 GLUE_TEST_HDR := $(wildcard tests/glue/*.h) $(CORE_TEST_HDR) $(GLUE_HDR)
-GLUE_TEST_LIBS = $(shell ecl-config --libs) -lgmp $(LDLIBS_CORE)
+GLUE_TEST_LIBS = $(shell ecl-config --libs) -lgmp $(LDLIBS_CORE) $(LDLIBS_EI)
 GLUE_TEST_INC := -Itests/core -Itests/glue -Ilisp/glue -Icodec
 # Two UBSan checks are off for the code that uses ECL's headers:
 # shift-base, since ecl_make_fixnum shifts a negative value left, which C
@@ -39,7 +39,7 @@ $(BUILD)/$1/tests/glue/%.o: tests/glue/%.c $(GLUE_TEST_HDR)
 
 $(BUILD)/$1/lisp/glue/%.o: lisp/glue/%.c $(GLUE_HDR)
 	@mkdir -p $$(dir $$@)
-	$(CC) $(CFLAGS_COMMON) $(ECL_CFLAGS) $2 -Ilisp/glue -Icodec -c $$< -o $$@
+	$(CC) $(CFLAGS_COMMON) $(ECL_CFLAGS) -D_REENTRANT $2 -Ilisp/glue -Icodec -c $$< -o $$@
 
 $(BUILD)/$1/codec/%.o: codec/%.c $(CODEC_HDR)
 	@mkdir -p $$(dir $$@)

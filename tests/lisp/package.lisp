@@ -26,6 +26,10 @@
   (eval `(def-suite ,(scheduler-suite count) :in all
            :description ,(format nil "Concurrency tests on ~D scheduler~:P." count count))))
 
+(defvar *after-suites* '()
+  "Functions run once after the last suite (RUN-AND-REPORT): what a suite
+started for its tests and stops at the end (the Erlang peer).")
+
 (defvar *fas* nil "The workers.fas under test (child processes load it too).")
 
 (defparameter *long* 30

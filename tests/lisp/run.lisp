@@ -34,7 +34,8 @@
   '("package" "pattern-tests" "worker-tests" "message-tests" "server-tests"
     "runtime-tests" "fault-tests" "supervisor-tests"
     "bad-input-tests" "transport-tests" "waiting-tests" "preemption-tests"
-    "channel-tests" "future-tests")
+    "channel-tests" "future-tests"
+    "distribution-tests")
   "The test files; the fault-injection suite's helpers live in them.")
 
 (dolist (name (append *test-files* (and *faults* '("fault-injection-tests"))))

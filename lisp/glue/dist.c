@@ -1,0 +1,707 @@
+/*
+ * dist.c - this image as an Erlang node: one C thread that owns the
+ * node's sockets (the listening socket, epmd's registration, one socket
+ * per connected node), does the handshakes through erl_interface (ei),
+ * reads and writes the frames itself, and answers ticks.  The Lisp side
+ * is lisp/distribution.lisp.
+ *
+ * Why a thread of its own: a handshake and a full socket must never hold
+ * a scheduler, and ticks must be answered whatever the workers do.  The
+ * thread is imported into ECL, since it decodes frames into Lisp objects
+ * and hands them to the Lisp handler (wkl_dist_start); everything else it
+ * holds is bytes in malloc'd memory (no Lisp object lives there).
+ *
+ * Frames (after the handshake): a 4-byte big-endian length, then that
+ * many bytes; length 0 is a tick, answered with a tick.  A frame of type
+ * 'p' (112) holds a control message (ETF) and, for sends, the message
+ * (ETF).  ei's own receive functions are not used: they reject control
+ * messages newer than ei (design.md, "Distribution: facts found").
+ *
+ * Ordering: every frame to a node goes through one queue (the command
+ * queue, then the connection's output queue), so messages from this image
+ * to a node arrive in the order they were sent.
+ */
+#include "glue.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <ei.h>
+
+#include "codec.h"
+
+#define MAX_CONNS 64
+#define HANDSHAKE_MS 5000
+#define TICK_NS ((int64_t)15 * 1000000000)     /* Erlang's net_ticktime / 4 */
+#define SILENCE_NS ((int64_t)75 * 1000000000)  /* a peer this quiet is gone */
+
+struct frame {
+	struct frame *next;
+	size_t len;
+	uint8_t *bytes;
+};
+
+enum { CMD_CONNECT, CMD_SEND, CMD_DISCONNECT, CMD_STOP };
+
+struct cmd {
+	struct cmd *next;
+	int kind;
+	char node[MAXNODELEN + 1];
+	struct frame *frame; /* CMD_SEND */
+	uint64_t token;      /* CMD_CONNECT: the caller's worker id */
+};
+
+struct conn {
+	int fd;
+	char node[MAXNODELEN + 1];
+	uint8_t *in;
+	size_t in_len, in_cap;
+	struct frame *out, *out_tail;
+	size_t out_off;
+	int64_t last_read, last_write;
+};
+
+/* The node: one per image.  Written by wkl_dist_start before the thread
+ * starts and read by it; the command queue is under mu. */
+static struct {
+	ei_cnode ec;
+	int lfd, pubfd, wakefd;
+	pthread_t thread;
+	int running;
+	cl_object handler; /* a symbol: reachable from its package */
+	pthread_mutex_t mu;
+	struct cmd *head, *tail;
+	struct conn *conns[MAX_CONNS];
+	int nconns;
+} node = {.lfd = -1, .pubfd = -1, .wakefd = -1, .mu = PTHREAD_MUTEX_INITIALIZER};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void frame_free(struct frame *f)
+{
+	free(f->bytes);
+	free(f);
+}
+
+/* ------------------------------------------------------------ the handler */
+
+/* Calls the Lisp handler with (event node a b); whatever it signals or
+ * throws stops here. */
+static void tell(const char *event, const char *peer, cl_object a, cl_object b)
+{
+	cl_env_ptr env = ecl_process_env();
+
+	ECL_CATCH_ALL_BEGIN(env) {
+		cl_funcall(5, node.handler, ecl_make_keyword(event),
+			   ecl_make_simple_base_string(peer, -1), a, b);
+	} ECL_CATCH_ALL_END;
+}
+
+/* ------------------------------------------------------------ connections */
+
+static struct conn *find_conn(const char *peer)
+{
+	for (int i = 0; i < node.nconns; i++)
+		if (strcmp(node.conns[i]->node, peer) == 0)
+			return node.conns[i];
+	return NULL;
+}
+
+static struct conn *add_conn(int fd, const char *peer)
+{
+	struct conn *c;
+
+	if (node.nconns == MAX_CONNS || !(c = calloc(1, sizeof *c))) {
+		ei_close_connection(fd);
+		return NULL;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	c->fd = fd;
+	snprintf(c->node, sizeof c->node, "%s", peer);
+	c->last_read = c->last_write = now_ns();
+	node.conns[node.nconns++] = c;
+	tell("NODEUP", peer, ECL_NIL, ECL_NIL);
+	return c;
+}
+
+static void drop_conn(struct conn *c, const char *reason)
+{
+	struct frame *f, *next;
+	char peer[MAXNODELEN + 1];
+
+	for (int i = 0; i < node.nconns; i++)
+		if (node.conns[i] == c)
+			node.conns[i] = node.conns[--node.nconns];
+	close(c->fd);
+	for (f = c->out; f; f = next) {
+		next = f->next;
+		frame_free(f);
+	}
+	free(c->in);
+	memcpy(peer, c->node, sizeof peer);
+	free(c);
+	tell("NODEDOWN", peer, ecl_make_simple_base_string(reason, -1), ECL_NIL);
+}
+
+static void enqueue(struct conn *c, struct frame *f)
+{
+	f->next = NULL;
+	if (c->out_tail)
+		c->out_tail->next = f;
+	else
+		c->out = f;
+	c->out_tail = f;
+}
+
+static void queue_tick(struct conn *c)
+{
+	struct frame *f = calloc(1, sizeof *f);
+
+	if (f && (f->bytes = calloc(1, 4))) {
+		f->len = 4;
+		enqueue(c, f);
+	} else {
+		free(f);
+	}
+}
+
+/* Connects to peer (a handshake, up to HANDSHAKE_MS): the connection, or
+ * NULL with *why set. */
+static struct conn *connect_to(const char *peer, const char **why)
+{
+	char name[MAXNODELEN + 1];
+	int fd;
+
+	snprintf(name, sizeof name, "%s", peer);
+	fd = ei_connect_tmo(&node.ec, name, HANDSHAKE_MS);
+	if (fd < 0) {
+		/* ei says little: no port from epmd (ERL_NO_PORT), or the
+		 * handshake failed, which with a port known is the cookie
+		 * (or a peer that went away meanwhile). */
+		*why = fd == ERL_NO_PORT ? "no such node (epmd does not know it)"
+		       : erl_errno == ETIMEDOUT ? "timeout"
+		       : erl_errno == EIO ? "handshake refused (wrong cookie?)"
+					  : "connection failed";
+		return NULL;
+	}
+	*why = "too many connections";
+	return add_conn(fd, peer);
+}
+
+/* ------------------------------------------------------------ frames */
+
+static void handle_frame(struct conn *c, const uint8_t *p, size_t n)
+{
+	cl_object control, message = ECL_NIL;
+	const char *complaint = NULL;
+	size_t used = 0, used2 = 0;
+
+	if (n == 0 || p[0] != 'p') {
+		fprintf(stderr, "workers: dropping %s: a frame of unknown type %u\n", c->node,
+			n ? p[0] : 0);
+		drop_conn(c, "bad frame");
+		return;
+	}
+	if (wkl_etf_decode(p + 1, n - 1, &used, &control, &complaint) != WKL_CODEC_OK ||
+	    (1 + used < n &&
+	     wkl_etf_decode(p + 1 + used, n - 1 - used, &used2, &message, &complaint) !=
+		     WKL_CODEC_OK)) {
+		fprintf(stderr, "workers: dropping %s: undecodable frame (%s)\n", c->node,
+			complaint ? complaint : "?");
+		drop_conn(c, "bad frame");
+		return;
+	}
+	tell("MESSAGE", c->node, control, message);
+}
+
+/* Reads what the socket has; handles every whole frame.  0 if the
+ * connection was dropped. */
+static int read_conn(struct conn *c)
+{
+	for (;;) {
+		ssize_t r;
+
+		if (c->in_cap - c->in_len < 65536) {
+			size_t cap = c->in_cap ? c->in_cap * 2 : 131072;
+			uint8_t *in = realloc(c->in, cap);
+
+			if (!in) {
+				drop_conn(c, "out of memory");
+				return 0;
+			}
+			c->in = in;
+			c->in_cap = cap;
+		}
+		r = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+		if (r == 0) {
+			drop_conn(c, "connection closed");
+			return 0;
+		}
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			drop_conn(c, "read failed");
+			return 0;
+		}
+		c->in_len += (size_t)r;
+		c->last_read = now_ns();
+	}
+	size_t at = 0;
+
+	while (c->in_len - at >= 4) {
+		const uint8_t *h = c->in + at;
+		size_t n = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+
+		if (c->in_len - at - 4 < n)
+			break;
+		at += 4 + n;
+		if (n == 0) {
+			queue_tick(c);
+			continue;
+		}
+		struct conn *still = c;
+		int fd = c->fd;
+
+		handle_frame(c, h + 4, n);
+		/* handle_frame may have dropped c. */
+		for (int i = 0; i < node.nconns; i++)
+			if (node.conns[i] == still && node.conns[i]->fd == fd)
+				goto alive;
+		return 0;
+alive:;
+	}
+	memmove(c->in, c->in + at, c->in_len - at);
+	c->in_len -= at;
+	return 1;
+}
+
+/* Writes what it can of the output queue.  0 if the connection was
+ * dropped. */
+static int write_conn(struct conn *c)
+{
+	while (c->out) {
+		struct frame *f = c->out;
+		ssize_t w = write(c->fd, f->bytes + c->out_off, f->len - c->out_off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 1;
+			drop_conn(c, "write failed");
+			return 0;
+		}
+		c->last_write = now_ns();
+		c->out_off += (size_t)w;
+		if (c->out_off == f->len) {
+			c->out = f->next;
+			if (!c->out)
+				c->out_tail = NULL;
+			c->out_off = 0;
+			frame_free(f);
+		}
+	}
+	return 1;
+}
+
+/* ------------------------------------------------------------ commands */
+
+static struct cmd *take_commands(void)
+{
+	struct cmd *all;
+	uint64_t v;
+
+	while (read(node.wakefd, &v, sizeof v) < 0 && errno == EINTR)
+		;
+	pthread_mutex_lock(&node.mu);
+	all = node.head;
+	node.head = node.tail = NULL;
+	pthread_mutex_unlock(&node.mu);
+	return all;
+}
+
+static int push_command(struct cmd *c)
+{
+	uint64_t one = 1;
+
+	c->next = NULL;
+	pthread_mutex_lock(&node.mu);
+	if (!node.running) {
+		pthread_mutex_unlock(&node.mu);
+		return -1;
+	}
+	if (node.tail)
+		node.tail->next = c;
+	else
+		node.head = c;
+	node.tail = c;
+	pthread_mutex_unlock(&node.mu);
+	while (write(node.wakefd, &one, sizeof one) < 0 && errno == EINTR)
+		;
+	return 0;
+}
+
+/* Runs one command; 0 for CMD_STOP. */
+static int run_command(struct cmd *cmd)
+{
+	struct conn *c = NULL;
+	const char *why = NULL;
+
+	if (cmd->kind == CMD_STOP)
+		return 0;
+	if (cmd->kind == CMD_DISCONNECT) {
+		if ((c = find_conn(cmd->node)))
+			drop_conn(c, "disconnected");
+		return 1;
+	}
+	c = find_conn(cmd->node);
+	if (!c)
+		c = connect_to(cmd->node, &why);
+	if (cmd->kind == CMD_CONNECT) {
+		tell("CONNECTED", cmd->node, ecl_make_uint64_t(cmd->token),
+		     c ? ECL_T : ecl_make_simple_base_string(why, -1));
+	} else if (c) {
+		enqueue(c, cmd->frame);
+		cmd->frame = NULL;
+	}
+	/* A send to a node that cannot be reached is dropped, as Erlang does. */
+	return 1;
+}
+
+static void free_command(struct cmd *cmd)
+{
+	if (cmd->frame)
+		frame_free(cmd->frame);
+	free(cmd);
+}
+
+/* ------------------------------------------------------------ the thread */
+
+static void accept_one(void)
+{
+	ErlConnect con;
+	int fd = ei_accept_tmo(&node.ec, node.lfd, &con, HANDSHAKE_MS);
+
+	if (fd < 0) {
+		fprintf(stderr, "workers: a connection attempt failed its handshake "
+				"(wrong cookie?)\n");
+		return;
+	}
+	if (find_conn(con.nodename)) { /* both sides connected at once */
+		ei_close_connection(fd);
+		return;
+	}
+	add_conn(fd, con.nodename);
+}
+
+static void keep_alive(int64_t t)
+{
+	for (int i = 0; i < node.nconns; i++) {
+		struct conn *c = node.conns[i];
+
+		if (t - c->last_read > SILENCE_NS) {
+			drop_conn(c, "net_tick_timeout");
+			i--;
+		} else if (!c->out && t - c->last_write > TICK_NS) {
+			queue_tick(c);
+		}
+	}
+}
+
+static void loop(void)
+{
+	struct pollfd fds[MAX_CONNS + 2];
+	struct conn *polled[MAX_CONNS];
+
+	for (;;) {
+		int n = 0, k;
+
+		fds[n++] = (struct pollfd){.fd = node.wakefd, .events = POLLIN};
+		fds[n++] = (struct pollfd){.fd = node.lfd, .events = POLLIN};
+		for (int i = 0; i < node.nconns; i++) {
+			polled[i] = node.conns[i];
+			fds[n++] = (struct pollfd){
+				.fd = node.conns[i]->fd,
+				.events = POLLIN | (node.conns[i]->out ? POLLOUT : 0)};
+		}
+		k = node.nconns;
+		if (poll(fds, (nfds_t)n, 1000) < 0 && errno != EINTR)
+			return;
+		if (fds[0].revents & POLLIN) {
+			struct cmd *cmd = take_commands(), *next;
+			int go = 1;
+
+			for (; cmd; cmd = next) {
+				next = cmd->next;
+				if (go)
+					go = run_command(cmd);
+				free_command(cmd);
+			}
+			if (!go)
+				return;
+		}
+		if (fds[1].revents & POLLIN)
+			accept_one();
+		for (int i = 0; i < k; i++) {
+			struct conn *c = polled[i];
+			int alive = 0;
+
+			for (int j = 0; j < node.nconns; j++)
+				alive |= node.conns[j] == c;
+			if (!alive)
+				continue;
+			if ((fds[2 + i].revents & (POLLIN | POLLHUP | POLLERR)) && !read_conn(c))
+				continue;
+			if (c->out)
+				write_conn(c);
+		}
+		/* Frames queued by commands or ticks go out now, not at the next
+		 * wake-up. */
+		for (int i = 0; i < node.nconns; i++)
+			if (node.conns[i]->out && !write_conn(node.conns[i]))
+				i--;
+		keep_alive(now_ns());
+	}
+}
+
+/* At stop: writes what the connections still hold, for up to FLUSH_MS
+ * (a send just before STOP-NODE goes out, as the order of the queue
+ * promises), then gives up on what a peer does not read. */
+#define FLUSH_MS 2000
+static void flush_all(void)
+{
+	int64_t deadline = now_ns() + (int64_t)FLUSH_MS * 1000000;
+
+	for (;;) {
+		struct pollfd fds[MAX_CONNS];
+		struct conn *polled[MAX_CONNS];
+		int n = 0;
+		int64_t left = deadline - now_ns();
+
+		for (int i = 0; i < node.nconns; i++)
+			if (node.conns[i]->out) {
+				polled[n] = node.conns[i];
+				fds[n++] = (struct pollfd){.fd = node.conns[i]->fd,
+							   .events = POLLOUT};
+			}
+		if (n == 0 || left <= 0)
+			return;
+		if (poll(fds, (nfds_t)n, (int)(left / 1000000) + 1) < 0 && errno != EINTR)
+			return;
+		for (int i = 0; i < n; i++)
+			if (fds[i].revents)
+				write_conn(polled[i]); /* drops the connection on error */
+	}
+}
+
+static void *node_thread(void *arg)
+{
+	(void)arg;
+	ecl_import_current_thread(ECL_NIL, ECL_NIL);
+	loop();
+	flush_all();
+	while (node.nconns)
+		drop_conn(node.conns[0], "node stopped");
+	ecl_release_current_thread();
+	return NULL;
+}
+
+/* ------------------------------------------------------------ the API */
+
+static void close_fds(void)
+{
+	if (node.pubfd >= 0)
+		close(node.pubfd);
+	if (node.lfd >= 0)
+		close(node.lfd);
+	if (node.wakefd >= 0)
+		close(node.wakefd);
+	node.pubfd = node.lfd = node.wakefd = -1;
+}
+
+/* A creation unlikely to be an earlier incarnation's: from the clock and
+ * the process id, never below 4. */
+static unsigned new_creation(void)
+{
+	uint64_t x = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
+
+	x ^= x >> 29;
+	x *= 0xBF58476D1CE4E5B9ull;
+	x ^= x >> 32;
+	return (unsigned)x < 4 ? (unsigned)x + 4 : (unsigned)x;
+}
+
+int wkl_dist_start(const char *alive, const char *host, const char *cookie,
+		   const char *address, cl_object handler, unsigned *creation)
+{
+	static int ei_ready;
+	char full[MAXNODELEN + 1];
+	struct in_addr addr = {.s_addr = htonl(INADDR_ANY)};
+	int port = 0;
+
+	if (node.running)
+		return WKL_DIST_ERUNNING;
+	if (!ei_ready) {
+		if (ei_init() != 0)
+			return WKL_DIST_EINIT;
+		ei_ready = 1;
+	}
+	if (address && *address && inet_pton(AF_INET, address, &addr) != 1)
+		return WKL_DIST_EADDRESS;
+	if (snprintf(full, sizeof full, "%s@%s", alive, host) >= (int)sizeof full)
+		return WKL_DIST_ENAME;
+	/* ei keeps the creation it is given (it does not take epmd's), and
+	 * pids and references carry it: each incarnation of a node picks its
+	 * own, so that the pids of an earlier one name nobody in this one
+	 * (Erlang's rule).  0 to 3 had special meanings in older formats. */
+	if (ei_connect_xinit(&node.ec, host, alive, full, NULL, cookie, new_creation()) < 0)
+		return WKL_DIST_ENAME;
+	node.lfd = ei_xlisten(&node.ec, &addr, &port, 16);
+	if (node.lfd < 0)
+		return WKL_DIST_ELISTEN;
+	node.pubfd = ei_publish(&node.ec, port);
+	if (node.pubfd < 0) {
+		close_fds();
+		return WKL_DIST_EPMD;
+	}
+	node.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (node.wakefd < 0) {
+		close_fds();
+		return WKL_DIST_EINIT;
+	}
+	node.handler = handler;
+	node.running = 1;
+	if (pthread_create(&node.thread, NULL, node_thread, NULL) != 0) {
+		node.running = 0;
+		close_fds();
+		return WKL_DIST_EINIT;
+	}
+	*creation = node.ec.creation;
+	return 0;
+}
+
+int wkl_dist_stop(void)
+{
+	struct cmd *stop = calloc(1, sizeof *stop), *c, *next;
+
+	if (!stop)
+		return -WK_ENOMEM;
+	stop->kind = CMD_STOP;
+	if (push_command(stop) != 0) {
+		free(stop);
+		return WKL_DIST_ENOTRUNNING;
+	}
+	pthread_join(node.thread, NULL);
+	pthread_mutex_lock(&node.mu);
+	node.running = 0;
+	c = node.head;
+	node.head = node.tail = NULL;
+	pthread_mutex_unlock(&node.mu);
+	for (; c; c = next) {
+		next = c->next;
+		free_command(c);
+	}
+	close_fds();
+	return 0;
+}
+
+const char *wkl_dist_name(void)
+{
+	return node.running ? node.ec.thisnodename : NULL;
+}
+
+static struct cmd *command(int kind, const char *peer)
+{
+	struct cmd *c;
+
+	if (strlen(peer) > MAXNODELEN || !(c = calloc(1, sizeof *c)))
+		return NULL;
+	c->kind = kind;
+	strcpy(c->node, peer);
+	return c;
+}
+
+static int push_or_free(struct cmd *c)
+{
+	if (!c)
+		return -WK_ENOMEM;
+	if (push_command(c) == 0)
+		return 0;
+	free_command(c);
+	return WKL_DIST_ENOTRUNNING;
+}
+
+int wkl_dist_connect(const char *peer, uint64_t token)
+{
+	struct cmd *c = command(CMD_CONNECT, peer);
+
+	if (c)
+		c->token = token;
+	return push_or_free(c);
+}
+
+int wkl_dist_disconnect(const char *peer)
+{
+	return push_or_free(command(CMD_DISCONNECT, peer));
+}
+
+int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_object *bad)
+{
+	uint8_t *head = NULL, *body = NULL, *all;
+	size_t head_len, body_len = 0, n;
+	struct cmd *c;
+	int rc;
+
+	rc = wkl_etf_encode(control, 5, &head, &head_len, bad);
+	if (rc != WKL_CODEC_OK)
+		return rc;
+	if (message != OBJNULL) {
+		rc = wkl_etf_encode(message, 0, &body, &body_len, bad);
+		if (rc != WKL_CODEC_OK) {
+			free(head);
+			return rc;
+		}
+	}
+	n = head_len + body_len;
+	if (n - 4 > UINT32_MAX || !(all = realloc(head, n))) {
+		free(head);
+		free(body);
+		return WKL_CODEC_ENOMEM;
+	}
+	if (body_len)
+		memcpy(all + head_len, body, body_len);
+	free(body);
+	all[0] = (uint8_t)((n - 4) >> 24);
+	all[1] = (uint8_t)((n - 4) >> 16);
+	all[2] = (uint8_t)((n - 4) >> 8);
+	all[3] = (uint8_t)(n - 4);
+	all[4] = 'p';
+	c = command(CMD_SEND, peer);
+	if (c && (c->frame = calloc(1, sizeof *c->frame))) {
+		c->frame->bytes = all;
+		c->frame->len = n;
+		return push_or_free(c);
+	}
+	free(all);
+	if (c)
+		free(c);
+	return WKL_CODEC_ENOMEM;
+}

@@ -1,0 +1,32 @@
+;;;; dist-ecl-peer.lisp - a second ECL node for distribution-tests.lisp.
+;;;;
+;;;;   ecl --norc --shell dist-ecl-peer.lisp FAS NAME COOKIE LISP-NODE
+;;;;
+;;;; Loads FAS (workers.fas), becomes the node NAME, registers its thread's
+;;;; worker as ECL-PEER, sends (:ECL-PEER-READY self) to WKT on LISP-NODE
+;;;; and serves the commands below until :STOP, or quits after 120 seconds
+;;;; without one (so that a test run that died leaves nothing behind).
+
+(load (first (last ext:*command-args* 4)))
+
+(defpackage #:dist-ecl-peer
+  (:use #:common-lisp #:workers)
+  (:shadowing-import-from #:workers #:sleep))
+
+(in-package #:dist-ecl-peer)
+
+(destructuring-bind (name cookie lisp-node) (last ext:*command-args* 3)
+  (start-node name :cookie cookie)
+  (register 'ecl-peer (self))
+  (send (remote 'wkt lisp-node) (list :ecl-peer-ready (self)))
+  (loop (receive
+          ;; The message back, in (:ECHOED MESSAGE).
+          ((:echo from message) (send from (list :echoed message)))
+          ;; A worker that ends with REASON when it gets (:GO REASON).
+          ((:exiter from)
+           (send from (list :exiter
+                            (spawn (lambda ()
+                                     (receive ((:go reason) (exit reason))
+                                              (:after 120 nil)))))))
+          (:stop (stop-node) (ext:quit 0))
+          (:after 120 (ext:quit 1)))))
