@@ -37,8 +37,19 @@
  *    caught the thread; the ranges of those objects are read once.  A
  *    refused point costs nothing: the monitor asks again at its next look
  *    (a quarter budget later) while the slice goes on.
+ *  - Only where the signal came, never later where ECL runs a deferred
+ *    interrupt (the end of its own critical code, a place nobody vetted).
+ *    And a preemption that finds ECL's interrupts disabled at the C level
+ *    is dropped at once, before ECL's handler sees it (see
+ *    only_ours_while_disabled): ECL's way of deferring it runs the queue
+ *    at a write that may fall inside its critical code.
  *  - Lisp decides the rest (%PREEMPT-INTERRUPT): only inside a slice, not
  *    inside WITHOUT-PREEMPTION.
+ *
+ * At most one preemption interrupt waits per thread (struct preemptee):
+ * a thread deferring interrupts would otherwise pile one up per look, and
+ * ECL's interrupt signal is a real-time one, queued, not merged: each
+ * runs the handler again, nested.
  */
 #include "glue.h"
 
@@ -150,6 +161,38 @@ static uintptr_t pc_of(void *uc)
 }
 
 /*
+ * True if this thread runs slices, has interrupts disabled at the C level
+ * (inside ECL's allocator, say), and only our preemption interrupts wait
+ * in its queue.  ECL's handler would then write-protect the environment
+ * and run the queue at the next write to it, which need not be the one
+ * that enables interrupts again (a finalizer the allocator runs writes
+ * it first): ECL then runs the queue, and enables interrupts, in the
+ * middle of its own critical code ("Detected write access to the
+ * environment while interrupts were disabled"), and a preemption attempt
+ * every few milliseconds made that happen.  Such a preemption would be
+ * refused anyway (it no longer runs where the signal came); it is
+ * dropped instead.  Any other interrupt (KILL's) keeps ECL's way.  The
+ * queue is read, not changed: a list other threads only append to.
+ */
+static bool only_ours_while_disabled(void)
+{
+	cl_env_ptr env = ecl_process_env_unsafe();
+	cl_object fn, q;
+
+	if (!self_preemptee || !env || !env->disable_interrupts ||
+	    interrupt_fn == ECL_NIL)
+		return false;
+	fn = interrupt_fn->symbol.gfdef;
+	q = env->interrupt_struct->pending_interrupt;
+	if (Null(q))
+		return false;
+	for (; ECL_CONSP(q); q = ECL_CONS_CDR(q))
+		if (ECL_CONS_CAR(q) != fn)
+			return false;
+	return true;
+}
+
+/*
  * ECL's interrupt handler, knowing where the signal caught us.  Only
  * while it runs: an interrupt ECL defers (interrupts disabled there) runs
  * later, where interrupts come back on, maybe in the middle of ECL's own
@@ -165,6 +208,12 @@ static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 	 * queued, and its signal comes again when the switch is over. */
 	if (wkl_stacks_switching()) {
 		wkl_stacks_defer_interrupt(sig);
+		return;
+	}
+	if (only_ours_while_disabled()) {
+		/* The monitor asks again; the hook may queue anew. */
+		atomic_store_explicit(&self_preemptee->queued, 0,
+				      memory_order_relaxed);
 		return;
 	}
 	caught_at = pc_of(uc);
