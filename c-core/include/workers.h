@@ -132,8 +132,9 @@ typedef struct wk_config {
 	void (*stack_free)(wk_stack *s, void *ctx);
 	/*
 	 * Preemption (see "Preemption" below).  preempt_ns > 0 and preempt
-	 * set start a monitor thread; thread_start and thread_stop run on it
-	 * too, with sched WK_SCHED_MONITOR.  When a scheduler has run one
+	 * set start a monitor thread (its thread_start has run when
+	 * wk_start returns); thread_start and thread_stop run on it too,
+	 * with sched WK_SCHED_MONITOR.  When a scheduler has run one
 	 * step for preempt_ns or more, the monitor calls preempt(sched,
 	 * thread, ran_ns, ctx) on its own thread, and again at each look
 	 * while that step goes on; thread is the pointer the thread running
@@ -475,7 +476,11 @@ WK_API void wk_set_thread_user(void *user);
  * Stacks: the same rules as wk_recv_wait).  Returns 0; -WK_ESTATE, with
  * nothing done, outside a stackful step of a scheduler thread (a step
  * that blocked its thread too); -WK_ENOMEM, with nothing done, if no
- * stack could be had for the scheduler to go on with.
+ * stack was ready for the scheduler to go on with.  It allocates nothing
+ * (a pooled stack already made, and one is made ready after each yield
+ * for the next): a binding may call it from a signal handler, at a point
+ * where the interrupted code holds no lock that yielding could leave
+ * held.
  */
 WK_API int wk_yield_here(void);
 

@@ -192,6 +192,11 @@ struct wkint_stack {
 
 /* A stack of the pool, NULL if none can be made (out of memory). */
 struct wkint_stack *wkint_stack_get(void);
+/* The same, but only a stack already made (no slab, no allocation): from
+ * a signal handler.  wkint_stack_reserve, outside one, makes sure that
+ * one is made for this thread's next call, if none is. */
+struct wkint_stack *wkint_stack_get_made(void);
+void wkint_stack_reserve(void);
 void wkint_stack_put(struct wkint_stack *s);
 /* The thread's own stack as a wkint_stack; _end when the thread ends. */
 struct wkint_stack *wkint_stack_native_begin(void);

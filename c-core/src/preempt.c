@@ -55,6 +55,7 @@ static struct {
 	_Atomic int quit;
 	_Atomic uint32_t word;   /* the monitor's futex word (see above) */
 	_Atomic uint32_t asleep; /* it sleeps until a scheduler wakes    */
+	_Atomic uint32_t up;     /* its thread_start hook has run        */
 	_Atomic uint64_t wakeups;
 } mon = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -138,6 +139,8 @@ static void *monitor_main(void *arg)
 
 	if (cfg->thread_start)
 		cfg->thread_start(WK_SCHED_MONITOR, cfg->hook_ctx);
+	atomic_store_explicit(&mon.up, 1, memory_order_release);
+	wkint_futex_wake(&mon.up, 1);
 	while (!atomic_load_explicit(&mon.quit, memory_order_acquire)) {
 		uint32_t word = atomic_load_explicit(&mon.word,
 						     memory_order_seq_cst);
@@ -186,11 +189,16 @@ int wkint_preempt_start(void)
 	atomic_store(&mon.budget_ns, cfg->preempt_ns);
 	atomic_store(&mon.quit, 0);
 	atomic_store(&mon.asleep, 0);
+	atomic_store(&mon.up, 0);
 	if (pthread_create(&mon.thread, NULL, monitor_main, seen)) {
 		free(seen);
 		return -WK_ENOMEM;
 	}
 	mon.started = true;
+	/* Started when wk_start returns: a binding counts it among its
+	 * threads (its thread_start hook has run). */
+	while (!atomic_load_explicit(&mon.up, memory_order_acquire))
+		wkint_futex_wait(&mon.up, 0, -1);
 	return 0;
 }
 

@@ -603,6 +603,7 @@ static void do_after(void)
 
 		place_woken(s, WK_YIELD);
 		apply(s, t->after_worker, WK_YIELD);
+		wkint_stack_reserve(); /* for the next wk_yield_here */
 	}
 }
 
@@ -675,7 +676,8 @@ int wk_yield_here(void)
 
 	if (!w || !w->stackful || !t->stack || !s)
 		return -WK_ESTATE;
-	if (!(next = wkint_stack_get()))
+	/* A binding may call this from a signal handler: no allocation. */
+	if (!(next = wkint_stack_get_made()))
 		return -WK_ENOMEM;
 	/* As a park, but the arriving side queues w at the tail. */
 	wkint_counter_add(&s->preempts, 1);

@@ -247,7 +247,8 @@ static void fiber_init(struct wkint_stack *s)
 	(void)s;
 }
 
-struct wkint_stack *wkint_stack_get(void)
+/* A stack of the pool; make: a new slab may be made for it. */
+static struct wkint_stack *get(bool make)
 {
 	struct wkint_tls *t = wkint_tls_now();
 	struct wkint_stack *s = NULL;
@@ -262,7 +263,7 @@ struct wkint_stack *wkint_stack_get(void)
 					 __ATOMIC_RELAXED);
 		}
 		unlock_free_list();
-		if (!s && !(s = new_slab()))
+		if (!s && (!make || !(s = new_slab())))
 			return NULL;
 	}
 	s->next_free = NULL;
@@ -270,6 +271,27 @@ struct wkint_stack *wkint_stack_get(void)
 	s->pub.fresh = 1;
 	fiber_init(s);
 	return s;
+}
+
+struct wkint_stack *wkint_stack_get(void)
+{
+	return get(true);
+}
+
+struct wkint_stack *wkint_stack_get_made(void)
+{
+	return get(false);
+}
+
+void wkint_stack_reserve(void)
+{
+	struct wkint_tls *t = wkint_tls_now();
+	struct wkint_stack *s;
+
+	if (t->ncache || __atomic_load_n(&free_count, __ATOMIC_RELAXED))
+		return;
+	if ((s = new_slab()))
+		wkint_stack_put(s);
 }
 
 void wkint_stack_put(struct wkint_stack *s)
