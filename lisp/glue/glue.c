@@ -54,6 +54,28 @@ void wkl_restore_sigmask(void)
 		pthread_sigmask(SIG_SETMASK, &start_mask, NULL);
 }
 
+int wkl_chain_signal(int sig, void (*handler)(int, siginfo_t *, void *),
+		     struct sigaction *next)
+{
+	struct sigaction sa;
+
+	if (sigaction(sig, NULL, next) != 0)
+		return -WK_ESTATE;
+	sa = *next;
+	sa.sa_sigaction = handler;
+	sa.sa_flags |= SA_SIGINFO;
+	return sigaction(sig, &sa, NULL) == 0 ? 0 : -WK_ESTATE;
+}
+
+void wkl_call_chained(const struct sigaction *next, int sig, siginfo_t *info,
+		      void *uc)
+{
+	if (next->sa_flags & SA_SIGINFO)
+		next->sa_sigaction(sig, info, uc);
+	else if (next->sa_handler != SIG_DFL && next->sa_handler != SIG_IGN)
+		next->sa_handler(sig);
+}
+
 /* ---------------------------------------------------------------- hooks */
 
 static void thread_start(int sched, void *ctx)

@@ -44,6 +44,7 @@
 #ifndef WORKERS_LISP_GLUE_H
 #define WORKERS_LISP_GLUE_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <ecl/ecl.h>
@@ -156,6 +157,18 @@ int wkl_spawn(uintptr_t data, int sched, wk_mode mode, size_t arena_size,
  * started; this puts it back (a no-op on other threads).  Calling thread.
  */
 void wkl_restore_sigmask(void);
+
+/*
+ * Signal handlers put in front of ECL's and the collector's (stacks.c,
+ * preempt.c): wkl_chain_signal installs handler (SA_SIGINFO) for sig and
+ * keeps the one it replaces in *next, 0 or -WK_ESTATE; the handler ends
+ * with wkl_call_chained(next, ...), which calls that one as the kernel
+ * would have.  Once, before the threads that get sig exist.
+ */
+int wkl_chain_signal(int sig, void (*handler)(int, siginfo_t *, void *),
+		     struct sigaction *next);
+void wkl_call_chained(const struct sigaction *next, int sig, siginfo_t *info,
+		      void *uc);
 
 /* ---------------------------------------------------------------- boxes */
 

@@ -217,10 +217,7 @@ static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 		return;
 	}
 	caught_at = pc_of(uc);
-	if (interrupt_next.sa_flags & SA_SIGINFO)
-		interrupt_next.sa_sigaction(sig, info, uc);
-	else
-		interrupt_next.sa_handler(sig);
+	wkl_call_chained(&interrupt_next, sig, info, uc);
 	caught_at = 0;
 }
 
@@ -228,17 +225,11 @@ int wkl_preempt_install(void)
 {
 	static bool done;
 	int sig = (int)ecl_option_values[ECL_OPT_THREAD_INTERRUPT_SIGNAL];
-	struct sigaction sa;
 
 	if (done)
 		return 0;
 	dl_iterate_phdr(note_library, NULL);
-	if (sig <= 0 || sigaction(sig, NULL, &interrupt_next) != 0)
-		return -WK_ESTATE;
-	sa = interrupt_next;
-	sa.sa_sigaction = interrupt_handler;
-	sa.sa_flags |= SA_SIGINFO;
-	if (sigaction(sig, &sa, NULL) != 0)
+	if (sig <= 0 || wkl_chain_signal(sig, interrupt_handler, &interrupt_next))
 		return -WK_ESTATE;
 	done = true;
 	return 0;

@@ -97,11 +97,11 @@ struct gc_thread {
 	cl_env_ptr native_env; /* ECL's environment of the thread's own    */
 	char *native_bottom;   /* the collector's bottom of the own stack  */
 	wk_stack *from, *to;   /* the switch under way                     */
-	volatile sig_atomic_t switching;
 	/* From the first store of stack_leave to the last of stack_enter:
-	 * the environment and the bindings are half moved (preempt.c). */
-	volatile sig_atomic_t moving;
-	/* An ECL interrupt signal that came while moving, to raise again
+	 * the environment and the bindings are half moved, and the stack
+	 * pointer moves (suspend_handler, preempt.c). */
+	volatile sig_atomic_t switching;
+	/* An ECL interrupt signal that came while switching, to raise again
 	 * once the switch is over (wkl_stacks_defer_interrupt); else 0. */
 	volatile sig_atomic_t deferred;
 };
@@ -386,7 +386,13 @@ static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
 	/* The table e last ran with: every index it bound fits in it. */
 	cl_index fits = e->thread_local_bindings_size;
 
-	gc_self.moving = 1;
+	/* From here until stack_enter, the bottom the collector uses is
+	 * whichever stack the thread is on when it stops (suspend_handler),
+	 * and no interrupt runs (preempt.c). */
+	gc_self.from = from;
+	gc_self.to = to;
+	atomic_signal_fence(memory_order_seq_cst);
+	gc_self.switching = 1;
 	atomic_signal_fence(memory_order_seq_cst);
 
 	/* A thread's own stack keeps its bindings in the table: they are
@@ -402,13 +408,6 @@ static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
 		swap_bindings(e, e->thread_local_bindings, false);
 	}
 	pthread_setspecific(env_key, e);
-	/* From here until stack_enter, the bottom the collector uses is
-	 * whichever stack the thread is on when it stops (suspend_handler). */
-	gc_self.from = from;
-	gc_self.to = to;
-	atomic_signal_fence(memory_order_seq_cst);
-	gc_self.switching = 1;
-	atomic_signal_fence(memory_order_seq_cst);
 }
 
 static void stack_enter(wk_stack *from, wk_stack *to, void *ctx)
@@ -416,8 +415,6 @@ static void stack_enter(wk_stack *from, wk_stack *to, void *ctx)
 	set_bottom(bottom_of(to));
 	atomic_signal_fence(memory_order_seq_cst);
 	gc_self.switching = 0;
-	atomic_signal_fence(memory_order_seq_cst);
-	gc_self.moving = 0;
 	atomic_signal_fence(memory_order_seq_cst);
 	if (gc_self.deferred) {
 		int sig = gc_self.deferred;
@@ -429,7 +426,7 @@ static void stack_enter(wk_stack *from, wk_stack *to, void *ctx)
 
 int wkl_stacks_switching(void)
 {
-	return gc_self.moving;
+	return gc_self.switching;
 }
 
 void wkl_stacks_defer_interrupt(int sig)
@@ -520,16 +517,12 @@ static void suspend_handler(int sig, siginfo_t *info, void *uc)
 
 		set_bottom(bottom_of(on));
 	}
-	if (gc_suspend_next.sa_flags & SA_SIGINFO)
-		gc_suspend_next.sa_sigaction(sig, info, uc);
-	else
-		gc_suspend_next.sa_handler(sig);
+	wkl_call_chained(&gc_suspend_next, sig, info, uc);
 }
 
 int wkl_stacks_install(void)
 {
 	static bool done;
-	struct sigaction sa;
 	int sig = GC_get_suspend_signal();
 
 	if (done)
@@ -546,12 +539,7 @@ int wkl_stacks_install(void)
 		      2 * bds_margin;
 	frs_entries = (cl_index)ecl_option_values[ECL_OPT_FRAME_STACK_SIZE] +
 		      2 * frs_margin;
-	if (sigaction(sig, NULL, &gc_suspend_next) != 0)
-		return -WK_ESTATE;
-	sa = gc_suspend_next;
-	sa.sa_sigaction = suspend_handler;
-	sa.sa_flags |= SA_SIGINFO;
-	if (sigaction(sig, &sa, NULL) != 0)
+	if (wkl_chain_signal(sig, suspend_handler, &gc_suspend_next))
 		return -WK_ESTATE;
 	next_push_roots = GC_get_push_other_roots();
 	GC_set_push_other_roots(push_roots);
