@@ -47,40 +47,10 @@
 ;;;; (wkl_send_wake) and a state flag instead of the waiter as a message
 ;;;; doubled the round trip.  Allocation was the cost that mattered: a
 ;;;; worker keeps its waiter and entries from one wait to the next.
+;;;;
+;;;; The lock and SELECT's dice are C, in lisp/glue/glue.h.
 
 (in-package #:workers)
-
-(workers.ffi::%c-lines
- "#include <sched.h>"
- "/* The channel lock: an atomic exchange on a slot of the channel, then"
- "   spinning (pause, then sched_yield) while somebody holds it. */"
- "static inline void wkl_chan_lock(cl_object *word)"
- "{"
- "	unsigned spins = 0;"
- "	/* Acquire: pairs with wkl_chan_unlock's release. */"
- "	while (__atomic_exchange_n(word, ECL_T, __ATOMIC_ACQUIRE) != ECL_NIL)"
- "		while (__atomic_load_n(word, __ATOMIC_RELAXED) != ECL_NIL) {"
- "			if (++spins < 100)"
- "				__builtin_ia32_pause();"
- "			else"
- "				sched_yield();"
- "		}"
- "}"
- "static inline void wkl_chan_unlock(cl_object *word)"
- "{"
- "	__atomic_store_n(word, ECL_NIL, __ATOMIC_RELEASE);"
- "}"
- "/* SELECT's dice: xorshift64*, one state per thread, seeded on first use. */"
- "static __thread uint64_t wkl_chan_dice;"
- "static inline cl_fixnum wkl_chan_random_below(cl_fixnum n)"
- "{"
- "	uint64_t x = wkl_chan_dice;"
- "	if (x == 0)"
- "		x = (uint64_t)(uintptr_t)&wkl_chan_dice ^ (uint64_t)wk_now_ns() ^ 0x9E3779B97F4A7C15u;"
- "	x ^= x >> 12; x ^= x << 25; x ^= x >> 27;"
- "	wkl_chan_dice = x;"
- "	return (cl_fixnum)(((x * 0x2545F4914F6CDD1Du) >> 33) % (uint64_t)n);"
- "}")
 
 ;;; The structures.
 

@@ -44,6 +44,7 @@
 #ifndef WORKERS_LISP_GLUE_H
 #define WORKERS_LISP_GLUE_H
 
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -297,6 +298,51 @@ void wkl_join_leave(void);
  * generation then. */
 uint64_t wkl_join_wait(uint64_t g, int64_t ns);
 void wkl_join_notify(void);
+
+/* ---------------------------------------------------------------- channels */
+
+/*
+ * A channel's lock (lisp/channels.lisp): an atomic exchange on a slot of
+ * the channel (NIL free, T held), then spinning, pause and then
+ * sched_yield, while somebody holds it.  Held for a few stores, with Lisp
+ * interrupts deferred.  Inline: on the path of every channel operation.
+ */
+static inline void wkl_chan_lock(cl_object *word)
+{
+	unsigned spins = 0;
+
+	/* Acquire: pairs with wkl_chan_unlock's release. */
+	while (__atomic_exchange_n(word, ECL_T, __ATOMIC_ACQUIRE) != ECL_NIL)
+		while (__atomic_load_n(word, __ATOMIC_RELAXED) != ECL_NIL) {
+			if (++spins < 100)
+				__builtin_ia32_pause();
+			else
+				sched_yield();
+		}
+}
+
+static inline void wkl_chan_unlock(cl_object *word)
+{
+	__atomic_store_n(word, ECL_NIL, __ATOMIC_RELEASE);
+}
+
+/* SELECT's dice: a number in [0, n), n > 0; xorshift64*, one state per
+ * thread, seeded on first use. */
+static __thread uint64_t wkl_chan_dice;
+
+static inline cl_fixnum wkl_chan_random_below(cl_fixnum n)
+{
+	uint64_t x = wkl_chan_dice;
+
+	if (x == 0)
+		x = (uint64_t)(uintptr_t)&wkl_chan_dice ^ (uint64_t)wk_now_ns() ^
+		    0x9E3779B97F4A7C15u;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	wkl_chan_dice = x;
+	return (cl_fixnum)(((x * 0x2545F4914F6CDD1Du) >> 33) % (uint64_t)n);
+}
 
 /* ---------------------------------------------------------------- faults */
 
