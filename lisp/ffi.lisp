@@ -136,12 +136,6 @@ is not alive or is a thread's."
 (defun %set-exit-reason (reason)
   (ffi:c-inline (reason) (:int) :void "wk_set_exit_reason((uintptr_t)#0)" :one-liner t))
 
-(defun %block-begin ()
-  (ffi:c-inline () () :void "wk_block_begin()" :one-liner t))
-
-(defun %block-end ()
-  (ffi:c-inline () () :void "wk_block_end()" :one-liner t))
-
 ;;; Messages.
 
 (declaim (inline %send-share))
