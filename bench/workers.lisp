@@ -356,27 +356,38 @@ other programs on the machine."
            internal-time-units-per-second)))
 
 (defbench "preempt-cost" (n)
-  ;; Preemption off (no monitor) and on (the default budget), alternated
-  ;; in this one process; the median of each, compared.
-  ;; Which goes first alternates, so that neither pays the other's warm-up.
-  (let ((off '()) (on '()) (budget *preemption-budget*) (preempts 0))
-    (flet ((run-off ()
-             (restart-runtime :budget nil)
-             (push (busy-ns n) off))
-           (run-on ()
-             (restart-runtime :budget budget)
-             (push (busy-ns n) on)
-             (setf preempts (workers.ffi::%preempts))))
-      (dotimes (i 6)
-        (if (evenp i)
-            (progn (run-off) (run-on))
-            (progn (run-on) (run-off)))))
-    (note "~D preemptions in a run of ~,1F s of CPU" preempts (/ (first on) 1d9))
-    (flet ((median (list)
-             (let ((sorted (sort (copy-list list) #'<)))
-               (/ (+ (nth 2 sorted) (nth 3 sorted)) 2))))
-      (result "preempt-cost" (* 100 (- (/ (median on) (median off)) 1d0))
-              "%slower" n))))
+  ;; Preemption off (START with a NIL budget: no monitor thread at all)
+  ;; and on (the default budget), in PAIRS short runs each, alternated in
+  ;; this one process, which goes first alternating too.  Each pair gives
+  ;; one ratio on/off of CPU time; the row is the median ratio.  Many
+  ;; short pairs rather than a few long runs: the load of other programs
+  ;; drifts slowly, so it weighs alike on both halves of a pair, and the
+  ;; median drops the pairs a collection or a burst of load fell into.
+  (let* ((pairs (max 1 (parse-integer (or (ext:getenv "WK_PREEMPT_PAIRS") "24"))))
+         (rounds (max 1 (round n pairs)))
+         (budget *preemption-budget*)
+         (ratios '()) (preempts 0) (on-ns 0))
+    (flet ((run (b)
+             (restart-runtime :budget b)
+             (prog1 (busy-ns rounds)
+               (when b (incf preempts (workers.ffi::%preempts)))))
+           (quartile (sorted q)
+             (nth (min (1- (length sorted)) (floor (* q (length sorted)))) sorted)))
+      (dotimes (i pairs)
+        (let (off on)
+          (if (evenp i)
+              (setf off (run nil) on (run budget))
+              (setf on (run budget) off (run nil)))
+          (incf on-ns on)
+          (push (/ on (float off 1d0)) ratios)))
+      (let ((sorted (sort ratios #'<)))
+        (note "median of ~D paired runs (interquartile ~,1F% to ~,1F%); ~D preemptions in ~,1F s of CPU with it on"
+              pairs (* 100 (- (quartile sorted 1/4) 1)) (* 100 (- (quartile sorted 3/4) 1))
+              preempts (/ on-ns 1d9))
+        (result "preempt-cost"
+                (* 100 (- (/ (+ (nth (floor (1- pairs) 2) sorted) (nth (floor pairs 2) sorted)) 2)
+                          1d0))
+                "%slower" n)))))
 
 ;;; Issue 16: channels, futures, parallel loops.  Channels and futures
 ;;; pass values by reference: these rows are run as workers-share only.
