@@ -103,6 +103,15 @@
   "(%SLOT CHANNEL SLOT CHANNEL), SETF-able."
   `(%slot channel ,slot ,channel))
 
+(declaim (inline %channel-p))
+(defun %channel-p (object)
+  "True if OBJECT is a CHANNEL, inline: its class says (a CHANNEL-P that
+ECL compiles as a call to its class test is most of a buffered send's
+cost).  A structure that includes CHANNEL answers false: CHECK-TYPE then
+accepts it on the slow path."
+  (ffi:c-inline (object (load-time-value (find-class 'channel))) (:object :object) :bool
+                "ECL_INSTANCEP(#0) && ECL_CLASS_OF(#0) == #1" :one-liner t))
+
 (defmethod print-object ((channel channel) stream)
   (print-unreadable-object (channel stream :type t :identity t)
     (format stream "~D/~D~:[~; closed~]"
@@ -142,6 +151,34 @@ stores and allocates: it never waits, never signals."
                  ,(format nil "wkl_chan_unlock(&(#0)->instance.slots[~D])"
                           (%slot-location 'channel 'lock))
                  :one-liner t))
+
+;;; The fast paths: a buffered value in or out while nobody waits on the
+;;; other side, in C (wkl_chan_put and wkl_chan_take in glue.h).
+
+(eval-when (:compile-toplevel :load-toplevel :execute)
+  (defun %channel-slots (&rest slots)
+    "The indices of the channel's SLOTS, then the head slot of its queues,
+as C arguments."
+    (format nil "~{~D~^, ~}, ~D"
+            (mapcar (lambda (slot) (%slot-location 'channel slot)) slots)
+            (%slot-location '%queue 'head))))
+
+(defmacro %channel-put-fast (channel value)
+  "True if VALUE went into CHANNEL's buffer at once (see wkl_chan_put)."
+  `(ffi:c-inline (,channel ,value) (:object :object) :bool
+                 ,(format nil "wkl_chan_put(#0, #1, ~A)"
+                          (%channel-slots 'lock 'capacity 'buffer 'head 'count
+                                          'closed 'receivers))
+                 :one-liner t))
+
+(defmacro %channel-take-fast (channel)
+  "T and the oldest buffered value of CHANNEL if one could be taken at
+once (see wkl_chan_take); NIL otherwise."
+  `(ffi:c-inline (,channel) (:object) (values :bool :object)
+                 ,(format nil "{ cl_object v_ = ECL_NIL; @(return 0) = wkl_chan_take(#0, &v_, ~A); @(return 1) = v_; }"
+                          (%channel-slots 'lock 'capacity 'buffer 'head 'count
+                                          'senders))
+                 :one-liner nil))
 
 ;;; Queues of entries.
 
@@ -259,15 +296,22 @@ wake), or answers :CLOSED once it is closed and drained, or :BLOCKED."
 
 (defconstant +op-size+ 3)
 
-(declaim (inline %op-kind %op-channel %op-value %op-count))
-(defun %op-kind (ops i)
-  (svref ops (the fixnum (* (the fixnum i) +op-size+))))
-(defun %op-channel (ops i)
-  (svref ops (the fixnum (+ 1 (the fixnum (* (the fixnum i) +op-size+))))))
-(defun %op-value (ops i)
-  (svref ops (the fixnum (+ 2 (the fixnum (* (the fixnum i) +op-size+))))))
-(defun %op-count (ops)
-  (values (floor (the fixnum (length (the simple-vector ops))) +op-size+)))
+(defmacro %op-ref (ops i offset)
+  "Slot OFFSET of operation I of OPS.  The index is C arithmetic: ECL
+21.2.1 compiles even fixnum * and + under THE FIXNUM as generic calls."
+  `(svref ,ops (ffi:c-inline (,i) (:fixnum) :fixnum
+                             ,(format nil "(#0) * ~D + ~D" +op-size+ offset)
+                             :one-liner t)))
+
+(declaim (inline %op-kind %op-channel %op-value))
+(defun %op-kind (ops i) (%op-ref ops i 0))
+(defun %op-channel (ops i) (%op-ref ops i 1))
+(defun %op-value (ops i) (%op-ref ops i 2))
+
+(defmacro %op-count (ops)
+  "How many operations OPS holds."
+  `(ffi:c-inline ((length (the simple-vector ,ops))) (:fixnum) :fixnum
+                 ,(format nil "(#0) / ~D" +op-size+) :one-liner t))
 
 (defun %try-op (ops i)
   "Tries operation I of OPS under its channel's lock: as %TRY-SEND or
@@ -537,7 +581,10 @@ A worker waiting here parks; a thread that is not a worker blocks."
 (defun %channel-send (channel value timeout)
   "CHANNEL-SEND: a value that can go at once goes under one lock, with
 nothing allocated; else a SELECT of one :SEND."
-  (check-type channel channel)
+  (unless (%channel-p channel)
+    (check-type channel channel))
+  (when (%channel-put-fast channel value)
+    (return-from %channel-send t))
   (multiple-value-bind (status waiter)
       (%with-channel-locked (channel) (%try-send channel value))
     (case status
@@ -549,7 +596,11 @@ nothing allocated; else a SELECT of one :SEND."
 (defun %channel-receive (channel timeout)
   "CHANNEL-RECEIVE: as %CHANNEL-SEND, a SELECT of one :RECEIVE when no
 value is there."
-  (check-type channel channel)
+  (unless (%channel-p channel)
+    (check-type channel channel))
+  (multiple-value-bind (taken value) (%channel-take-fast channel)
+    (when taken
+      (return-from %channel-receive (values value t))))
   (multiple-value-bind (status value waiter)
       (%with-channel-locked (channel) (%try-receive channel))
     (case status

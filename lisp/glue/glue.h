@@ -45,6 +45,7 @@
 #define WORKERS_LISP_GLUE_H
 
 #include <sched.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -324,6 +325,75 @@ static inline void wkl_chan_lock(cl_object *word)
 static inline void wkl_chan_unlock(cl_object *word)
 {
 	__atomic_store_n(word, ECL_NIL, __ATOMIC_RELEASE);
+}
+
+/*
+ * The fast paths of CHANNEL-SEND and CHANNEL-RECEIVE: a value that goes
+ * into a buffer with room, or out of one, while nobody waits on the other
+ * side, goes under the lock in C, with nothing allocated and nothing
+ * bound.  Lisp interrupts are deferred by ECL's own flag for C code
+ * (disable_interrupts: a store; an interrupt that comes meanwhile runs at
+ * the store that clears it, after the unlock), not by binding
+ * EXT:*INTERRUPTS-ENABLED*, which costs a special binding and a check.
+ * Anything else (a waiter queued, a full or empty buffer, a closed
+ * channel) answers false, and the Lisp path does it under the lock again.
+ * The slot indices are the channel's and its queues' (%SLOT-LOCATION).
+ */
+#define WKL_SLOT(o, i) ((o)->instance.slots[i])
+
+static inline bool wkl_chan_put(cl_object ch, cl_object value, int lock,
+				int capacity, int buffer, int head, int count,
+				int closed, int receivers, int queue_head)
+{
+	cl_env_ptr env = ecl_process_env();
+	cl_fixnum cap = ecl_fixnum(WKL_SLOT(ch, capacity));
+	cl_fixnum n, at;
+	bool done = false;
+
+	ecl_disable_interrupts_env(env);
+	wkl_chan_lock(&WKL_SLOT(ch, lock));
+	n = ecl_fixnum(WKL_SLOT(ch, count));
+	if (n < cap && Null(WKL_SLOT(ch, closed)) &&
+	    Null(WKL_SLOT(WKL_SLOT(ch, receivers), queue_head))) {
+		at = ecl_fixnum(WKL_SLOT(ch, head)) + n;
+		if (at >= cap)
+			at -= cap;
+		WKL_SLOT(ch, buffer)->vector.self.t[at] = value;
+		WKL_SLOT(ch, count) = ecl_make_fixnum(n + 1);
+		done = true;
+	}
+	wkl_chan_unlock(&WKL_SLOT(ch, lock));
+	ecl_enable_interrupts_env(env);
+	return done;
+}
+
+/* Takes the oldest buffered value into *value; false as wkl_chan_put. */
+static inline bool wkl_chan_take(cl_object ch, cl_object *value, int lock,
+				 int capacity, int buffer, int head, int count,
+				 int senders, int queue_head)
+{
+	cl_env_ptr env = ecl_process_env();
+	cl_fixnum n, at;
+	bool done = false;
+
+	ecl_disable_interrupts_env(env);
+	wkl_chan_lock(&WKL_SLOT(ch, lock));
+	n = ecl_fixnum(WKL_SLOT(ch, count));
+	if (n > 0 && Null(WKL_SLOT(WKL_SLOT(ch, senders), queue_head))) {
+		cl_object *ring = WKL_SLOT(ch, buffer)->vector.self.t;
+
+		at = ecl_fixnum(WKL_SLOT(ch, head));
+		*value = ring[at];
+		ring[at] = ECL_NIL; /* not kept alive by the ring */
+		if (++at >= ecl_fixnum(WKL_SLOT(ch, capacity)))
+			at = 0;
+		WKL_SLOT(ch, head) = ecl_make_fixnum(at);
+		WKL_SLOT(ch, count) = ecl_make_fixnum(n - 1);
+		done = true;
+	}
+	wkl_chan_unlock(&WKL_SLOT(ch, lock));
+	ecl_enable_interrupts_env(env);
+	return done;
 }
 
 /* SELECT's dice: a number in [0, n), n > 0; xorshift64*, one state per

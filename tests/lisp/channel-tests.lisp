@@ -232,6 +232,35 @@ receive, are gone from the channel: a later send finds no receiver."
     (signals worker-failed (join killed :timeout *long*))
     (is (null (channel-send ch :nobody :timeout 0)))))
 
+(define-concurrency-test channel--kills-amid-buffered-traffic-leave-it-usable
+  "200 workers each pass values through one buffered channel in a loop
+(the path that takes and gives back its lock in C, interrupts deferred
+by ECL's flag) and are killed wherever they are: none dies holding the
+lock, so the channel still takes and gives values.  Capacity 512: a
+worker killed between its send and its receive leaves a value behind,
+and 200 of those must not fill the buffer."
+  (let* ((ch (make-channel :capacity 512))
+         (moved (list 0))
+         (workers (loop repeat 200
+                        collect (spawn (lambda ()
+                                         (loop (channel-send ch 1)
+                                               (channel-receive ch)
+                                               (mp:atomic-incf (car moved))))))))
+    (let ((stopped nil))
+      (dolist (w workers)
+        (unless stopped
+          (let ((before (car moved)))
+            (setf stopped (not (wait-until (lambda () (> (car moved) before)))))))
+        (kill w))
+      (is (not stopped) "the traffic stopped: a killed worker holds the lock"))
+    (is (wait-until (lambda () (every (lambda (w) (eq :dead (worker-state w))) workers))))
+    (is (plusp (car moved)))
+    (let ((checker (spawn (lambda ()
+                            (loop while (channel-receive ch :timeout 0))
+                            (channel-send ch :after :timeout 0)
+                            (multiple-value-list (channel-receive ch :timeout 0))))))
+      (is (equal '(:after t) (join checker :timeout *long*))))))
+
 (define-concurrency-test select--waits-on-several-channels-and-deregisters
   "A worker SELECTs in a loop over a data channel and a quit channel;
 each of 500 values is taken once and the quit message ends it; neither
