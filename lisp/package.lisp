@@ -127,6 +127,13 @@ PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
            #:spawn-on*
            #:encode-term
            #:decode-term)
+  ;; Functions in messages and hot reload: SERIAL-LAMBDA makes closures
+  ;; that copy-mode SEND and other nodes carry; LOAD-EVERYWHERE loads a
+  ;; file here and in every connected Lisp node (LISP-NODES).
+  (:export #:serial-lambda
+           #:serial-closure-p
+           #:load-everywhere
+           #:lisp-nodes)
   ;; Conditions.
   (:export #:workers-error
            #:worker-failed
@@ -170,7 +177,15 @@ PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
            #:channel-closed
            #:channel-closed-channel
            #:channel-closed-operation
-           #:future-abandoned))
+           #:future-abandoned
+           #:unknown-serial-code
+           #:serial-code-mismatch
+           #:serial-code-error-id
+           #:serial-code-mismatch-expected
+           #:serial-code-mismatch-received
+           #:undefined-remote-function
+           #:undefined-remote-function-package
+           #:undefined-remote-function-name))
 
 (defpackage #:workers.ffi
   (:use #:common-lisp)
