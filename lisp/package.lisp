@@ -34,7 +34,12 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.
 On top of messages: Go's channels (MAKE-CHANNEL, CHANNEL-SEND,
 CHANNEL-RECEIVE, CLOSE-CHANNEL, DO-CHANNEL, SELECT), whose waiters park,
 and lparallel's futures and parallel maps (FUTURE, FORCE, PLET, PMAP,
-PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
+PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.
+
+An image can be an Erlang node (START-NODE, SPAWN-ON).  Functions travel
+in copied messages and to other nodes: #'NAME by its name, SERIAL-LAMBDA
+closures as the id of their code plus their captured values; calls go
+through a function table that LOAD-EVERYWHERE reloads (hot reload).")
   ;; The runtime.
   (:export #:start
            #:stop

@@ -94,6 +94,28 @@ names, and no others: a special variable is read where the closure runs."
     (is (equal (list 1 10 '(:x) *long*) (funcall (round-trip closure) 1)))
     (is (equal '(a b) (workers::%serial-closure-layout closure)))))
 
+(test (serial--a-copy-has-its-own-captured-values :suite serial)
+  "Assigning a captured variable in the body changes that closure's own
+value: a copy starts from the value at the time of the copy and goes on
+apart from the original."
+  (let* ((counter (let ((n 0)) (serial-lambda () (incf n)))))
+    (is (eql 1 (funcall counter)))
+    (is (eql 2 (funcall counter)))
+    (let ((copy (round-trip counter)))
+      (is (eql 3 (funcall copy)))
+      (is (eql 4 (funcall copy)))
+      (is (eql 3 (funcall counter))))))
+
+(test (serial--a-closure-that-captures-itself-arrives-so :suite serial)
+  "A serial closure that holds itself through a captured list arrives
+holding its copy: it is numbered before its captured values."
+  (let* ((box (list nil))
+         (closure (serial-lambda () box)))
+    (setf (car box) closure)
+    (let ((copy (round-trip closure)))
+      (is (serial-closure-p copy))
+      (is (eq copy (car (funcall copy)))))))
+
 (test (serial--an-anonymous-closure-is-still-refused :suite serial)
   "A plain LAMBDA closure cannot be copied: UNSERIALIZABLE-OBJECT, as before."
   (let ((n 3))
@@ -172,6 +194,26 @@ when called."
       (is (equal id (serial-code-error-id c)))
       (is (eql 2 (serial-code-mismatch-expected c)))
       (is (eql 1 (serial-code-mismatch-received c)))
+      (is (search id (princ-to-string c))))
+    (mp:with-lock (workers::*serial-codes-lock*)
+      (remhash id workers::*serial-codes*))))
+
+(test (serial--a-reload-with-other-captured-variables-is-a-mismatch :suite serial)
+  "A closure made by code that captured other variables than the code
+loaded since under its id signals SERIAL-CODE-MISMATCH when called; with
+the same variables it runs the new code."
+  (let* ((id "test-only.lisp:2:0")
+         (code (workers::%register-serial-code
+                id 1 '(a) (lambda (env) (list :old (svref env 0)))))
+         (closure (workers::%make-serial-closure code (vector 5) '(a))))
+    (is (equal '(:old 5) (funcall closure)))
+    (workers::%register-serial-code id 2 (list 'a) (lambda (env) (list :new (svref env 0))))
+    (is (equal '(:new 5) (funcall closure)))
+    (workers::%register-serial-code id 3 '(b) (lambda (env) (list :other (svref env 0))))
+    (let ((c (handler-case (progn (funcall closure) nil)
+               (serial-code-mismatch (c) c))))
+      (is (typep c 'serial-code-mismatch))
+      (is (null (serial-code-mismatch-received c)))
       (is (search id (princ-to-string c))))
     (mp:with-lock (workers::*serial-codes-lock*)
       (remhash id workers::*serial-codes*))))
