@@ -295,5 +295,16 @@ the file was loaded again with other captured variables."))
 message) is called and NAME is not a global function in this image (it is
 looked up with FIND-SYMBOL, never interned)."))
 
-(setf (documentation 'serial-code-error-id 'function)
-      "The id of the serial closure's code, a string \"FILE:POSITION:RANK\".")
+(loop for (reader doc) in
+      '((serial-code-error-id "The id of the serial closure's code in an
+UNKNOWN-SERIAL-CODE or SERIAL-CODE-MISMATCH, a string \"FILE:POSITION:RANK\".")
+        (serial-code-mismatch-expected "The hash of the code this image has under
+the id, in a SERIAL-CODE-MISMATCH.")
+        (serial-code-mismatch-received "The hash the closure came with, in a
+SERIAL-CODE-MISMATCH, or NIL when the closure was made here by code whose
+captured variables differ from the code loaded since.")
+        (undefined-remote-function-package "The package's name, a string, in an
+UNDEFINED-REMOTE-FUNCTION.")
+        (undefined-remote-function-name "The symbol's name, a string, in an
+UNDEFINED-REMOTE-FUNCTION."))
+      do (setf (documentation reader 'function) doc))
