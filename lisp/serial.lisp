@@ -45,6 +45,10 @@
 
 (defvar *serial-codes-lock* (mp:make-lock :name "workers serial codes"))
 
+(defun %current-layout (code)
+  "The captured variables CODE's current version takes."
+  (serial-version-layout (serial-code-current code)))
+
 (defun %find-serial-code (id)
   (mp:with-lock (*serial-codes-lock*)
     (gethash id *serial-codes*)))
@@ -55,15 +59,12 @@ its entry.  Called at load time by SERIAL-LAMBDA's expansion."
   (mp:with-lock (*serial-codes-lock*)
     (let ((code (gethash id *serial-codes*)))
       (if code
-          (let ((old (serial-code-layout* code)))
+          (let ((old (%current-layout code)))
             (setf (serial-code-current code)
                   (%make-serial-version hash (if (equal old layout) old layout) function))
             code)
           (setf (gethash id *serial-codes*)
                 (%make-serial-code id (%make-serial-version hash layout function)))))))
-
-(defun serial-code-layout* (code)
-  (serial-version-layout (serial-code-current code)))
 
 ;;; Serial closures: funcallable instances, so that the codec can tell them
 ;;; from other functions and read their parts.
@@ -91,7 +92,7 @@ message), which copy-mode SEND and other nodes can carry."
 (defun %make-serial-closure (code env layout)
   "A closure over the values in ENV (a simple vector) running CODE's
 current version, which must take the variables LAYOUT in that order."
-  (let* ((current (serial-code-layout* code))
+  (let* ((current (%current-layout code))
          (layout (if (equal layout current) current layout))
          (closure (make-instance 'serial-closure :code code :env env :layout layout)))
     (clos:set-funcallable-instance-function
