@@ -6,7 +6,7 @@
   "The suites, in order: WORKERS_TESTS (comma-separated names) or all."
   ;; CODEC early: its GC storm costs time in proportion to the heap, which
   ;; the hundred thousand servers grow.
-  (let ((all (append '(patterns registry channels)
+  (let ((all (append '(patterns registry channels serial)
                      (let* ((package (find-package "WORKERS-TESTS.CODEC"))
                             (codec (and package (find-symbol "CODEC" package))))
                        (and codec (list codec)))
