@@ -29,7 +29,8 @@
  * Locking: node.mu guards the command queue, node.inflight, the
  * membership of node.conns and each connection's output queue (out,
  * out_tail, out_off, last_write) and writes to its socket.  Only this
- * thread changes node.conns, so it reads it without the lock; it never
+ * thread changes node.conns, so it reads it without the lock, and it
+ * looks at out atomically (has_output) before it takes the lock; it never
  * holds the lock while it calls Lisp (tell), which may send.
  */
 #include "glue.h"
@@ -119,11 +120,21 @@ static void frame_free(struct frame *f)
  * throws stops here. */
 static void tell(const char *event, const char *peer, cl_object a, cl_object b)
 {
+	/* The :MESSAGE keyword, looked up once (a keyword is interned for
+	 * good, so a static may hold it); the rarer events each time. */
+	static cl_object message_kw;
 	cl_env_ptr env = ecl_process_env();
+	cl_object kw;
 
+	if (strcmp(event, "MESSAGE") == 0) {
+		if (!message_kw)
+			message_kw = ecl_make_keyword("MESSAGE");
+		kw = message_kw;
+	} else {
+		kw = ecl_make_keyword(event);
+	}
 	ECL_CATCH_ALL_BEGIN(env) {
-		cl_funcall(5, node.handler, ecl_make_keyword(event),
-			   ecl_make_simple_base_string(peer, -1), a, b);
+		cl_funcall(5, node.handler, kw, ecl_make_simple_base_string(peer, -1), a, b);
 	} ECL_CATCH_ALL_END;
 }
 
@@ -181,6 +192,14 @@ static void drop_conn(struct conn *c, const char *reason)
 	tell("NODEDOWN", peer, ecl_make_simple_base_string(reason, -1), ECL_NIL);
 }
 
+/* Whether c has frames queued, without the lock: c->out is written under
+ * node.mu (atomically, for this), and a sender that queues wakes the
+ * thread, so the thread may skip a connection that shows none. */
+static int has_output(struct conn *c)
+{
+	return __atomic_load_n(&c->out, __ATOMIC_ACQUIRE) != NULL;
+}
+
 /* Under node.mu. */
 static void enqueue(struct conn *c, struct frame *f)
 {
@@ -188,7 +207,7 @@ static void enqueue(struct conn *c, struct frame *f)
 	if (c->out_tail)
 		c->out_tail->next = f;
 	else
-		c->out = f;
+		__atomic_store_n(&c->out, f, __ATOMIC_RELEASE);
 	c->out_tail = f;
 }
 
@@ -346,7 +365,7 @@ static int flush_out(struct conn *c)
 		while (c->out && left >= c->out->len - c->out_off) {
 			f = c->out;
 			left -= f->len - c->out_off;
-			c->out = f->next;
+			__atomic_store_n(&c->out, f->next, __ATOMIC_RELEASE);
 			c->out_off = 0;
 			frame_free(f);
 		}
@@ -364,6 +383,8 @@ static int write_conn(struct conn *c)
 {
 	int rc;
 
+	if (!has_output(c))
+		return 1;
 	pthread_mutex_lock(&node.mu);
 	rc = flush_out(c);
 	pthread_mutex_unlock(&node.mu);
@@ -498,14 +519,12 @@ static void loop(void)
 
 		fds[n++] = (struct pollfd){.fd = node.wakefd, .events = POLLIN};
 		fds[n++] = (struct pollfd){.fd = node.lfd, .events = POLLIN};
-		pthread_mutex_lock(&node.mu);
 		for (int i = 0; i < node.nconns; i++) {
 			polled[i] = node.conns[i];
 			fds[n++] = (struct pollfd){
 				.fd = node.conns[i]->fd,
-				.events = POLLIN | (node.conns[i]->out ? POLLOUT : 0)};
+				.events = POLLIN | (has_output(node.conns[i]) ? POLLOUT : 0)};
 		}
-		pthread_mutex_unlock(&node.mu);
 		k = node.nconns;
 		if (poll(fds, (nfds_t)n, 1000) < 0 && errno != EINTR)
 			return;
