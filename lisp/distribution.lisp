@@ -363,7 +363,8 @@ node: its note has come (%ARRIVED-PROXY-NOTE), or it has fired."
                      (with-registry-lock (not (gethash ref *remote-monitors*))))
              ;; If the note took the wait meanwhile, its message is on the way.
              (unless (with-registry-lock (remhash ref *monitor-waits*))
-               (receive (('%monitor-set r) :when (eql r ref) t)))
+               (receive (('%monitor-set r) :when (eql r ref) t)
+                        (:after timeout nil)))
              (return))))
 
 (defun %add-node-monitor (node target ref watcher)
@@ -450,17 +451,21 @@ The note {'$workers_proxy', Ref, []} tells FROM once it is in place."
                  (%frame node (vector 21 to from ref :noproc)))
           (let ((answerer
                   (spawn (lambda ()
-                           (receive (:go nil))
-                           (let ((mref (monitor target)))
-                             (note)
-                             (receive ((:down r w reason) :when (eql r mref)
-                                       (declare (ignore w))
-                                       (%frame node (vector 21 to from ref
-                                                            (%wire-reason reason))))
-                                      (:demonitor (demonitor mref))))
-                           (with-registry-lock
-                             (when (eq (gethash key *monitored-for-peers*) (self))
-                               (remhash key *monitored-for-peers*)))))))
+                           (flet ((forget ()
+                                    ;; Before the answer leaves: whoever
+                                    ;; has it finds the monitor gone here.
+                                    (with-registry-lock
+                                      (when (eq (gethash key *monitored-for-peers*) (self))
+                                        (remhash key *monitored-for-peers*)))))
+                             (receive (:go nil))
+                             (let ((mref (monitor target)))
+                               (note)
+                               (receive ((:down r w reason) :when (eql r mref)
+                                         (declare (ignore w))
+                                         (forget)
+                                         (%frame node (vector 21 to from ref
+                                                              (%wire-reason reason))))
+                                        (:demonitor (demonitor mref) (forget)))))))))
             (with-registry-lock (setf (gethash key *monitored-for-peers*) answerer))
             (send answerer :go))))))
 
