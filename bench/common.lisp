@@ -79,7 +79,10 @@
     ("chan-ping-pong" . 200000)  ; round trips on unbuffered channels
     ("chan-throughput" . 2000000) ; values through one buffered channel
     ("future" . 100000)          ; futures made, then forced
-    ("matrix" . 200))            ; the side of the square matrices
+    ("matrix" . 200)             ; the side of the square matrices
+    ;; Issue 14: two nodes on this machine.
+    ("dist-ping-pong" . 20000)   ; round trips between the nodes
+    ("dist-throughput" . 200000)) ; messages one way, then one answer
   "Benchmark name -> its N as Savina or issue 5 defines it.")
 
 (defun savina-n (name)

@@ -21,6 +21,9 @@ main([Bench]) ->
                       [Bench, lists:join(" ", benchmarks())]),
             halt(1)
     end;
+%% The other node of the dist-* rows (an ECL or Erlang driver starts it).
+main(["dist-serve", Name, Cookie, Driver]) ->
+    dist_serve(Name, Cookie, Driver);
 main(_) ->
     io:format(standard_error, "usage: escript bench/erlang.escript BENCHMARK~n", []),
     halt(2).
@@ -28,7 +31,8 @@ main(_) ->
 benchmarks() ->
     ["spawn", "fork-join", "ping-pong", "thread-ring", "counting", "fan-in",
      "big", "fib", "pmap", "memory", "max-idle",
-     "fn-ping-pong", "fn-thread-ring", "fn-memory", "preempt-latency"].
+     "fn-ping-pong", "fn-thread-ring", "fn-memory", "preempt-latency",
+     "dist-ping-pong", "dist-throughput"].
 
 %%% Scaffolding.
 
@@ -126,6 +130,28 @@ bench("preempt-latency") ->
     erlang:system_flag(schedulers_online, Online),
     result("preempt-latency", T / N / 1000, "us/round-trip", N,
            ["1 scheduler shared with a CPU-bound process"]);
+
+%% Distribution: this node and a second escript node (dist-serve), on
+%% this machine; the same protocol as bench/dist-peer.lisp.
+bench("dist-ping-pong") ->
+    N = scaled(20000),
+    with_dist_peer(
+      fun(Peer) ->
+              T = time_ns(fun() -> remote_ping(Peer, N) end),
+              result("dist-ping-pong", T / N, "ns/round-trip", N)
+      end);
+
+bench("dist-throughput") ->
+    N = scaled(200000),
+    with_dist_peer(
+      fun(Peer) ->
+              T = time_ns(fun() ->
+                                  Peer ! [count, self(), N],
+                                  send_seq(Peer, 1, N),
+                                  receive [done, N] -> ok end
+                          end),
+              result("dist-throughput", N * 1000 / T, "Mmsg/s", N)
+      end);
 
 bench("ping-pong") ->
     N = scaled(200000),
@@ -313,3 +339,49 @@ spawn_parked(N, Count, Pids) ->
     catch error:system_limit ->
             {Count, Pids, "stopped by the process limit"}
     end.
+
+%%% Distribution.
+
+dist_start(Name, Cookie) ->
+    os:cmd("epmd -daemon"),
+    {ok, _} = net_kernel:start([list_to_atom(Name), shortnames]),
+    erlang:set_cookie(node(), list_to_atom(Cookie)).
+
+with_dist_peer(Fun) ->
+    Name = "wkbe" ++ os:getpid(),
+    Cookie = "wkbench",
+    dist_start(Name, Cookie),
+    register(bench_driver, self()),
+    Cmd = lists:join(" ", ["escript", escript:script_name(), "dist-serve",
+                           Name ++ "p", Cookie, atom_to_list(node())]),
+    Me = self(),
+    spawn(fun() -> os:cmd(Cmd), Me ! peer_gone end),
+    receive [peer_ready, Peer] -> ok after 120000 -> Peer = error(no_peer) end,
+    Fun(Peer),
+    Peer ! stop,
+    receive peer_gone -> ok after 60000 -> ok end.
+
+remote_ping(_, 0) -> ok;
+remote_ping(Peer, N) ->
+    Peer ! [ping, self()],
+    receive pong -> remote_ping(Peer, N - 1) end.
+
+send_seq(_, I, N) when I > N -> ok;
+send_seq(Peer, I, N) -> Peer ! I, send_seq(Peer, I + 1, N).
+
+dist_serve(Name, Cookie, Driver) ->
+    dist_start(Name, Cookie),
+    {bench_driver, list_to_atom(Driver)} ! [peer_ready, self()],
+    dist_loop(),
+    halt(0).
+
+dist_loop() ->
+    receive
+        [ping, From] -> From ! pong, dist_loop();
+        [count, From, N] -> sink(N), From ! [done, N], dist_loop();
+        stop -> ok
+    after 300000 -> ok
+    end.
+
+sink(0) -> ok;
+sink(N) -> receive _ -> sink(N - 1) end.

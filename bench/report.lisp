@@ -20,10 +20,12 @@
     "fib" "pmap" "pmap-speedup" "memory" "max-idle"
     "fn-ping-pong" "fn-thread-ring" "fn-memory"
     "preempt-latency" "preempt-cost"
-    "chan-ping-pong" "chan-throughput" "future" "matrix" "matrix-speedup"))
+    "chan-ping-pong" "chan-throughput" "future" "matrix" "matrix-speedup"
+    "dist-ping-pong" "dist-throughput"))
 
 (defparameter *systems*
-  '("workers-copy" "workers-share" "ecl-threads" "lparallel" "erlang" "go"))
+  '("workers-copy" "workers-share" "ecl-threads" "lparallel" "erlang" "go"
+    "ecl-erlang"))
 
 (defparameter *baselines* '("workers-copy" "workers-share"))
 
@@ -285,6 +287,16 @@ the number of benchmarks compared."
               (target-line out (format nil "~A ~A within 2x of Go's (~A)" system bench (fmt go))
                            (format nil "~A ~A" (fmt v) unit)
                            (if (higher-better-p unit) (>= (* 2 v) go) (<= v (* 2 go)))))))))
+    ;; Issue 14: ECL <-> ECL (workers-share) at or above Erlang <-> Erlang.
+    (dolist (bench '("dist-ping-pong" "dist-throughput"))
+      (let ((erlang (baseline bench "erlang"))
+            (v (baseline bench "workers-share")))
+        (when (and v erlang)
+          (let ((unit (row-unit (row bench "erlang"))))
+            (target-line out (format nil "ECL<->ECL ~A at or above Erlang<->Erlang's (~A)"
+                                     bench (fmt erlang))
+                         (format nil "~A ~A" (fmt v) unit)
+                         (if (higher-better-p unit) (>= v erlang) (<= v erlang)))))))
     (dolist (system *baselines*)
       (let ((v (baseline "max-idle" system))
             (n (let ((row (gethash (cons "max-idle" system) *rows*)))

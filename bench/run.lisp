@@ -4,7 +4,8 @@
 ;;;;   ecl --norc --shell bench/run.lisp SYSTEM BENCHMARK
 ;;;;   ecl --norc --shell bench/run.lisp SYSTEM --compile    (compile only)
 ;;;;
-;;;; SYSTEM: workers-copy, workers-share, ecl-threads or lparallel.
+;;;; SYSTEM: workers-copy, workers-share, ecl-threads, lparallel, or
+;;;; ecl-erlang (workers against an Erlang node: the dist-* rows only).
 ;;;; WK_BENCH_SCALE=0.05 multiplies the sizes.  The benchmark files are
 ;;;; compiled (C, via gcc) into build/bench-lisp/ the first time and
 ;;;; whenever they or what they use change: timed code must not run in
@@ -44,7 +45,8 @@ the file of its benchmarks."
     (flet ((load-bench (name &rest depends-on)
              (load-compiled "common")
              (apply #'load-compiled name common depends-on)))
-      (cond ((member system '("workers-copy" "workers-share") :test #'string=)
+      (cond ((member system '("workers-copy" "workers-share" "ecl-erlang")
+                     :test #'string=)
              (unless (probe-file *workers-fas*)
                (fail "~A is missing: run `make fas` first" *workers-fas*))
              (load *workers-fas* :verbose nil)
@@ -57,7 +59,7 @@ the file of its benchmarks."
                              (funcall (intern "LOAD-SYSTEM" "ASDF") :lparallel))
                (error (e) (fail "lparallel does not load: ~A" e)))
              (load-bench "lparallel"))
-            (t (fail "unknown system ~S (workers-copy, workers-share, ecl-threads, lparallel)"
+            (t (fail "unknown system ~S (workers-copy, workers-share, ecl-erlang, ecl-threads, lparallel)"
                      system))))))
 
 (defun run (arguments)

@@ -7,7 +7,10 @@
 #   -r REPS     repetitions of each benchmark and system (default 3)
 #   -b LIST     benchmarks (default: all; see BENCHMARKS below)
 #   -y LIST     systems (default: workers-copy,workers-share,ecl-threads,
-#               lparallel,erlang,go)
+#               lparallel,erlang,go,ecl-erlang)
+#
+# The dist-* rows (issue 14) run two nodes on this machine: workers-share
+# is ECL <-> ECL, ecl-erlang ECL <-> Erlang, erlang Erlang <-> Erlang.
 #   -t SECONDS  time limit of one run (default 120; max-idle gets 2.5x)
 #   -n          skip the C core's `make bench-core`
 #
@@ -26,8 +29,8 @@
 set -u
 cd "$(dirname "$0")/.."
 
-BENCHMARKS="spawn fork-join ping-pong thread-ring counting fan-in big fib pmap memory max-idle fn-ping-pong fn-thread-ring fn-memory preempt-latency preempt-cost chan-ping-pong chan-throughput future matrix"
-SYSTEMS="workers-copy workers-share ecl-threads lparallel erlang go"
+BENCHMARKS="spawn fork-join ping-pong thread-ring counting fan-in big fib pmap memory max-idle fn-ping-pong fn-thread-ring fn-memory preempt-latency preempt-cost chan-ping-pong chan-throughput future matrix dist-ping-pong dist-throughput"
+SYSTEMS="workers-copy workers-share ecl-threads lparallel erlang go ecl-erlang"
 REPS=3
 LIMIT=120
 CORE=1
@@ -73,6 +76,10 @@ no_program() {                  # no_program BENCH SYSTEM
 		echo "a thread per future or row is the spawn row" ;;
 	chan-*/go) ;;
 	*/go) echo "Go is the peer of the channel rows only" ;;
+	dist-*/workers-share | dist-*/erlang | dist-*/ecl-erlang) ;;
+	dist-*/workers-copy) echo "the wire copies every message anyway: see workers-share" ;;
+	dist-*/*) echo "no distribution" ;;
+	*/ecl-erlang) echo "ECL against an Erlang node: the dist-* rows only" ;;
 	esac
 }
 
@@ -94,7 +101,9 @@ command_for() {                 # command_for SYSTEM BENCH
 available=""
 check_system() {                # check_system SYSTEM -> 0 if it can run
 	case $1 in
-	workers-copy | workers-share)
+	workers-copy | workers-share | ecl-erlang)
+		[ "$1" != ecl-erlang ] || command -v escript > /dev/null ||
+			{ skip '*' "$1" "escript not installed (make bench-peers)"; return 1; }
 		[ -f build/workers.fas ] || { skip '*' "$1" "build/workers.fas missing (make fas)"; return 1; } ;;
 	erlang)
 		command -v escript > /dev/null || { skip '*' "$1" "escript not installed (make bench-peers)"; return 1; }

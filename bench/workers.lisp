@@ -438,3 +438,70 @@ other programs on the machine."
                                        (product-row a b c i)))
                     (stop)))
                 "schedulers"))
+
+;;; Distribution (issue 14): two nodes on this machine.  The system
+;;; workers-share runs ECL <-> ECL (the peer is bench/dist-peer.lisp),
+;;; ecl-erlang runs this ECL node against an Erlang one (erlang.escript
+;;; dist-serve); erlang.escript's own rows are Erlang <-> Erlang.
+
+(defun dist-peer-command (name cookie driver)
+  "The program and arguments of the peer node NAME for this run."
+  (if (search "erlang" *system*)
+      (values "escript" (list "bench/erlang.escript" "dist-serve" name cookie driver))
+      (values "ecl" (list "--norc" "--shell" "bench/dist-peer.lisp"
+                          (namestring (merge-pathnames
+                                       (or (ext:getenv "WK_BENCH_FAS") "build/workers.fas")))
+                          name cookie driver))))
+
+(defun call-with-dist-peer (function)
+  "Starts this node and the peer, calls FUNCTION with the peer's serving
+worker in a worker of this node, and stops both."
+  (start)
+  (let* ((name (format nil "wkbd~D" (ext:getpid)))
+         (cookie "wkbench")
+         (process nil))
+    (start-node name :cookie cookie)
+    (unwind-protect
+         (let* ((main (self))
+                (system *system*)
+                (notes wk-bench::*notes*)
+                (w (spawn (lambda ()
+                            ;; RESULT lines name the system: the bindings
+                            ;; are this thread's.
+                            (setf *system* system wk-bench::*notes* notes)
+                            (register 'bench_driver (self))
+                            (multiple-value-bind (program args)
+                                (dist-peer-command (format nil "~Ap" name) cookie (node))
+                              (setf process
+                                    (nth-value 2 (ext:run-program program args :wait nil
+                                                                  :input nil :output nil
+                                                                  :error nil))))
+                            (let ((peer (receive ((:peer_ready p) p)
+                                                 (:after 120 (error "the peer did not start")))))
+                              (funcall function peer)
+                              (send peer :stop)
+                              (send main :dist-done))))))
+           (receive (:dist-done) (:after 600 (error "the benchmark did not end")))
+           (join w))
+      (when process (ext:external-process-wait process))
+      (stop-node))))
+
+(defbench "dist-ping-pong" (n)
+  (call-with-dist-peer
+   (lambda (peer)
+     (let* ((me (self))
+            (ns (elapsed-ns
+                  (loop repeat n
+                        do (send peer (list :ping me))
+                           (receive (:pong nil))))))
+       (result "dist-ping-pong" (/ ns n 1d0) "ns/round-trip" n)))))
+
+(defbench "dist-throughput" (n)
+  (call-with-dist-peer
+   (lambda (peer)
+     (let* ((me (self))
+            (ns (elapsed-ns
+                  (send peer (list :count me n))
+                  (loop for i from 1 to n do (send peer i))
+                  (receive ((:done k) :when (eql k n) k)))))
+       (result "dist-throughput" (/ (* n 1000d0) ns) "Mmsg/s" n)))))

@@ -12,8 +12,9 @@
 ;;;; What crosses the wire so far: SEND (to a pid), REG_SEND (to a
 ;;;; registered name) and EXIT2 (an exit signal), both ways, with CALL and
 ;;;; REPLY as gen_server's messages; links both ways (LINK, UNLINK_ID,
-;;;; EXIT), ended by a lost connection with :NOCONNECTION.  A monitor of a
-;;;; remote worker fires on a lost connection only.
+;;;; EXIT), ended by a lost connection with :NOCONNECTION; monitors of
+;;;; remote workers (MONITOR_P between ECL nodes, a proxy on Erlang nodes:
+;;;; see "Monitors of remote workers").
 
 (in-package #:workers)
 
@@ -224,16 +225,70 @@ the EXIT that a death sends, or with the connection (:NOCONNECTION)."
                        (declare (ignore target))
                        (and (member node *connected-nodes* :test #'string=) t)))))
 
-;;; Monitors of remote workers.  ei has no monitor signal (design.md), so
-;;; a monitor of a worker of another node fires only when the connection
-;;; to that node is lost or cannot be made, with reason :NOCONNECTION;
-;;; not when the process ends.  (Emulating it with a link from a hidden
-;;; pid would make the Erlang process die of noconnection when this node
-;;; goes away, unless it traps exits.)
+;;; Monitors of remote workers.  ei does not announce monitor support in
+;;; its handshake, so an Erlang node neither sends this node MONITOR_P nor
+;;; answers one from it.  A monitor of a remote worker is therefore made
+;;; two ways at once, and the first answer fires it (the table entry is
+;;; taken once, so it fires exactly once):
+;;;
+;;; - MONITOR_P {19, Watcher, Target, Ref}: another ECL node honours it
+;;;   (%ARRIVED-MONITOR): it sends the watcher {'$workers_proxy', Ref, []}
+;;;   once the monitor is in place, and MONITOR_P_EXIT {21, Target,
+;;;   Watcher, Ref, Reason} when the target ends (:NOPROC if it has ended
+;;;   already); DEMONITOR_P {20, ...} cancels it.  Erlang never answers
+;;;   MONITOR_P (it records it, in the target's monitored_by), so the
+;;;   proxy's note cancels it there with a DEMONITOR_P.
+;;; - A proxy on the Erlang node: through its rex, erlang:spawn runs an
+;;;   erl_eval of %PROXY-FORMS there, which does erlang:monitor(process,
+;;;   Target) and monitor_node(ThisNode, true) and sends the watcher
+;;;   {'$workers_proxy', Ref, Self} and later {'$workers_down', Ref,
+;;;   Reason}; the node's thread takes both out of the stream (%ARRIVED-
+;;;   PROXY-NOTE).  DEMONITOR sends the proxy '$workers_demonitor'; the
+;;;   proxy also ends when this node goes down.  An ECL node has no rex and
+;;;   drops the request.  Nothing is linked: a monitor never harms the
+;;;   process it watches, on either side.
+;;;
+;;; MONITOR returns once the note {'$workers_proxy', ...} has come (up to
+;;; 15 s), so that a target that ends after MONITOR returns is reported
+;;; with its reason, not :NOPROC, as a local monitor would be.  Ref on the
+;;; wire is the monitor's integer ref as %CALL-REF-OUT makes it.
+;;; A lost connection fires every monitor of the node's workers with
+;;; :NOCONNECTION, as before.
+
+(defvar *spawner* nil "This node's spawner worker, while the node runs.")
 
 (defvar *remote-monitors* (make-hash-table)
   "Monitor ref -> (node target . watcher), for the monitors of remote
 workers; under the registry lock.")
+
+(defvar *monitor-proxies* (make-hash-table)
+  "Monitor ref -> the pid of its proxy on an Erlang node, once known;
+under the registry lock.")
+
+(defun %take-remote-monitor (ref &optional node)
+  "Removes monitor REF (only if it watches a worker of NODE, when given)
+and its proxy; returns its entry (node target . watcher) and the proxy."
+  (with-registry-lock
+    (let ((entry (gethash ref *remote-monitors*)))
+      (when (and entry (or (null node) (string= node (car entry))))
+        (remhash ref *remote-monitors*)
+        (values entry (prog1 (gethash ref *monitor-proxies*)
+                        (remhash ref *monitor-proxies*)))))))
+
+(defun %send-down (ref entry reason)
+  "Sends the watcher of monitor REF (ENTRY: node target . watcher) its
+(:DOWN REF TARGET REASON), unless it demonitored meanwhile."
+  (destructuring-bind (node target . watcher) entry
+    (declare (ignore node))
+    (with-links-lock (watcher)
+      (when (%unwatch watcher ref)
+        (%send-system watcher (list :down ref target reason))))))
+
+(defun %fire-remote-monitor (node ref reason)
+  "Monitor REF of a worker of NODE ended with REASON."
+  (let ((entry (and (integerp ref) (%take-remote-monitor ref node))))
+    (when entry
+      (%send-down ref entry reason))))
 
 (defun %fire-node-monitors (node)
   "Sends (:DOWN REF TARGET :NOCONNECTION) for each monitor of a worker of
@@ -242,29 +297,193 @@ NODE (and forgets them)."
     (with-registry-lock
       (maphash (lambda (ref entry)
                  (when (string= (car entry) node)
-                   (push (cons ref (cdr entry)) fired)))
+                   (push (cons ref entry) fired)))
                *remote-monitors*)
-      (dolist (f fired) (remhash (car f) *remote-monitors*)))
-    (loop for (ref target . watcher) in fired
-          do (with-links-lock (watcher)
-               (when (%unwatch watcher ref)
-                 (%send-system watcher (list :down ref target :noconnection)))))))
+      (dolist (f fired)
+        (remhash (car f) *remote-monitors*)
+        (remhash (car f) *monitor-proxies*)))
+    (loop for (ref . entry) in fired
+          do (%send-down ref entry :noconnection))))
+
+(defun %monitor-target (target)
+  "TARGET (a remote worker or a REMOTE name) as MONITOR_P names it."
+  (if (%remote-p target) (%atom (remote-name target)) target))
+
+(defun %proxy-forms ()
+  "erl_eval's abstract forms of the proxy (see above), with the variables
+N (this node), P (the target), R (the ref) and W (the watcher)."
+  (labels ((a (name) (vector :atom 1 (%atom name)))
+           (v (name) (vector :var 1 (%atom name)))
+           (call (function &rest args)
+             (vector :call 1 (vector :remote 1 (a "erlang") (a function)) args))
+           (send-to-w (&rest elements)
+             (vector :op 1 (%atom "!") (v "W") (vector :tuple 1 elements)))
+           (clause (pattern &rest body) (vector :clause 1 (list pattern) '() body)))
+    (list (call "monitor_node" (v "N") (a "true"))
+          (vector :match 1 (v "M") (call "monitor" (a "process") (v "P")))
+          (send-to-w (a "$workers_proxy") (v "R") (call "self"))
+          (vector :receive 1
+                  (list (clause (vector :tuple 1 (list (a "DOWN") (v "M") (v "_") (v "_")
+                                                       (v "Why")))
+                                (send-to-w (a "$workers_down") (v "R") (v "Why")))
+                        (clause (vector :tuple 1 (list (a "nodedown") (v "_")))
+                                (a "ok"))
+                        (clause (a "$workers_demonitor") (a "ok")))))))
+
+(defun %request-monitor (node target ref watcher)
+  "Sends NODE both requests for monitor REF (see above)."
+  (let ((wire-ref (%call-ref-out ref)))
+    (%frame node (vector 19 watcher (%monitor-target target) wire-ref))
+    ;; rex answers {rex, ProxyPid} to the spawner, which drops it.
+    (%frame node (vector 6 *spawner* *empty-atom* (%atom "rex"))
+            (vector *spawner*
+                    (vector :call :erlang :spawn
+                            (list :erl_eval :exprs
+                                  (list (%proxy-forms)
+                                        ;; An orddict: sorted by name.
+                                        (list (vector (%atom "N") (%atom *this-node*))
+                                              (vector (%atom "P") (%monitor-target target))
+                                              (vector (%atom "R") wire-ref)
+                                              (vector (%atom "W") watcher))))
+                            :user)))))
+
+(defvar *monitor-waits* (make-hash-table)
+  "Monitor ref -> T while MONITOR waits for the node to confirm it; under
+the registry lock.")
+
+(defun %await-monitor (ref timeout)
+  "Waits (up to TIMEOUT seconds) until monitor REF is in place on its
+node: its note has come (%ARRIVED-PROXY-NOTE), or it has fired."
+  (loop with deadline = (+ (get-internal-real-time)
+                           (* timeout internal-time-units-per-second))
+        do (when (receive (('%monitor-set r) :when (eql r ref) t)
+                          (:after 0.05 nil))
+             (return))
+           (when (or (>= (get-internal-real-time) deadline)
+                     (with-registry-lock (not (gethash ref *remote-monitors*))))
+             ;; If the note took the wait meanwhile, its message is on the way.
+             (unless (with-registry-lock (remhash ref *monitor-waits*))
+               (receive (('%monitor-set r) :when (eql r ref) t)
+                        (:after timeout nil)))
+             (return))))
 
 (defun %add-node-monitor (node target ref watcher)
-  "A remote transport's %ADD-MONITOR: connects to NODE if needed; NIL, or
-:NOCONNECTION if it cannot."
+  "A remote transport's %ADD-MONITOR: connects to NODE if needed, asks it
+for monitor REF and waits until the node has it in place (so that an end
+after MONITOR returns is reported with its reason, as a local monitor's
+is); NIL, or :NOCONNECTION if it cannot connect."
   (with-registry-lock
-    (setf (gethash ref *remote-monitors*) (list* node target watcher)))
+    (setf (gethash ref *remote-monitors*) (list* node target watcher)
+          (gethash ref *monitor-waits*) t))
   (if (handler-case (connect-node node) (distribution-error () nil))
-      nil
+      (progn (%request-monitor node target ref watcher)
+             (%await-monitor ref 15)
+             nil)
       (with-registry-lock
+        (remhash ref *monitor-waits*)
         ;; Gone already if a NODEDOWN fired it meanwhile.
         (and (remhash ref *remote-monitors*) :noconnection))))
 
+(defun %stop-proxy (proxy)
+  (ignore-errors (send proxy (%atom "$workers_demonitor"))))
+
 (defun %remove-node-monitor (ref)
-  "Forgets monitor REF of a remote worker; true if it was there."
-  (with-registry-lock
-    (and (remhash ref *remote-monitors*) t)))
+  "Forgets monitor REF of a remote worker, and tells its node; true if it
+was there."
+  (multiple-value-bind (entry proxy) (%take-remote-monitor ref)
+    (when entry
+      (destructuring-bind (node target . watcher) entry
+        (when *this-node*
+          (ignore-errors
+           (%frame node (vector 20 watcher (%monitor-target target) (%call-ref-out ref))))))
+      (when proxy (%stop-proxy proxy))
+      t)))
+
+(defun %arrived-proxy-note (node message)
+  "True if MESSAGE, sent to a worker of this image, is a monitor proxy's
+note (see above), which it then acts on."
+  (when (and (simple-vector-p message) (= (length message) 3)
+             (symbolp (svref message 0)) (svref message 0))
+    (let ((tag (symbol-name (svref message 0)))
+          (ref (%call-ref-in (svref message 1))))
+      (cond ((string= tag "$WORKERS_DOWN")
+             (%fire-remote-monitor node ref (svref message 2))
+             t)
+            ((string= tag "$WORKERS_PROXY")
+             ;; The monitor is in place; PROXY is the Erlang proxy, or NIL
+             ;; from an ECL node.
+             (let* ((proxy (svref message 2))
+                    (entry (with-registry-lock (gethash ref *remote-monitors*))))
+               (cond ((null entry) ; demonitored or fired meanwhile
+                      (when (worker-p proxy) (%stop-proxy proxy)))
+                     ((string= node (car entry))
+                      (when (worker-p proxy)
+                        ;; An Erlang node: it keeps the MONITOR_P it will
+                        ;; never answer, in the target's monitored_by.
+                        (destructuring-bind (target . watcher) (cdr entry)
+                          (%frame node (vector 20 watcher (%monitor-target target)
+                                               (%call-ref-out ref)))))
+                      (when (with-registry-lock
+                              (when (worker-p proxy)
+                                (setf (gethash ref *monitor-proxies*) proxy))
+                              (remhash ref *monitor-waits*))
+                        (%send-system (cddr entry) (list '%monitor-set ref))))))
+             t)))))
+
+;;; Monitors of this image's workers, asked for by another ECL node
+;;; (MONITOR_P): a local worker per monitor watches the target and answers
+;;; MONITOR_P_EXIT; DEMONITOR_P or the connection's loss stops it.
+
+(defvar *monitored-for-peers* (make-hash-table :test 'equalp)
+  "(node ref) -> the worker that answers that MONITOR_P; under the
+registry lock.")
+
+(defun %arrived-monitor (node from to ref)
+  "MONITOR_P {19, From, To, Ref}: FROM monitors TO (a pid or a name).
+The note {'$workers_proxy', Ref, []} tells FROM once it is in place."
+  (let ((target (if (symbolp to) (%registered-as-atom to) (%local-target to)))
+        (key (list node ref)))
+    (flet ((note ()
+             (%frame node (vector 2 *empty-atom* from)
+                     (vector (%atom "$workers_proxy") ref nil))))
+      (if (null target)
+          (progn (note)
+                 (%frame node (vector 21 to from ref :noproc)))
+          (let ((answerer
+                  (spawn (lambda ()
+                           (flet ((forget ()
+                                    ;; Before the answer leaves: whoever
+                                    ;; has it finds the monitor gone here.
+                                    (with-registry-lock
+                                      (when (eq (gethash key *monitored-for-peers*) (self))
+                                        (remhash key *monitored-for-peers*)))))
+                             (receive (:go nil))
+                             (let ((mref (monitor target)))
+                               (note)
+                               (receive ((:down r w reason) :when (eql r mref)
+                                         (declare (ignore w))
+                                         (forget)
+                                         (%frame node (vector 21 to from ref
+                                                              (%wire-reason reason))))
+                                        (:demonitor (demonitor mref) (forget)))))))))
+            (with-registry-lock (setf (gethash key *monitored-for-peers*) answerer))
+            (send answerer :go))))))
+
+(defun %arrived-demonitor (node ref)
+  "DEMONITOR_P {20, From, To, Ref}."
+  (let ((answerer (with-registry-lock
+                    (gethash (list node ref) *monitored-for-peers*))))
+    (when answerer (send answerer :demonitor))))
+
+(defun %peer-monitors-lost (node)
+  "The connection to NODE is gone: its monitors of this image's workers
+end."
+  (let ((answerers '()))
+    (with-registry-lock
+      (maphash (lambda (key answerer)
+                 (when (string= (first key) node) (push answerer answerers)))
+               *monitored-for-peers*))
+    (dolist (a answerers) (send a :demonitor))))
 
 ;;; SPAWN-ON: a spawner on every node.  erlang:spawn cannot reach a C node
 ;;; (design.md), so each node runs a worker registered as the atom
@@ -286,8 +505,6 @@ NODE (and forgets them)."
 ;;; sends the other node's spawner {workers_hello, Node} (an Erlang node
 ;;; drops it: nobody there holds the name), so each side knows the other
 ;;; runs this library (LISP-NODES).
-
-(defvar *spawner* nil "This node's spawner worker, while the node runs.")
 
 (defun %octets-text (x)
   "X, a string or the octets of one in UTF-8 (a binary), as a string."
@@ -356,6 +573,8 @@ in a worker of its own, which replies ok or {error, Why}."
                           (vector :workers_hello *this-node*))))
     (message :when (%hello-p message)
      (%note-lisp-node (%octets-text (svref message 1))))
+    ;; rex's answer to a monitor's proxy request (%REQUEST-MONITOR).
+    (m :when (and (simple-vector-p m) (plusp (length m)) (eq (svref m 0) :rex)) nil)
     (:stop (return))))
 
 (defun %start-spawner ()
@@ -372,8 +591,7 @@ in a worker of its own, which replies ok or {error, Why}."
 (defun spawn-on* (node function &key args link monitor (timeout 15))
   "Like SPAWN-ON, with ARGS as a list.  LINK links the new worker to the
 caller before it runs (as spawn_link); MONITOR monitors it and returns the
-reference as a second value (a monitor of a remote worker fires only if
-the connection is lost: see MONITOR).  Signals DISTRIBUTION-ERROR if NODE
+reference as a second value (see MONITOR).  Signals DISTRIBUTION-ERROR if NODE
 does not answer within TIMEOUT seconds or has no such function."
   (check-type node string)
   (check-type function (and symbol (not null)))
@@ -531,7 +749,8 @@ first element says what it is (Erlang's distribution protocol)."
     (let ((n (length control)))
       (flet ((arg (i) (svref control i)))
         (case (arg 0)
-          ((2 22) (%deliver-arrived (arg 2) message))     ; SEND, SEND_SENDER
+          ((2 22) (unless (%arrived-proxy-note node message) ; SEND, SEND_SENDER
+                    (%deliver-arrived (arg 2) message)))
           (6 (when (= n 4)                                ; REG_SEND
                (%deliver-arrived (%registered-as-atom (arg 3)) message)))
           (8 (when (= n 4)                                ; EXIT2
@@ -545,7 +764,11 @@ first element says what it is (Erlang's distribution protocol)."
           (35 (when (= n 4)                               ; UNLINK_ID: acked
                 (%arrived-unlink (arg 2) (arg 3))
                 (%frame node (vector 36 (arg 1) (arg 3) (arg 2)))))
-          ;; UNLINK_ID_ACK, MONITOR_P and the rest: nothing to do here.
+          (19 (when (= n 4) (%arrived-monitor node (arg 1) (arg 2) (arg 3)))) ; MONITOR_P
+          (20 (when (= n 4) (%arrived-demonitor node (arg 3))))             ; DEMONITOR_P
+          (21 (when (= n 5)                               ; MONITOR_P_EXIT
+                (%fire-remote-monitor node (%call-ref-in (arg 3)) (arg 4))))
+          ;; UNLINK_ID_ACK and the rest: nothing to do here.
           (t nil))))))
 
 (defun %links-lost (node)
@@ -574,6 +797,7 @@ the local worker with :NOCONNECTION (or reaches it as (:EXIT W
                          (remove node *connected-nodes* :test #'string=))
          (%links-lost node)
          (%fire-node-monitors node)
+         (%peer-monitors-lost node)
          (%fire-node-watchers node))
         (:connected (handler-case (%deliver a (list '%connected node b) :share)
                       (core-error () nil))))

@@ -227,10 +227,9 @@ a reference, a positive integer unique in this image.  When WORKER ends,
 the caller receives (:DOWN REF WORKER REASON), exactly once; at once, with
 reason :NOPROC, if it has ended already (or the name is not registered).
 Each call makes a new, independent monitor.
-**NOTE** A monitor of a worker of another node fires only when the
-connection to that node is lost (or cannot be made), with reason
-:NOCONNECTION: Erlang's C nodes get no monitor signal (README.org,
-\"Distribution\")."
+A monitor of a worker of another node (an Erlang or ECL node) fires when
+it ends, and with :NOCONNECTION when the connection to its node is lost
+(or cannot be made): README.org, \"Distribution\"."
   (let* ((me (self))
          (ref (workers.ffi::%next-ref))
          (target (if (%remote-p worker)  ; a name on another node
@@ -317,7 +316,11 @@ messages of the monitors on it."
             (worker-watching worker) nil
             (worker-pending-exit worker) nil))
     (when watching
-      (maphash (lambda (ref target) (%remove-monitor target ref)) watching))
+      (maphash (lambda (ref target)
+                 (if (%remote-p target)
+                     (%remove-node-monitor ref)
+                     (%remove-monitor target ref)))
+               watching))
     ;; Links first: whoever sees a DOWN then knows that the linked
     ;; workers (a supervisor) have their signals already.
     (dolist (other links)

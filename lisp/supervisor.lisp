@@ -38,7 +38,8 @@ is an error.
 
 To a server on another node the request goes as gen_server's
 {'$gen_call', {From, Tag}, Request}, so an Erlang gen_server answers it;
-its monitor there fires only if the connection is lost (see MONITOR)."
+the caller monitors it there too (see MONITOR: a round trip more before
+the request leaves)."
   (let ((me (self))
         (target (if (%remote-p server)  ; a name on another node
                     server

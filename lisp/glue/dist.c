@@ -19,7 +19,19 @@
  *
  * Ordering: every frame to a node goes through one queue (the command
  * queue, then the connection's output queue), so messages from this image
- * to a node arrive in the order they were sent.
+ * to a node arrive in the order they were sent.  The one shortcut: a
+ * sender whose node is connected, with nothing queued for it and no
+ * command pending or running, writes its frame to the (non-blocking)
+ * socket itself, and queues only what the socket does not take; that
+ * spares a wake-up of this thread per message.  (Not within BURST_NS of
+ * the connection's last write: a stream of frames is batched.)
+ *
+ * Locking: node.mu guards the command queue, node.inflight, the
+ * membership of node.conns and each connection's output queue (out,
+ * out_tail, out_off, last_write) and writes to its socket.  Only this
+ * thread changes node.conns, so it reads it without the lock, and it
+ * looks at out atomically (has_output) before it takes the lock; it never
+ * holds the lock while it calls Lisp (tell), which may send.
  */
 #include "glue.h"
 
@@ -35,6 +47,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/uio.h>
 
 #include <ei.h>
 
@@ -83,6 +97,7 @@ static struct {
 	struct cmd *head, *tail;
 	struct conn *conns[MAX_CONNS];
 	int nconns;
+	int inflight; /* commands taken and not yet run: no shortcut */
 } node = {.lfd = -1, .pubfd = -1, .wakefd = -1, .mu = PTHREAD_MUTEX_INITIALIZER};
 
 static int64_t now_ns(void)
@@ -105,11 +120,21 @@ static void frame_free(struct frame *f)
  * throws stops here. */
 static void tell(const char *event, const char *peer, cl_object a, cl_object b)
 {
+	/* The :MESSAGE keyword, looked up once (a keyword is interned for
+	 * good, so a static may hold it); the rarer events each time. */
+	static cl_object message_kw;
 	cl_env_ptr env = ecl_process_env();
+	cl_object kw;
 
+	if (strcmp(event, "MESSAGE") == 0) {
+		if (!message_kw)
+			message_kw = ecl_make_keyword("MESSAGE");
+		kw = message_kw;
+	} else {
+		kw = ecl_make_keyword(event);
+	}
 	ECL_CATCH_ALL_BEGIN(env) {
-		cl_funcall(5, node.handler, ecl_make_keyword(event),
-			   ecl_make_simple_base_string(peer, -1), a, b);
+		cl_funcall(5, node.handler, kw, ecl_make_simple_base_string(peer, -1), a, b);
 	} ECL_CATCH_ALL_END;
 }
 
@@ -132,24 +157,32 @@ static struct conn *add_conn(int fd, const char *peer)
 		return NULL;
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	/* As Erlang's distribution does: a frame goes out when written, not
+	 * when Nagle's algorithm has seen the last one acknowledged. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	c->fd = fd;
 	snprintf(c->node, sizeof c->node, "%s", peer);
 	c->last_read = c->last_write = now_ns();
+	pthread_mutex_lock(&node.mu);
 	node.conns[node.nconns++] = c;
+	pthread_mutex_unlock(&node.mu);
 	tell("NODEUP", peer, ECL_NIL, ECL_NIL);
 	return c;
 }
 
 static void drop_conn(struct conn *c, const char *reason)
 {
-	struct frame *f, *next;
+	struct frame *f, *next, *out;
 	char peer[MAXNODELEN + 1];
 
+	pthread_mutex_lock(&node.mu);
 	for (int i = 0; i < node.nconns; i++)
 		if (node.conns[i] == c)
 			node.conns[i] = node.conns[--node.nconns];
+	out = c->out;
+	pthread_mutex_unlock(&node.mu);
 	close(c->fd);
-	for (f = c->out; f; f = next) {
+	for (f = out; f; f = next) {
 		next = f->next;
 		frame_free(f);
 	}
@@ -159,16 +192,26 @@ static void drop_conn(struct conn *c, const char *reason)
 	tell("NODEDOWN", peer, ecl_make_simple_base_string(reason, -1), ECL_NIL);
 }
 
+/* Whether c has frames queued, without the lock: c->out is written under
+ * node.mu (atomically, for this), and a sender that queues wakes the
+ * thread, so the thread may skip a connection that shows none. */
+static int has_output(struct conn *c)
+{
+	return __atomic_load_n(&c->out, __ATOMIC_ACQUIRE) != NULL;
+}
+
+/* Under node.mu. */
 static void enqueue(struct conn *c, struct frame *f)
 {
 	f->next = NULL;
 	if (c->out_tail)
 		c->out_tail->next = f;
 	else
-		c->out = f;
+		__atomic_store_n(&c->out, f, __ATOMIC_RELEASE);
 	c->out_tail = f;
 }
 
+/* Under node.mu. */
 static void queue_tick(struct conn *c)
 {
 	struct frame *f = calloc(1, sizeof *f);
@@ -274,7 +317,9 @@ static int read_conn(struct conn *c)
 			break;
 		at += 4 + n;
 		if (n == 0) {
+			pthread_mutex_lock(&node.mu);
 			queue_tick(c);
+			pthread_mutex_unlock(&node.mu);
 			continue;
 		}
 		struct conn *still = c;
@@ -293,31 +338,59 @@ alive:;
 	return 1;
 }
 
-/* Writes what it can of the output queue.  0 if the connection was
- * dropped. */
-static int write_conn(struct conn *c)
+/* Writes what it can of c's output queue, up to WRITE_BATCH frames per
+ * system call.  Under node.mu; -1 if the socket failed. */
+#define WRITE_BATCH 64
+static int flush_out(struct conn *c)
 {
 	while (c->out) {
+		struct iovec iov[WRITE_BATCH];
 		struct frame *f = c->out;
-		ssize_t w = write(c->fd, f->bytes + c->out_off, f->len - c->out_off);
+		int n = 0;
+		ssize_t w;
 
+		iov[n++] = (struct iovec){f->bytes + c->out_off, f->len - c->out_off};
+		for (f = f->next; f && n < WRITE_BATCH; f = f->next)
+			iov[n++] = (struct iovec){f->bytes, f->len};
+		w = writev(c->fd, iov, n);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 1;
-			drop_conn(c, "write failed");
-			return 0;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
 		}
 		c->last_write = now_ns();
-		c->out_off += (size_t)w;
-		if (c->out_off == f->len) {
-			c->out = f->next;
-			if (!c->out)
-				c->out_tail = NULL;
+		/* Frees the frames written whole; keeps the offset in the next. */
+		size_t left = (size_t)w;
+
+		while (c->out && left >= c->out->len - c->out_off) {
+			f = c->out;
+			left -= f->len - c->out_off;
+			__atomic_store_n(&c->out, f->next, __ATOMIC_RELEASE);
 			c->out_off = 0;
 			frame_free(f);
 		}
+		if (!c->out)
+			c->out_tail = NULL;
+		else
+			c->out_off += left;
+	}
+	return 0;
+}
+
+/* flush_out under the lock; drops the connection if the socket failed.
+ * 0 if it was dropped. */
+static int write_conn(struct conn *c)
+{
+	int rc;
+
+	if (!has_output(c))
+		return 1;
+	pthread_mutex_lock(&node.mu);
+	rc = flush_out(c);
+	pthread_mutex_unlock(&node.mu);
+	if (rc < 0) {
+		drop_conn(c, "write failed");
+		return 0;
 	}
 	return 1;
 }
@@ -334,6 +407,7 @@ static struct cmd *take_commands(void)
 	pthread_mutex_lock(&node.mu);
 	all = node.head;
 	node.head = node.tail = NULL;
+	node.inflight = all != NULL;
 	pthread_mutex_unlock(&node.mu);
 	return all;
 }
@@ -348,13 +422,17 @@ static int push_command(struct cmd *c)
 		pthread_mutex_unlock(&node.mu);
 		return -1;
 	}
+	/* The thread reads the eventfd before it takes the queue, so a
+	 * queue that was not empty has a wake-up pending already. */
+	int was_empty = node.head == NULL;
+
 	if (node.tail)
 		node.tail->next = c;
 	else
 		node.head = c;
 	node.tail = c;
 	pthread_mutex_unlock(&node.mu);
-	while (write(node.wakefd, &one, sizeof one) < 0 && errno == EINTR)
+	while (was_empty && write(node.wakefd, &one, sizeof one) < 0 && errno == EINTR)
 		;
 	return 0;
 }
@@ -379,7 +457,9 @@ static int run_command(struct cmd *cmd)
 		tell("CONNECTED", cmd->node, ecl_make_uint64_t(cmd->token),
 		     c ? ECL_T : ecl_make_simple_base_string(why, -1));
 	} else if (c) {
+		pthread_mutex_lock(&node.mu);
 		enqueue(c, cmd->frame);
+		pthread_mutex_unlock(&node.mu);
 		cmd->frame = NULL;
 	}
 	/* A send to a node that cannot be reached is dropped, as Erlang does. */
@@ -420,9 +500,12 @@ static void keep_alive(int64_t t)
 		if (t - c->last_read > SILENCE_NS) {
 			drop_conn(c, "net_tick_timeout");
 			i--;
-		} else if (!c->out && t - c->last_write > TICK_NS) {
-			queue_tick(c);
+			continue;
 		}
+		pthread_mutex_lock(&node.mu);
+		if (!c->out && t - c->last_write > TICK_NS)
+			queue_tick(c);
+		pthread_mutex_unlock(&node.mu);
 	}
 }
 
@@ -440,7 +523,7 @@ static void loop(void)
 			polled[i] = node.conns[i];
 			fds[n++] = (struct pollfd){
 				.fd = node.conns[i]->fd,
-				.events = POLLIN | (node.conns[i]->out ? POLLOUT : 0)};
+				.events = POLLIN | (has_output(node.conns[i]) ? POLLOUT : 0)};
 		}
 		k = node.nconns;
 		if (poll(fds, (nfds_t)n, 1000) < 0 && errno != EINTR)
@@ -455,6 +538,9 @@ static void loop(void)
 					go = run_command(cmd);
 				free_command(cmd);
 			}
+			pthread_mutex_lock(&node.mu);
+			node.inflight = 0;
+			pthread_mutex_unlock(&node.mu);
 			if (!go)
 				return;
 		}
@@ -470,13 +556,12 @@ static void loop(void)
 				continue;
 			if ((fds[2 + i].revents & (POLLIN | POLLHUP | POLLERR)) && !read_conn(c))
 				continue;
-			if (c->out)
-				write_conn(c);
+			write_conn(c);
 		}
 		/* Frames queued by commands or ticks go out now, not at the next
 		 * wake-up. */
 		for (int i = 0; i < node.nconns; i++)
-			if (node.conns[i]->out && !write_conn(node.conns[i]))
+			if (!write_conn(node.conns[i]))
 				i--;
 		keep_alive(now_ns());
 	}
@@ -496,12 +581,14 @@ static void flush_all(void)
 		int n = 0;
 		int64_t left = deadline - now_ns();
 
+		pthread_mutex_lock(&node.mu);
 		for (int i = 0; i < node.nconns; i++)
 			if (node.conns[i]->out) {
 				polled[n] = node.conns[i];
 				fds[n++] = (struct pollfd){.fd = node.conns[i]->fd,
 							   .events = POLLOUT};
 			}
+		pthread_mutex_unlock(&node.mu);
 		if (n == 0 || left <= 0)
 			return;
 		if (poll(fds, (nfds_t)n, (int)(left / 1000000) + 1) < 0 && errno != EINTR)
@@ -663,6 +750,52 @@ int wkl_dist_disconnect(const char *peer)
 	return push_or_free(command(CMD_DISCONNECT, peer));
 }
 
+/* The shortcut (see the top): writes the frame BYTES (N of them, taken
+ * over) to peer's socket if nothing is queued or pending before it.
+ * True if it took the frame: written whole, or the rest queued (and the
+ * thread woken to write it). */
+/* A frame that follows the last write by less than this queues instead:
+ * a sender that streams then has its frames written in batches (writev)
+ * by the thread rather than one system call each. */
+#define BURST_NS ((int64_t)50 * 1000)
+static int send_now(const char *peer, uint8_t *bytes, size_t n)
+{
+	struct conn *c;
+	struct frame *f = calloc(1, sizeof *f);
+	ssize_t w;
+	uint64_t one = 1;
+
+	if (!f)
+		return 0;
+	pthread_mutex_lock(&node.mu);
+	if (!node.running || node.head || node.inflight || !(c = find_conn(peer)) || c->out ||
+	    now_ns() - c->last_write < BURST_NS) {
+		pthread_mutex_unlock(&node.mu);
+		free(f);
+		return 0;
+	}
+	do
+		w = write(c->fd, bytes, n);
+	while (w < 0 && errno == EINTR);
+	if (w == (ssize_t)n) {
+		c->last_write = now_ns();
+		pthread_mutex_unlock(&node.mu);
+		free(f);
+		free(bytes);
+		return 1;
+	}
+	/* The rest waits for the thread.  A failed socket (w < 0, not
+	 * EAGAIN) is found by its next write, which drops the connection. */
+	f->bytes = bytes;
+	f->len = n;
+	enqueue(c, f);
+	c->out_off = w > 0 ? (size_t)w : 0;
+	pthread_mutex_unlock(&node.mu);
+	while (write(node.wakefd, &one, sizeof one) < 0 && errno == EINTR)
+		;
+	return 1;
+}
+
 int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_object *bad)
 {
 	uint8_t *head = NULL, *body = NULL, *all;
@@ -694,6 +827,8 @@ int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_obj
 	all[2] = (uint8_t)((n - 4) >> 8);
 	all[3] = (uint8_t)(n - 4);
 	all[4] = 'p';
+	if (send_now(peer, all, n))
+		return 0;
 	c = command(CMD_SEND, peer);
 	if (c && (c->frame = calloc(1, sizeof *c->frame))) {
 		c->frame->bytes = all;

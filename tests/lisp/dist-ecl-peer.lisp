@@ -28,5 +28,10 @@
                             (spawn (lambda ()
                                      (receive ((:go reason) (exit reason))
                                               (:after 120 nil)))))))
+          ;; (:MONITORS N): how many monitors of this image's workers
+          ;; other nodes hold now.
+          ((:count-monitors from)
+           (send from (list :monitors (hash-table-count
+                                       workers::*monitored-for-peers*))))
           (:stop (stop-node) (ext:quit 0))
           (:after 120 (ext:quit 1)))))

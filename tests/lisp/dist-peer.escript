@@ -140,6 +140,13 @@ serve({monitor_lisp, From, LispPid}) ->
               receive {'DOWN', Ref, process, _, Why} -> From ! {lisp_down, Why}
               after 60000 -> ok end
           end);
+%% How many processes monitor P (0 once it has ended).
+serve({monitored_by, From, P}) ->
+    Count = case process_info(P, monitored_by) of
+                {monitored_by, Ms} -> length(Ms);
+                undefined -> 0
+            end,
+    From ! {monitored_by, Count};
 %% The links of process P.
 serve({links_of, From, P}) ->
     Links = case process_info(P, links) of

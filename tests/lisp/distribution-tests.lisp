@@ -598,6 +598,70 @@ when the connection goes: the limit README.org states."
     (disconnect-node *peer-node*)
     (is (equalp #(:lisp_down :noconnection) (next-tuple :lisp_down)))))
 
+;;; Monitors of remote processes (a proxy on the Erlang node; MONITOR_P
+;;; between ECL nodes).
+
+(defun next-down (ref)
+  "The next (:DOWN REF WORKER REASON) of monitor REF, or :TIMEOUT."
+  (receive ((:down r w why) :when (eql r ref) (list :down r w why))
+           (:after *long* :timeout)))
+
+(defun no-down-p (ref)
+  "True if no :DOWN of monitor REF is in the mailbox."
+  (receive ((:down r) :when (eql r ref) nil)
+           (:after 0 t)))
+
+(defun erlang-exiter ()
+  "A fresh Erlang process that exits with R on {go, R}."
+  (svref (peer-call :exiter :exiter :none) 1))
+
+(defun erlang-monitor-count (p)
+  (svref (peer-call :monitored_by :monitored_by p) 1))
+
+(define-distribution-test monitors--a-lisp-monitor-of-an-erlang-process-gets-its-reason
+  "MONITOR of an Erlang process sends (:DOWN REF P REASON) with the
+reason it exits with (normal too); a monitor of one that has ended fires
+at once with :NOPROC; the watched process is monitored, not linked."
+  (let* ((p (erlang-exiter))
+         (ref (monitor p)))
+    (is (wait-until (lambda () (eql 1 (erlang-monitor-count p))) :timeout *long*))
+    (is (null (svref (peer-call :links_of :links p) 1)))
+    (send p (vector :go :because))
+    (is (equal (list :down ref p :because) (next-down ref)))
+    (let ((again (monitor p)))
+      (is (equal (list :down again p :noproc) (next-down again)))))
+  (let* ((p (erlang-exiter))
+         (ref (monitor p)))
+    (send p (vector :go :normal))
+    (is (equal (list :down ref p :normal) (next-down ref))))
+  (let ((ref (monitor (remote "nobody_here" *peer-node*))))
+    (is (eq :noproc (fourth (next-down ref))))))
+
+(define-distribution-test monitors--demonitor-of-an-erlang-process-stops-it-there
+  "DEMONITOR of a monitor of an Erlang process returns T, removes the
+monitor on the Erlang node, and no :DOWN of it ever comes."
+  (let* ((p (erlang-exiter))
+         (ref (monitor p))
+         (other (monitor p)))
+    (is (eql 2 (erlang-monitor-count p)))
+    (is (eq t (demonitor ref)))
+    (is (wait-until (lambda () (eql 1 (erlang-monitor-count p))) :timeout *long*))
+    (send p (vector :go :late))
+    (is (equal (list :down other p :late) (next-down other)))
+    (is (no-down-p ref))
+    (is (null (demonitor ref)))))
+
+(define-distribution-test monitors--a-watcher-that-ends-drops-its-erlang-monitor
+  "A worker that ends while it monitors an Erlang process leaves no
+monitor there."
+  (let* ((p (erlang-exiter))
+         (me (self))
+         (w (spawn (lambda () (send me (list :ref (monitor p)))))))
+    (is (integerp (receive ((:ref r) r) (:after *long* :timeout))))
+    (join w :timeout *long*)
+    (is (wait-until (lambda () (eql 0 (erlang-monitor-count p))) :timeout *long*))
+    (send p (vector :go :done))))
+
 ;;; Two ECL nodes, no Erlang between them.
 
 (defun start-ecl-peer (&optional (name (unique-name "wke")))
@@ -683,6 +747,47 @@ runs; a symbol the other image lacks is a DISTRIBUTION-ERROR."
                                                :running))))
         (ext:terminate-process process t))
       (ext:external-process-wait process))))
+
+(define-distribution-test ecl--monitors-of-another-ecl-nodes-workers
+  "MONITOR of a worker of another ECL node (MONITOR_P there): (:DOWN REF W
+REASON) with its reason, normal or not; :NOPROC for one that has ended;
+DEMONITOR removes it there and no :DOWN comes; the node's loss fires the
+rest with :NOCONNECTION."
+  (multiple-value-bind (process node peer) (start-ecl-peer)
+    (declare (ignore node))
+    (flet ((exiter ()
+             (send peer (list :exiter (self)))
+             (receive ((:exiter e) e) (:after *long* :timeout)))
+           (peer-monitors ()
+             (send peer (list :count-monitors (self)))
+             (receive ((:monitors n) n) (:after *long* :timeout))))
+      (unwind-protect
+           (progn
+             (let* ((e (exiter)) (ref (monitor e)))
+               (is (eql 1 (peer-monitors)))
+               (send e (list :go :bye))
+               (is (equal (list :down ref e :bye) (next-down ref)))
+               (let ((again (monitor e)))
+                 (is (equal (list :down again e :noproc) (next-down again)))))
+             (let* ((e (exiter)) (ref (monitor e)))
+               (send e (list :go :normal))
+               (is (equal (list :down ref e :normal) (next-down ref))))
+             (let* ((e (exiter)) (ref (monitor e)) (other (monitor e)))
+               (is (eq t (demonitor ref)))
+               (is (wait-until (lambda () (eql 1 (peer-monitors))) :timeout *long*))
+               (send e (list :go :late))
+               (is (equal (list :down other e :late) (next-down other)))
+               (is (eql 0 (peer-monitors)))
+               (is (no-down-p ref)))
+             (let* ((e (exiter)) (ref (monitor e)))
+               (ext:terminate-process process t)
+               (is (equal (list :down ref e :noconnection) (next-down ref)))))
+        (when (eq (ext:external-process-status process) :running)
+          (send peer :stop)
+          (unless (wait-until (lambda () (not (eq (ext:external-process-status process)
+                                                   :running))))
+            (ext:terminate-process process t)))
+        (ext:external-process-wait process)))))
 
 (define-distribution-test spawn--an-erlang-caller-spawns-through-the-spawner
   "gen_server:call({workers_spawner, Node}, {spawn, <<\"WORKERS\">>,
