@@ -346,8 +346,9 @@ as a symbol, or NIL; never interns or makes a package."
 caller before it runs (as spawn_link); MONITOR monitors it and returns the
 reference as a second value (a monitor of a remote worker fires only if
 the connection is lost: see MONITOR).  Signals DISTRIBUTION-ERROR if NODE
-does not answer within TIMEOUT seconds or has no such function."
-  (check-type node string)
+does not answer within TIMEOUT seconds or has no such function, and
+PLACE-ERROR if NODE is a place that does not run."
+  (setf node (%node-designator node))
   (check-type function (and symbol (not null)))
   (let ((package (symbol-package function)))
     (unless package
@@ -366,7 +367,7 @@ does not answer within TIMEOUT seconds or has no such function."
           answer))))
 
 (defun spawn-on (node function &rest args)
-  "Spawns a worker on NODE (another ECL node) that applies FUNCTION, a
+  "Spawns a worker on NODE (another ECL node, or a PLACE) that applies FUNCTION, a
 symbol naming a global function that both images have loaded, to ARGS, and
 returns it (a remote worker).  ARGS travel as terms (see README.org,
 \"Distribution\").  See SPAWN-ON* for :LINK and :MONITOR."
@@ -586,6 +587,7 @@ DISTRIBUTION-ERROR if a node runs already or it cannot start.
                        (#.+dist-e-epmd+ "epmd did not take the registration (name in use?)")
                        (t (format nil "the node could not start (code ~D)" code)))))
       (setf *this-creation* creation
+            *this-cookie* cookie
             *this-node* (format nil "~A@~A" name host))
       (%start-spawner)
       *this-node*)))
@@ -599,6 +601,7 @@ EQ to themselves if the node starts again)."
     (%stop-spawner)
     (workers.ffi::%dist-stop)
     (setf *this-node* nil
+          *this-cookie* nil
           *connected-nodes* '())
     t))
 

@@ -21,6 +21,7 @@
 ;;;;   supervisor               CALL, REPLY, supervisors
 ;;;;   channels, futures        Go's channels and SELECT; futures, PMAP
 ;;;;   terms, distribution      Erlang terms; this image as an Erlang node
+;;;;   places                   workers in forked OS processes (nodes)
 ("package"
  (:generated "constants")
  "specials"
@@ -43,4 +44,5 @@
  "channels"
  "futures"
  "terms"
- "distribution")
+ "distribution"
+ "places")

@@ -127,6 +127,18 @@ PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
            #:spawn-on*
            #:encode-term
            #:decode-term)
+  ;; Places: workers in other OS processes of this machine (nodes).
+  (:export #:start-places
+           #:stop-places
+           #:places
+           #:place
+           #:place-p
+           #:place-node
+           #:place-pid
+           #:place-alive-p
+           #:restart-place
+           #:ensure-place
+           #:*fork-server*)
   ;; Conditions.
   (:export #:workers-error
            #:worker-failed
@@ -164,6 +176,9 @@ PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
            #:distribution-error
            #:distribution-error-node
            #:distribution-error-reason
+           #:place-error
+           #:place-error-place
+           #:place-error-reason
            #:core-error
            #:core-error-code
            #:core-error-operation

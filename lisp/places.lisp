@@ -1,0 +1,288 @@
+;;;; places.lisp - places (issue 15): workers in other OS processes of this
+;;;; machine, each a copy of this image with its own heap and collector.
+;;;;
+;;;; A place is forked from a snapshot of this image (lisp/glue/places.c
+;;;; says why a snapshot, when it is taken, which threads exist then and
+;;;; how no place outlives this image).  A place is a node of the
+;;;; distribution layer (distribution.lisp) on the loopback:
+;;;;
+;;;;   this image  the node it runs, or else "workers-<pid>@localhost",
+;;;;               started by START-PLACES with a random cookie;
+;;;;   a place     "place-<parent pid>-<k>@localhost", K counting the
+;;;;               places this image has started (never reused), with the
+;;;;               parent's cookie, listening on 127.0.0.1 only.
+;;;;
+;;;; So everything distribution does works with a place: SPAWN-ON,
+;;;; messages to its workers, links and monitors, exit reasons as terms,
+;;;; and :NOCONNECTION when a place's process dies.  A place has the code
+;;;; this image had loaded at its first START (the snapshot), not what was
+;;;; loaded since.
+;;;;
+;;;; Boot of a place (%PLACE-MAIN, run where the snapshot's fork returns):
+;;;; START with the scheduler count asked for, START-NODE, connect to the
+;;;; parent, send (:PLACE-READY INDEX PID) to the parent's WORKERS_PLACES
+;;;; (the worker in START-PLACES, registered while it waits), then wait
+;;;; for :STOP.  A place ends by _exit (or by SIGKILL): ECL's own exit
+;;;; would try to end the threads the fork left behind.
+
+(in-package #:workers)
+
+(defvar *fork-server* t
+  "True (the default): the first START forks the snapshot that places are
+forked from.  NIL before the first START: no snapshot, and START-PLACES
+signals PLACE-ERROR.")
+
+(defvar *in-place* nil "True in a place.")
+
+(defvar *places* '() "The places started and not stopped, oldest first.")
+
+(defvar *place-counter* 0 "The K of the last place's node name.")
+
+(defvar *places-lock* (mp:make-lock :name "workers places")
+  "Serializes START-PLACES, STOP-PLACES and RESTART-PLACE (rare, slow
+operations: an MP lock is enough).")
+
+(define-condition place-error (workers-error)
+  ((place :initarg :place :initform nil :reader place-error-place
+          :documentation "The place concerned, or NIL.")
+   (reason :initarg :reason :reader place-error-reason
+           :documentation "What went wrong, a string."))
+  (:report (lambda (c stream)
+             (format stream "Places~@[ (~A)~]: ~A"
+                     (place-error-place c) (place-error-reason c))))
+  (:documentation "Signalled by START-PLACES for a count that is not a
+positive integer, when no snapshot exists or a place does not come up; by
+SPAWN-ON and the :PLACES option of PMAP for a place that does not run."))
+
+(defun %place-error (place control &rest arguments)
+  (error 'place-error :place place :reason (apply #'format nil control arguments)))
+
+(defstruct (place (:constructor %make-place (index schedulers node pid))
+                  (:copier nil))
+  "A place: another OS process forked from this image's snapshot, running
+workers and a node (see START-PLACES)."
+  (index 0 :type fixnum)
+  (schedulers 1 :type fixnum)
+  (node "" :type string)
+  (pid 0 :type fixnum)
+  (stopped nil))
+
+(setf (documentation 'place-node 'function)
+      "The node name of PLACE's process (a string, for SPAWN-ON, REMOTE, ...)."
+      (documentation 'place-pid 'function)
+      "The OS process id of PLACE.")
+
+(defun place-alive-p (place)
+  "True while PLACE's process runs (it was not stopped and has not died)."
+  (and (not (place-stopped place))
+       (workers.ffi::%place-alive-p (place-pid place))))
+
+(defmethod print-object ((p place) stream)
+  (print-unreadable-object (p stream :type t)
+    (format stream "~D ~S pid ~D ~A" (place-index p) (place-node p) (place-pid p)
+            (cond ((place-stopped p) :stopped)
+                  ((place-alive-p p) :running)
+                  (t :dead)))))
+
+(defun %node-designator (node)
+  "NODE's name: a string as it is, a running PLACE's node."
+  (etypecase node
+    (string node)
+    (place (unless (place-alive-p node)
+             (%place-error node "the place does not run"))
+           (place-node node))))
+
+(defun %fork-snapshot-p ()
+  "Whether START forks the snapshot now (runtime.lisp)."
+  (and *fork-server* (not *in-place*)
+       (not (workers.ffi::%places-have-snapshot))))
+
+;;; A place's life.
+
+(defun %place-main ()
+  "Runs a place where the snapshot's fork returned; never returns."
+  (setf *in-place* t *places* '())
+  (multiple-value-bind (index schedulers name cookie parent) (workers.ffi::%place-order)
+    (handler-case
+        (progn
+          (start :schedulers schedulers)
+          (start-node name :cookie cookie :host "localhost" :address "127.0.0.1")
+          (connect-node parent :timeout 30)
+          (send (remote 'workers_places parent)
+                (list :place-ready index (ext:getpid)))
+          (receive (:stop nil)))
+      (error (e)
+        (ignore-errors (format *error-output* "~&workers: place ~A: ~A~%" name e))))
+    (ignore-errors (finish-output *standard-output*))
+    (ignore-errors (finish-output *error-output*))
+    (workers.ffi::%exit-now 0)))
+
+;;; Starting and stopping places.
+
+(defun %random-cookie ()
+  "32 hex digits from /dev/urandom."
+  (with-open-file (in "/dev/urandom" :element-type '(unsigned-byte 8))
+    (format nil "~(~{~2,'0x~}~)" (loop repeat 16 collect (read-byte in)))))
+
+(defun %ensure-parent-node ()
+  "This image's node name; starts \"workers-<pid>@localhost\" if none runs."
+  (or (node)
+      (start-node (format nil "workers-~D" (ext:getpid))
+                  :cookie (%random-cookie) :host "localhost" :address "127.0.0.1")))
+
+(defun %fork-places (count schedulers)
+  "Forks COUNT places; returns them (not yet known to be up)."
+  (start)                               ; forks the snapshot if not yet done
+  (unless (workers.ffi::%places-have-snapshot)
+    (%place-error nil "no snapshot to fork places from (*FORK-SERVER* was NIL at the first START)"))
+  (let ((parent (%ensure-parent-node)))
+    (loop repeat count
+          collect (let* ((index (incf *place-counter*))
+                         (name (format nil "place-~D-~D" (ext:getpid) index))
+                         (pid (workers.ffi::%places-fork index schedulers name
+                                                         *this-cookie* parent)))
+                    (when (minusp pid)
+                      (%place-error nil "the snapshot could not fork a place (errno ~D~:[~;, the snapshot has ended~])"
+                                    (- pid) (= (- pid) 10)))
+                    (%make-place index schedulers (format nil "~A@localhost" name) pid)))))
+
+(defun %await-places (places timeout)
+  "Waits for each of PLACES' (:PLACE-READY INDEX PID); kills them all and
+signals PLACE-ERROR if one is missing after TIMEOUT seconds."
+  (let ((waiting (copy-list places))
+        (deadline (+ (get-internal-real-time) (* timeout internal-time-units-per-second))))
+    (loop while waiting
+          do (let ((left (/ (- deadline (get-internal-real-time))
+                            internal-time-units-per-second)))
+               (receive ((:place-ready index _pid)
+                         (setf waiting (remove index waiting :key #'place-index)))
+                        (:after (max 0 left)
+                         (mapc #'%end-place places)
+                         (%place-error (first waiting)
+                                       "the place did not come up in ~A seconds" timeout)))))
+    places))
+
+(defun %start-places-here (count schedulers timeout)
+  "Forks COUNT places and waits for them; the caller holds *PLACES-LOCK*."
+  (let ((me (self)))
+    (register 'workers_places me)
+    (unwind-protect (%await-places (%fork-places count schedulers) timeout)
+      (when (eq (whereis 'workers_places) me)
+        (unregister 'workers_places)))))
+
+(defun start-places (count &key (schedulers 1) (timeout 60))
+  "Starts COUNT places and returns them, a list of PLACE objects (also in
+PLACES).  Each place is a copy of this image as it was at its first START,
+in a process of its own with its own heap and collector, running
+SCHEDULERS scheduler threads (default 1) and a node of the distribution
+layer on the loopback, connected to this image (which becomes the node
+\"workers-<pid>@localhost\", with a random cookie, if it runs none).
+Signals PLACE-ERROR if COUNT is not a positive integer, if there is no
+snapshot to fork from, or if a place is not up within TIMEOUT seconds.
+**NOTE** A place has the code this image had loaded at its first START
+only.  Places end with this image, however it ends (even by SIGKILL)."
+  (unless (and (integerp count) (plusp count))
+    (%place-error nil "START-PLACES needs a positive integer count, not ~S" count))
+  (check-type schedulers (integer 1 128))
+  (check-type timeout (real (0)))
+  (mp:with-lock (*places-lock*)
+    (let ((new (%start-places-here count schedulers timeout)))
+      (setf *places* (append *places* new))
+      (copy-list new))))
+
+(defun places ()
+  "The places started by START-PLACES and not stopped (dead ones too: see
+PLACE-ALIVE-P and RESTART-PLACE), oldest first."
+  (copy-list *places*))
+
+(defun %end-place (place)
+  "Kills PLACE's process and waits (up to a minute) until it is gone."
+  (ignore-errors (disconnect-node (place-node place)))
+  (workers.ffi::%place-kill (place-pid place))
+  (loop repeat 6000
+        while (workers.ffi::%place-alive-p (place-pid place))
+        do (cl:sleep 0.01))
+  (setf (place-stopped place) t))
+
+(defun stop-places (&optional (places (places)))
+  "Ends PLACES (default: all of them): their processes are killed, so
+workers linked to their workers get :NOCONNECTION.  Returns once the
+processes are gone; returns the number of places stopped."
+  (mp:with-lock (*places-lock*)
+    (dolist (p places)
+      (unless (place-stopped p) (%end-place p)))
+    (setf *places* (set-difference *places* places))
+    (length places)))
+
+(defun restart-place (place)
+  "Starts PLACE again in a fresh process (same scheduler count, a new node
+name), killing the old one if it still runs, and returns PLACE, which
+names the new process from now on.  For a supervisor's start function:
+the work of a place that died is restarted on its new process."
+  (check-type place place)
+  (mp:with-lock (*places-lock*)
+    (unless (place-stopped place) (%end-place place))
+    (let ((fresh (first (%start-places-here 1 (place-schedulers place) 60))))
+      (setf (place-index place) (place-index fresh)
+            (place-node place) (place-node fresh)
+            (place-pid place) (place-pid fresh)
+            (place-stopped place) nil)
+      (pushnew place *places*)
+      place)))
+
+(defun ensure-place (place)
+  "PLACE, restarted first (RESTART-PLACE) if its process is gone."
+  (if (place-alive-p place) place (restart-place place)))
+
+;;; PMAP over places.
+
+(defun %place-map-part (caller tag package name &rest columns)
+  "In a place: the function named NAME in PACKAGE (UTF-8 octets) on each row of
+COLUMNS (lists), the results sent to CALLER as (:PLACE-PART TAG :OK
+. RESULTS) or (:PLACE-PART TAG :ERROR . REPORT)."
+  (send caller
+        (list :place-part tag
+              (handler-case
+                  (let ((function (%spawn-target package name)))
+                    (unless function
+                      (error "no function ~A::~A in this place"
+                             (%octets-text package) (%octets-text name)))
+                    (cons :ok (apply #'mapcar function columns)))
+                (error (e) (cons :error (princ-to-string e)))))))
+
+(defun %map-on-places (function vectors items places)
+  "The ITEMS results of FUNCTION (a symbol) on VECTORS' rows, a simple
+vector, computed in parts on PLACES (one part each)."
+  (unless (and (symbolp function) function (symbol-package function))
+    (%usage-error "PMAP :PLACES needs a function the places can find by name (a global function's symbol), not ~S" function))
+  (let* ((places (if (eq places t) (places) places))
+         (parts (max 1 (min (length places) items)))
+         (results (make-array items))
+         (waiting '()))
+    (when (null places)
+      (%place-error nil "PMAP :PLACES has no place to run on"))
+    (flet ((bound (k) (floor (* k items) parts)))
+      (dotimes (k parts)
+        (let ((start (bound k)) (end (bound (1+ k))))
+          (multiple-value-bind (worker ref)
+              (spawn-on* (nth k places) '%place-map-part
+                         :args (list* (self) k (package-name (symbol-package function))
+                                      (symbol-name function)
+                                      (mapcar (lambda (v) (coerce (subseq v start end) 'list))
+                                              vectors))
+                         :monitor t)
+            (declare (ignore worker))
+            (push (list k ref start) waiting))))
+      (loop while waiting
+            do (receive
+                 ((:place-part k answer) :when (assoc k waiting)
+                  (destructuring-bind (kind . value) answer
+                    (when (eq kind :error)
+                      (%place-error (nth k places) "~A" value))
+                    (replace results value :start1 (third (assoc k waiting)))
+                    (demonitor (second (assoc k waiting)))
+                    (setf waiting (remove k waiting :key #'first))))
+                 ((:down ref _ reason) :when (find ref waiting :key #'second)
+                  (%place-error (nth (first (find ref waiting :key #'second)) places)
+                                "the place was lost (~S)" reason)))))
+    results))
