@@ -79,7 +79,10 @@
     ("chan-ping-pong" . 200000)  ; round trips on unbuffered channels
     ("chan-throughput" . 2000000) ; values through one buffered channel
     ("future" . 100000)          ; futures made, then forced
-    ("matrix" . 200))            ; the side of the square matrices
+    ("matrix" . 200)             ; the side of the square matrices
+    ;; Issue 15: places.
+    ("alloc-map" . 16)           ; items of the allocation-heavy map
+    ("place-spawn" . 2000))      ; workers spawned in a place, one by one
   "Benchmark name -> its N as Savina or issue 5 defines it.")
 
 (defun savina-n (name)
