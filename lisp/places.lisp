@@ -21,7 +21,7 @@
 ;;;; Boot of a place (%PLACE-MAIN, run where the snapshot's fork returns):
 ;;;; START with the scheduler count asked for, START-NODE, connect to the
 ;;;; parent, send (:PLACE-READY INDEX PID) to the parent's WORKERS_PLACES
-;;;; (the worker in START-PLACES, registered while it waits), then wait
+;;;; (a relay to the caller of START-PLACES, while it waits), then wait
 ;;;; for :STOP.  A place ends by _exit (or by SIGKILL): ECL's own exit
 ;;;; would try to end the threads the fork left behind.
 
@@ -162,13 +162,22 @@ signals PLACE-ERROR if one is missing after TIMEOUT seconds."
                                        "the place did not come up in ~A seconds" timeout)))))
     places))
 
+(defun %place-ready-relay (to)
+  "A worker registered as WORKERS_PLACES that passes each arriving message
+on to TO until :STOP: the caller of START-PLACES may hold a name of its
+own, and a worker holds one name at most."
+  (spawn (lambda ()
+           (register 'workers_places (self))
+           (send to (list :relay-up (self)))
+           (loop (receive (:stop (return))
+                          (m (send to m)))))))
+
 (defun %start-places-here (count schedulers timeout)
   "Forks COUNT places and waits for them; the caller holds *PLACES-LOCK*."
-  (let ((me (self)))
-    (register 'workers_places me)
+  (let ((relay (%place-ready-relay (self))))
+    (receive ((:relay-up w) :when (eq w relay) w))
     (unwind-protect (%await-places (%fork-places count schedulers) timeout)
-      (when (eq (whereis 'workers_places) me)
-        (unregister 'workers_places)))))
+      (send relay :stop))))
 
 (defun start-places (count &key (schedulers 1) (timeout 60))
   "Starts COUNT places and returns them, a list of PLACE objects (also in
