@@ -73,6 +73,7 @@ no_program() {                  # no_program BENCH SYSTEM
 		echo "a thread per future or row is the spawn row" ;;
 	alloc-map/workers-share | place-spawn/workers-share)
 		echo "places pass terms between processes: the same program as workers-copy" ;;
+	alloc-map/workers-copy) ;;
 	alloc-map/*)
 		echo "the single-heap-vs-places row is the workers rows' own comparison" ;;
 	place-spawn/ecl-threads | place-spawn/lparallel)

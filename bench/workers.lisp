@@ -433,7 +433,7 @@ other programs on the machine."
 ;;; stops every scheduler of the image, runs all the time.  Places have a
 ;;; heap and a collector each.
 
-(defconstant +alloc-map-rounds+ 400 "Lists built per alloc-map item.")
+(defconstant +alloc-map-rounds+ 150 "Lists built per alloc-map item.")
 
 (defun alloc-item (i)
   "Builds and sums +ALLOC-MAP-ROUNDS+ fresh lists of 2,000 bignums."

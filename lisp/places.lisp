@@ -70,7 +70,9 @@ workers and a node (see START-PLACES)."
 (setf (documentation 'place-node 'function)
       "The node name of PLACE's process (a string, for SPAWN-ON, REMOTE, ...)."
       (documentation 'place-pid 'function)
-      "The OS process id of PLACE.")
+      "The OS process id of PLACE."
+      (documentation 'place-p 'function)
+      "True if the object is a PLACE.")
 
 (defun place-alive-p (place)
   "True while PLACE's process runs (it was not stopped and has not died)."

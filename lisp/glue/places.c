@@ -27,9 +27,12 @@
  *
  * No orphans.  The image holds one end of a socketpair, close-on-exec;
  * the snapshot reads the other and exits when it reads end-of-file, which
- * happens however the image ends (SIGKILL included).  Each place asks for
- * SIGKILL when the snapshot ends (PR_SET_PDEATHSIG; the snapshot has one
- * thread, so its thread's end is its end) and checks afterwards that the
+ * happens however the image ends (SIGKILL included).  (Not
+ * PR_SET_PDEATHSIG there: it fires when the thread that forked ends, and
+ * the first START may come from a thread that ends long before the image.)
+ * Each place asks for SIGKILL when the snapshot ends (PR_SET_PDEATHSIG;
+ * the snapshot has one thread, so its thread's end is its end) and checks
+ * afterwards that the
  * snapshot still is its parent (else it was missed: it exits).  The
  * snapshot ignores SIGCHLD, so places that end are reaped at once and a
  * pid that kill(pid, 0) finds is a live place.
@@ -144,7 +147,7 @@ static int serve(int fd)
 int wkl_places_snapshot(void)
 {
 	int fds[2];
-	pid_t image = getpid(), pid;
+	pid_t pid;
 
 	if (server_fd >= 0)
 		return -EEXIST;
@@ -160,8 +163,6 @@ int wkl_places_snapshot(void)
 	}
 	if (pid == 0) {
 		close(fds[0]);
-		if (!die_with_parent(image))
-			_exit(0);
 		serve(fds[1]);
 		server_fd = -1;
 		repair_process_list();
