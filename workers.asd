@@ -59,6 +59,7 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                (:file "channel-tests")
                (:file "future-tests")
                (:file "distribution-tests")
+               (:file "serial-tests")
                (:file "places-tests")
                (:file "codec-tests")
                (:file "report"))

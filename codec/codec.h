@@ -113,6 +113,38 @@ WKL_CODEC_API int wkl_codec_register_worker(cl_object clas, cl_fixnum id_slot,
 					    cl_object on_first_copy);
 
 /*
+ * Registers how functions travel (CODEC.md, "Functions"); without it every
+ * function is refused.  Each argument is a function designator, called as
+ * FUNCALL does:
+ *
+ *   describe(f)      for each function or funcallable instance f met while
+ *                    encoding (either codec): NIL (f is refused), a symbol
+ *                    with a home package (f travels as that name), or a
+ *                    list (ID HASH . ENV): a serial closure, ID a string,
+ *                    HASH a non-negative fixnum, ENV a simple vector of the
+ *                    captured values, which must stay reachable from f
+ *                    (the encoder holds f, not the list).  Anything else
+ *                    refuses f.  It must not exit non-locally.
+ *   resolve(p, s)    decoding a function by name: p and s fresh strings,
+ *                    the package's and the symbol's names; its value is
+ *                    the decoded object.
+ *   rebuild(id, h, env)  decoding a serial closure: id a fresh string (an
+ *                    (unsigned-byte 8) vector of its UTF-8 from ETF), h an
+ *                    integer, env a fresh simple vector; its value is the
+ *                    decoded object.  The copy codec fills env's elements
+ *                    after the call (so a closure may capture itself); ETF
+ *                    before.
+ *
+ * Decoding must not signal from resolve or rebuild (ETF is decoded on the
+ * node's thread): a name or code the receiver does not know should give an
+ * object that signals when called.  Returns WKL_CODEC_OK, or
+ * WKL_CODEC_EBADFUNCTION (nothing changed).  Threads and GC: as
+ * wkl_codec_register_worker.
+ */
+WKL_CODEC_API int wkl_codec_register_functions(cl_object describe, cl_object resolve,
+					       cl_object rebuild);
+
+/*
  * Encodes obj.  On success returns WKL_CODEC_OK, and *out is a malloc'd
  * buffer of *len bytes that the caller frees with free().
  *
@@ -126,7 +158,8 @@ WKL_CODEC_API int wkl_codec_register_worker(cl_object clas, cl_fixnum id_slot,
  *   (:hash-key)       a hash-table key (the key is *bad or contains it)
  *   (:hash-value key) the value stored under key
  * e.g. ((:nth 2) (:slot payload) (:hash-value "k") (:aref 0)).  *path is NIL
- * when obj itself is refused.  Refused: functions, streams, packages,
+ * when obj itself is refused.  Refused: functions that the registered
+ * describe hook does not describe (all of them without one), streams, packages,
  * pathnames, random states, CLOS instances and conditions, weak hash tables
  * and tables with a user-defined test, threads, locks, foreign data, a
  * worker whose id slot is missing or not an (unsigned-byte 64), and a key
@@ -138,9 +171,10 @@ WKL_CODEC_API int wkl_codec_register_worker(cl_object clas, cl_fixnum id_slot,
  * left alone.  *out and *len are set only on success.
  *
  * Allocates Lisp objects only to report a refusal (the path) and once per
- * process for its statics; may be called with any GC state.  Calls the
- * registered on_first_copy on a worker whose copied slot is NIL (see
- * wkl_codec_register_worker).
+ * process for its statics, and through the hooks it calls; may be called
+ * with any GC state.  Calls the registered on_first_copy on a worker whose
+ * copied slot is NIL (see wkl_codec_register_worker), and the registered
+ * describe hook on each function (wkl_codec_register_functions).
  */
 WKL_CODEC_API int wkl_codec_encode(cl_object obj, uint8_t **out, size_t *len,
 				   cl_object *bad, cl_object *path);
@@ -203,6 +237,10 @@ WKL_CODEC_API int wkl_codec_decode(const uint8_t *buf, size_t len, cl_object *re
  *   list                    a list; a dotted list an improper list
  *   hash table              a map
  *   structure instance      what identity_out makes of it (below)
+ *   function                as the registered describe hook says: by
+ *                           name, EXPORT_EXT fun 'PACKAGE':'NAME'/0; a
+ *                           serial closure, the tuple
+ *                           {'$workers_serial_lambda', Id, Hash, {Env...}}
  *
  * ETF to Lisp: integers, floats (double-float), [] NIL, true T, false
  * NIL, other atoms the keyword of the case-inverted name if it exists,
@@ -210,7 +248,8 @@ WKL_CODEC_API int wkl_codec_decode(const uint8_t *buf, size_t len, cl_object *re
  * tuples simple vectors, lists lists (STRING_EXT too: a list of
  * integers), improper lists dotted lists, binaries (unsigned-byte 8)
  * simple vectors, maps EQUALP hash tables, pids, ports and references
- * what identity_in makes of them.  Bitstrings, funs, compressed terms and
+ * what identity_in makes of them, EXPORT_EXT and the serial closure's tuple
+ * what the function hooks make of them.  Bitstrings, local funs, compressed terms and
  * atom cache references are malformed input here.
  *
  * Identities.  identity_in is called with (KIND NODE CREATION NUMBERS):

@@ -702,6 +702,59 @@ read_worker(struct dec *d)
 	return w;
 }
 
+/* The registered function hooks, or NULL after failing the message. */
+static const struct wkc_function_hooks *
+function_hooks(struct dec *d)
+{
+	const struct wkc_function_hooks *h = wkc_registered_function_hooks();
+	if (!h)
+		fail(d, "a function arrived, but no function hooks are registered "
+			"with the codec");
+	return h;
+}
+
+/* A global function by name: the registered resolve finds it (it never
+ * interns). */
+static cl_object
+read_function(struct dec *d)
+{
+	const struct wkc_function_hooks *h = function_hooks(d);
+	if (!h)
+		return OBJNULL;
+	cl_object package = read_name(d, NULL);
+	cl_object name = package ? read_name(d, NULL) : OBJNULL;
+	if (!name)
+		return OBJNULL;
+	cl_object f = cl_funcall(3, h->resolve, package, name);
+	number(d, f);
+	return f;
+}
+
+/* A serial closure: the registered rebuild makes it from its code's id and
+ * hash and an environment vector, which the captured values, its
+ * children, fill afterwards. */
+static cl_object
+read_closure(struct dec *d, struct dframe *child)
+{
+	const struct wkc_function_hooks *h = function_hooks(d);
+	size_t k = d->count;
+	uint64_t hash, n;
+	if (!h)
+		return OBJNULL;
+	number(d, ECL_NIL); /* the closure's number; filled in below */
+	cl_object id = read_name(d, NULL);
+	if (!id || !get_varint(d, &hash) || !get_varint(d, &n) || !need(d, n))
+		return OBJNULL;
+	cl_object env = ecl_alloc_simple_vector((cl_index)n, ecl_aet_object);
+	for (size_t i = 0; i < n; i++)
+		env->vector.self.t[i] = ECL_NIL;
+	cl_object f = cl_funcall(4, h->rebuild, id, ecl_make_uint64_t(hash), env);
+	d->table[k] = f;
+	if (n)
+		*child = (struct dframe){env, ECL_NIL, 0, (size_t)n, D_VECTOR};
+	return f;
+}
+
 /* Reads one object.  A container with children comes back with its frame
  * in *child (kind D_NONE otherwise) for the caller to push. */
 static cl_object
@@ -735,6 +788,8 @@ read_item(struct dec *d, struct dframe *child)
 	case TAG_HASH: return read_hash(d, child);
 	case TAG_STRUCT: return read_struct(d, child);
 	case TAG_WORKER: return read_worker(d);
+	case TAG_FUNCTION: return read_function(d);
+	case TAG_CLOSURE: return read_closure(d, child);
 	default: return fail(d, "an unknown tag");
 	}
 }

@@ -590,6 +590,36 @@ emit_struct(struct enc *e, cl_object x)
 		push_eframe(e, F_STRUCT, x, n);
 }
 
+/* A function travels as its name, or a serial closure as its code's id,
+ * its hash and its captured values (the children), as the registered
+ * describe hook says.  Numbered at its tag, so that a closure may capture
+ * itself.  The captured values are ENV, reachable from x (codec.h). */
+static void
+emit_function(struct enc *e, cl_object x)
+{
+	cl_object d = wkc_describe_function(x);
+	if (Null(d)) {
+		refuse(e, x);
+		return;
+	}
+	if (share(e, x))
+		return;
+	if (ECL_SYMBOLP(d)) {
+		put_u8(e, TAG_FUNCTION);
+		put_name(e, ecl_symbol_package(d)->pack.name);
+		put_name(e, ecl_symbol_name(d));
+		return;
+	}
+	cl_object hash = ECL_CONS_CAR(ECL_CONS_CDR(d)), env = ECL_CONS_CDR(ECL_CONS_CDR(d));
+	size_t n = env->vector.dim;
+	put_u8(e, TAG_CLOSURE);
+	put_name(e, ECL_CONS_CAR(d));
+	put_varint(e, (uint64_t)ecl_fixnum(hash));
+	put_varint(e, n);
+	if (n)
+		push_eframe(e, F_VECTOR, env, n);
+}
+
 static void
 emit_instance(struct enc *e, cl_object x)
 {
@@ -599,6 +629,8 @@ emit_instance(struct enc *e, cl_object x)
 		emit_worker(e, x, w);
 	else if (!Null(si_structurep(x)))
 		emit_struct(e, x);
+	else if (wkc_function_p(x))
+		emit_function(e, x);
 	else
 		refuse(e, x);
 }
@@ -670,7 +702,10 @@ emit(struct enc *e, cl_object x)
 		emit_instance(e, x);
 		break;
 	default:
-		refuse(e, x);
+		if (wkc_function_p(x))
+			emit_function(e, x);
+		else
+			refuse(e, x);
 	}
 }
 

@@ -43,6 +43,7 @@ enum etf_tag {
 	BINARY_EXT = 109,
 	SMALL_BIG_EXT = 110,
 	LARGE_BIG_EXT = 111,
+	EXPORT_EXT = 113,
 	NEW_REFERENCE_EXT = 114,
 	SMALL_ATOM_EXT = 115,
 	MAP_EXT = 116,
@@ -50,6 +51,18 @@ enum etf_tag {
 	SMALL_ATOM_UTF8_EXT = 119,
 	V4_PORT_EXT = 120,
 };
+
+/*
+ * Functions (codec.h, wkl_codec_register_functions; README.org,
+ * "Functions in messages").  A global function travels as Erlang's
+ * external fun, fun 'PACKAGE':'NAME'/0: EXPORT_EXT with the package's and
+ * the symbol's names as they are (no case inversion) and arity 0 (a Lisp
+ * function has no one arity).  A serial closure, which Erlang's NEW_FUN_EXT
+ * cannot carry (it names a loaded Erlang module and a creator pid), as the
+ * tuple {'$workers_serial_lambda', Id, Hash, {Captured...}}, Id a binary.
+ * An Erlang node takes both as terms and can pass them on.
+ */
+#define SERIAL_ATOM "$workers_serial_lambda"
 
 /* The hooks of wkl_etf_register, a GC root (registered once). */
 static cl_object *hooks; /* [0] identity_in, [1] identity_out */
@@ -472,6 +485,28 @@ static void put_identity(struct etf_enc *e, cl_object x)
 		put32(e, creation);
 }
 
+static void put_function(struct etf_enc *e, cl_object x, int depth)
+{
+	cl_object d = wkc_describe_function(x);
+
+	if (Null(d)) {
+		refuse(e, x);
+	} else if (ECL_SYMBOLP(d)) {
+		put8(e, EXPORT_EXT);
+		put_atom(e, ecl_symbol_package(d)->pack.name, x, 0);
+		put_atom(e, ecl_symbol_name(d), x, 0);
+		put8(e, SMALL_INTEGER_EXT);
+		put8(e, 0);
+	} else {
+		put8(e, SMALL_TUPLE_EXT);
+		put8(e, 4);
+		put_atom_c(e, SERIAL_ATOM);
+		put_string(e, ECL_CONS_CAR(d));
+		put_integer(e, ECL_CONS_CAR(ECL_CONS_CDR(d)));
+		put_vector(e, ECL_CONS_CDR(ECL_CONS_CDR(d)), depth);
+	}
+}
+
 static void encode(struct etf_enc *e, cl_object x, int depth)
 {
 	if (e->failed)
@@ -513,11 +548,13 @@ static void encode(struct etf_enc *e, cl_object x, int depth)
 	case t_hashtable:
 		put_map(e, x, depth);
 		break;
-	case t_instance:
-		put_identity(e, x);
-		break;
 	default:
-		refuse(e, x);
+		if (wkc_function_p(x))
+			put_function(e, x, depth);
+		else if (ecl_t_of(x) == t_instance)
+			put_identity(e, x);
+		else
+			refuse(e, x);
 	}
 }
 
@@ -768,8 +805,65 @@ static cl_object get_octets(struct etf_dec *d, size_t n)
 	return v;
 }
 
+/* Does the tuple of n elements at d->p start with the atom SERIAL_ATOM? */
+static int serial_tuple_p(const struct etf_dec *d, size_t n)
+{
+	size_t k = strlen(SERIAL_ATOM);
+
+	return n == 4 && left(d) > k + 2 &&
+	       (d->p[0] == SMALL_ATOM_UTF8_EXT || d->p[0] == SMALL_ATOM_EXT) &&
+	       d->p[1] == k && memcmp(d->p + 2, SERIAL_ATOM, k) == 0;
+}
+
+static const struct wkc_function_hooks *function_hooks(struct etf_dec *d)
+{
+	const struct wkc_function_hooks *h = wkc_registered_function_hooks();
+
+	if (!h)
+		fail(d, "a function arrived, but no function hooks are registered");
+	return h;
+}
+
+/* A serial closure's tuple, decoded as a tuple v: rebuilt by the hook, or
+ * left a tuple if its parts have the wrong types. */
+static cl_object serial_closure(struct etf_dec *d, cl_object v)
+{
+	const struct wkc_function_hooks *h = function_hooks(d);
+	cl_object id = v->vector.self.t[1], hash = v->vector.self.t[2],
+		  env = v->vector.self.t[3];
+
+	if (!h)
+		return OBJNULL;
+	if (ecl_t_of(id) != t_vector || id->vector.elttype != ecl_aet_b8 ||
+	    Null(cl_integerp(hash)) || Null(cl_simple_vector_p(env)))
+		return v;
+	return cl_funcall(4, h->rebuild, id, hash, env);
+}
+
+/* EXPORT_EXT (the tag read already): fun Module:Function/Arity, resolved by
+ * the hook from the atoms' texts. */
+static cl_object get_export(struct etf_dec *d)
+{
+	const struct wkc_function_hooks *h = function_hooks(d);
+	cl_object module, function;
+
+	if (!h || !need(d, 1))
+		return OBJNULL;
+	module = atom_name(d, get8(d));
+	if (module == OBJNULL || !need(d, 1))
+		return OBJNULL;
+	function = atom_name(d, get8(d));
+	if (function == OBJNULL || !need(d, 2))
+		return OBJNULL;
+	if (get8(d) != SMALL_INTEGER_EXT)
+		return fail(d, "an external fun's arity is not a small integer");
+	get8(d);
+	return cl_funcall(3, h->resolve, module, function);
+}
+
 static cl_object get_tuple(struct etf_dec *d, size_t n, int depth)
 {
+	int serial = serial_tuple_p(d, n);
 	cl_object v;
 	size_t i;
 
@@ -785,7 +879,7 @@ static cl_object get_tuple(struct etf_dec *d, size_t n, int depth)
 			return OBJNULL;
 		v->vector.self.t[i] = x;
 	}
-	return v;
+	return serial ? serial_closure(d, v) : v;
 }
 
 static cl_object get_list(struct etf_dec *d, int depth)
@@ -988,6 +1082,8 @@ static cl_object decode(struct etf_dec *d, int depth)
 		return need(d, 4) ? get_octets(d, get32(d)) : OBJNULL;
 	case MAP_EXT:
 		return get_map(d, depth);
+	case EXPORT_EXT:
+		return get_export(d);
 	case PID_EXT:
 	case NEW_PID_EXT:
 	case PORT_EXT:
@@ -1001,7 +1097,7 @@ static cl_object decode(struct etf_dec *d, int depth)
 		return fail(d, "a bitstring that is not a whole number of bytes (unsupported)");
 	default:
 		return fail(d, "a term of a kind this decoder does not take "
-			       "(funs, compressed terms and atom cache references are not supported)");
+			       "(local funs, compressed terms and atom cache references are not supported)");
 	}
 }
 

@@ -100,6 +100,10 @@ enum tag {
 	TAG_HASH = 0x14,    /* u8 test, varint n, n x (key, value)   numbered */
 	TAG_STRUCT = 0x15,  /* varint n, type-name symbol, n slots    numbered */
 	TAG_WORKER = 0x16,  /* varint id                              numbered */
+	TAG_FUNCTION = 0x17, /* package name, symbol name: a global    */
+	                     /* function by name              numbered */
+	TAG_CLOSURE = 0x18, /* id name, varint hash, varint n, n      */
+	                    /* captured values                numbered */
 };
 
 /* Array flags. */
@@ -179,6 +183,49 @@ wkc_worker_type_of(cl_object clas)
 	const struct wkc_worker_type *w = wkc_registered_worker_type();
 	return w && w->clas == clas ? w : NULL;
 }
+
+/* The hooks given to wkl_codec_register_functions (codec.h); never changed
+ * once published, as the worker type. */
+struct wkc_function_hooks {
+	cl_object describe; /* function -> NIL, a symbol, or (ID HASH . ENV) */
+	cl_object resolve;  /* package name, symbol name -> the function    */
+	cl_object rebuild;  /* id, hash, env -> the closure                 */
+};
+
+/* The registration, or NULL (state.c). */
+extern const struct wkc_function_hooks *wkc_function_hooks;
+
+static inline const struct wkc_function_hooks *
+wkc_registered_function_hooks(void)
+{
+	// Acquire pairs with the release in wkl_codec_register_functions().
+	return __atomic_load_n(&wkc_function_hooks, __ATOMIC_ACQUIRE);
+}
+
+/* Is x something FUNCALL calls: a function, or a funcallable instance
+ * (a generic function, a serial closure)? */
+static inline int
+wkc_function_p(cl_object x)
+{
+	switch (ecl_t_of(x)) {
+	case t_bytecodes:
+	case t_bclosure:
+	case t_cfun:
+	case t_cfunfixed:
+	case t_cclosure:
+		return 1;
+	case t_instance:
+		return x->instance.isgf != ECL_NOT_FUNCALLABLE;
+	default:
+		return 0;
+	}
+}
+
+/* What the describe hook says of the function x (codec.h): NIL when it
+ * cannot travel (or no hook is registered), a symbol with a home package
+ * when it travels by name, or a list (ID HASH . ENV) checked: ID a string,
+ * HASH a non-negative fixnum, ENV a simple vector. */
+cl_object wkc_describe_function(cl_object x);
 
 /* The package named name (a string), by its name or a global nickname. */
 cl_object wkc_find_package_named(cl_object name);

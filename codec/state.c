@@ -44,6 +44,9 @@ pthread_once_t wkc_statics_once = PTHREAD_ONCE_INIT;
  * stack. */
 const struct wkc_worker_type *wkc_worker_type;
 
+/* The function hooks, or NULL: published and rooted as the worker type. */
+const struct wkc_function_hooks *wkc_function_hooks;
+
 /* Unlike ecl_find_package_nolock, ignores the current package's local
  * nicknames: a message must not mean different things in different
  * packages.  cl_core.packages is never modified destructively. */
@@ -83,6 +86,7 @@ wkc_statics_init(void)
 	// The record is not a Lisp object, but a GC root is only a word that
 	// the collector reads as a pointer.
 	ecl_register_root((cl_object *)(void *)&wkc_worker_type);
+	ecl_register_root((cl_object *)(void *)&wkc_function_hooks);
 	wkc_statics[S_EQ] = find_c_symbol("COMMON-LISP", "EQ");
 	wkc_statics[S_EQL] = find_c_symbol("COMMON-LISP", "EQL");
 	wkc_statics[S_EQUAL] = find_c_symbol("COMMON-LISP", "EQUAL");
@@ -142,4 +146,39 @@ wkl_codec_register_worker(cl_object clas, cl_fixnum id_slot, cl_fixnum copied_sl
 	// record's fields.
 	__atomic_store_n(&wkc_worker_type, w, __ATOMIC_RELEASE);
 	return WKL_CODEC_OK;
+}
+
+/* ---------------------------------------------------------- the functions */
+
+int
+wkl_codec_register_functions(cl_object describe, cl_object resolve, cl_object rebuild)
+{
+	wkc_ensure_statics();
+	if (!function_designator_p(describe) || !function_designator_p(resolve) ||
+	    !function_designator_p(rebuild))
+		return WKL_CODEC_EBADFUNCTION;
+	struct wkc_function_hooks *h = ecl_alloc(sizeof *h);
+	*h = (struct wkc_function_hooks){describe, resolve, rebuild};
+	// Release pairs with the acquire in wkc_registered_function_hooks().
+	__atomic_store_n(&wkc_function_hooks, h, __ATOMIC_RELEASE);
+	return WKL_CODEC_OK;
+}
+
+cl_object
+wkc_describe_function(cl_object x)
+{
+	const struct wkc_function_hooks *h = wkc_registered_function_hooks();
+	if (!h)
+		return ECL_NIL;
+	cl_object d = cl_funcall(2, h->describe, x);
+	if (ECL_SYMBOLP(d))
+		return !Null(d) && ECL_PACKAGEP(ecl_symbol_package(d)) ? d : ECL_NIL;
+	if (!ECL_CONSP(d) || !ECL_CONSP(ECL_CONS_CDR(d)))
+		return ECL_NIL;
+	cl_object id = ECL_CONS_CAR(d), hash = ECL_CONS_CAR(ECL_CONS_CDR(d)),
+		  env = ECL_CONS_CDR(ECL_CONS_CDR(d));
+	int ok = (ecl_t_of(id) == t_base_string || ecl_t_of(id) == t_string) &&
+		 ECL_FIXNUMP(hash) && ecl_fixnum(hash) >= 0 &&
+		 !Null(cl_simple_vector_p(env));
+	return ok ? d : ECL_NIL;
 }

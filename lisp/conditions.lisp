@@ -244,3 +244,56 @@ CLOSE-CHANNEL (closing it again)."))
   (:documentation "Signalled by CHANNEL-SEND (and a SELECT :SEND clause) on a
 closed channel, to a sender that was blocked when the channel was closed,
 and by CLOSE-CHANNEL on a channel already closed.  Nothing was sent."))
+
+;;; Functions in messages (serial.lisp).
+
+(define-condition unknown-serial-code (workers-error)
+  ((id :initarg :id :reader serial-code-error-id
+       :documentation "The id of the code, a string: \"FILE:POSITION:RANK\"."))
+  (:report (lambda (c stream)
+             (format stream "A serial closure of code ~S arrived, but this image ~
+                             has loaded no SERIAL-LAMBDA with that id: load the ~
+                             file that defines it here (LOAD-EVERYWHERE)."
+                     (serial-code-error-id c))))
+  (:documentation "Signalled when a serial closure whose code this image does
+not know (no SERIAL-LAMBDA loaded under its id) is called."))
+
+(define-condition serial-code-mismatch (workers-error)
+  ((id :initarg :id :reader serial-code-error-id)
+   (expected :initarg :expected :reader serial-code-mismatch-expected
+             :documentation "The hash of the code this image has under the id.")
+   (received :initarg :received :reader serial-code-mismatch-received
+             :documentation "The hash the closure came with, or NIL when the
+closure was made here by code whose captured variables differ from the
+code loaded since."))
+  (:report (lambda (c stream)
+             (if (serial-code-mismatch-received c)
+                 (format stream "A serial closure of code ~S arrived with hash ~D, ~
+                                 but this image's code under that id has hash ~D: ~
+                                 the two images loaded different versions of its file."
+                         (serial-code-error-id c) (serial-code-mismatch-received c)
+                         (serial-code-mismatch-expected c))
+                 (format stream "The serial closure of code ~S captured other ~
+                                 variables than the code loaded since under that ~
+                                 id (hash ~D) takes."
+                         (serial-code-error-id c) (serial-code-mismatch-expected c)))))
+  (:documentation "Signalled when a serial closure is called whose code differs
+from the code this image has under its id: it arrived with another hash, or
+the file was loaded again with other captured variables."))
+
+(define-condition undefined-remote-function (workers-error)
+  ((package :initarg :package :reader undefined-remote-function-package
+            :documentation "The package's name, a string.")
+   (name :initarg :name :reader undefined-remote-function-name
+         :documentation "The symbol's name, a string."))
+  (:report (lambda (c stream)
+             (format stream "A function named ~A::~A arrived in a message, but ~
+                             here no such symbol names a global function."
+                     (undefined-remote-function-package c)
+                     (undefined-remote-function-name c))))
+  (:documentation "Signalled when a function that arrived by name (#'NAME in a
+message) is called and NAME is not a global function in this image (it is
+looked up with FIND-SYMBOL, never interned)."))
+
+(setf (documentation 'serial-code-error-id 'function)
+      "The id of the serial closure's code, a string \"FILE:POSITION:RANK\".")

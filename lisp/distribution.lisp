@@ -279,6 +279,13 @@ NODE (and forgets them)."
 ;;; pid, or {error, undefined_function} when the symbol is not found (it is
 ;;; never interned) or names no function.  With link, the new worker links
 ;;; itself to the caller before the answer leaves, as spawn_link does.
+;;;
+;;; Two more messages, between ECL nodes (serial.lisp): the call
+;;; {load, Name, Text} loads Text as the file Name (LOAD-EVERYWHERE) and
+;;; answers ok or {error, Why}; and when a connection comes up each spawner
+;;; sends the other node's spawner {workers_hello, Node} (an Erlang node
+;;; drops it: nobody there holds the name), so each side knows the other
+;;; runs this library (LISP-NODES).
 
 (defvar *spawner* nil "This node's spawner worker, while the node runs.")
 
@@ -286,11 +293,11 @@ NODE (and forgets them)."
   "X, a string or the octets of one in UTF-8 (a binary), as a string."
   (if (stringp x)
       x
-      (let ((octets (coerce x '(vector (unsigned-byte 8)))))
-        (if (zerop (length octets))
-            ""
-            (read-line (ext:make-sequence-input-stream octets :external-format :utf-8)
-                       nil "")))))
+      (let* ((octets (coerce x '(vector (unsigned-byte 8))))
+             (text (make-string (length octets)))
+             (end (read-sequence text (ext:make-sequence-input-stream
+                                       octets :external-format :utf-8))))
+        (subseq text 0 end))))
 
 (defun %spawn-target (package name)
   "The global function PACKAGE::NAME (strings or UTF-8 octets) designates,
@@ -323,11 +330,32 @@ as a symbol, or NIL; never interns or makes a package."
                      (:after 30 nil)))
           worker))))
 
+(defun %load-for (from ref request)
+  "Serves a load REQUEST {load, Name, Text} (LOAD-EVERYWHERE, serial.lisp)
+in a worker of its own, which replies ok or {error, Why}."
+  (spawn (lambda ()
+           (let ((result (%load-text (svref request 1) (svref request 2))))
+             (reply from ref (if (eq result t) :ok (vector :error result)))))))
+
+(defun %hello-p (message)
+  "True if MESSAGE is another spawner's {workers_hello, Node}."
+  (and (simple-vector-p message) (= (length message) 2)
+       (eq (svref message 0) :workers_hello)))
+
 (defun %spawner-loop ()
   (receive-loop
     ((:call from ref request)
+     :when (and (simple-vector-p request) (= (length request) 3)
+                (eq (svref request 0) :load))
+     (%load-for from ref request))
+    ((:call from ref request)
      (reply from ref (handler-case (%spawn-for from request)
                        (error () (vector :error :badarg)))))
+    (('%say-hello node)
+     (ignore-errors (send (remote 'workers_spawner node)
+                          (vector :workers_hello *this-node*))))
+    (message :when (%hello-p message)
+     (%note-lisp-node (%octets-text (svref message 1))))
     (:stop (return))))
 
 (defun %start-spawner ()
@@ -536,7 +564,13 @@ the local worker with :NOCONNECTION (or reaches it as (:EXIT W
   (handler-case
       (ecase event
         (:message (%dist-message node a b))
-        (:nodeup (pushnew node *connected-nodes* :test #'string=))
+        (:nodeup (pushnew node *connected-nodes* :test #'string=)
+         ;; Tell the node's spawner, if it has one, that this is a Lisp
+         ;; node too (LOAD-EVERYWHERE, serial.lisp).
+         (let ((spawner *spawner*))
+           (when spawner
+             (handler-case (%deliver (worker-id spawner) (list '%say-hello node) :share)
+               (core-error () nil)))))
         (:nodedown (setf *connected-nodes*
                          (remove node *connected-nodes* :test #'string=))
          (%links-lost node)

@@ -232,6 +232,13 @@ WKL_CODEC_* code (codec/codec.h, wkl_codec_register_worker)."
                 (:object :fixnum :fixnum :object :object) :int
                 "wkl_codec_register_worker(#0, #1, #2, #3, #4)" :one-liner t))
 
+(defun %codec-register-functions (describe resolve rebuild)
+  "Registers the hooks through which functions travel in both codecs.  0,
+or a negative WKL_CODEC_* code (codec/codec.h,
+wkl_codec_register_functions)."
+  (ffi:c-inline (describe resolve rebuild) (:object :object :object) :int
+                "wkl_codec_register_functions(#0, #1, #2)" :one-liner t))
+
 ;;; Locks, references and JOIN's wait (lisp/glue/sync.c).
 
 (defun %registry-lock ()

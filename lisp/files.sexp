@@ -21,6 +21,7 @@
 ;;;;   supervisor               CALL, REPLY, supervisors
 ;;;;   channels, futures        Go's channels and SELECT; futures, PMAP
 ;;;;   terms, distribution      Erlang terms; this image as an Erlang node
+;;;;   serial                   functions in messages, SERIAL-LAMBDA, hot reload
 ;;;;   places                   workers in forked OS processes (nodes)
 ("package"
  (:generated "constants")
@@ -45,4 +46,5 @@
  "futures"
  "terms"
  "distribution"
+ "serial"
  "places")

@@ -34,7 +34,12 @@ gen_server pattern, and START-SUPERVISOR restarts failed children.
 On top of messages: Go's channels (MAKE-CHANNEL, CHANNEL-SEND,
 CHANNEL-RECEIVE, CLOSE-CHANNEL, DO-CHANNEL, SELECT), whose waiters park,
 and lparallel's futures and parallel maps (FUTURE, FORCE, PLET, PMAP,
-PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
+PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.
+
+An image can be an Erlang node (START-NODE, SPAWN-ON).  Functions travel
+in copied messages and to other nodes: #'NAME by its name, SERIAL-LAMBDA
+closures as the id of their code plus their captured values; calls go
+through a function table that LOAD-EVERYWHERE reloads (hot reload).")
   ;; The runtime.
   (:export #:start
            #:stop
@@ -127,6 +132,13 @@ PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
            #:spawn-on*
            #:encode-term
            #:decode-term)
+  ;; Functions in messages and hot reload: SERIAL-LAMBDA makes closures
+  ;; that copy-mode SEND and other nodes carry; LOAD-EVERYWHERE loads a
+  ;; file here and in every connected Lisp node (LISP-NODES).
+  (:export #:serial-lambda
+           #:serial-closure-p
+           #:load-everywhere
+           #:lisp-nodes)
   ;; Places: workers in other OS processes of this machine (nodes).
   (:export #:start-places
            #:stop-places
@@ -185,7 +197,15 @@ PMAPCAR, PREDUCE, PDOTIMES), which spread work over the schedulers.")
            #:channel-closed
            #:channel-closed-channel
            #:channel-closed-operation
-           #:future-abandoned))
+           #:future-abandoned
+           #:unknown-serial-code
+           #:serial-code-mismatch
+           #:serial-code-error-id
+           #:serial-code-mismatch-expected
+           #:serial-code-mismatch-received
+           #:undefined-remote-function
+           #:undefined-remote-function-package
+           #:undefined-remote-function-name))
 
 (defpackage #:workers.ffi
   (:use #:common-lisp)

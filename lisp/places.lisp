@@ -245,40 +245,83 @@ the work of a place that died is restarted on its new process."
   "PLACE, restarted first (RESTART-PLACE) if its process is gone."
   (if (place-alive-p place) place (restart-place place)))
 
+;;; Running a function in a place.
+
+(defun %place-function-spec (function)
+  "FUNCTION as it travels to a place: a serial closure as it is, a global
+function's symbol as #(PACKAGE NAME); else a USAGE-ERROR."
+  (cond ((serial-closure-p function) function)
+        ((and (symbolp function) function (symbol-package function))
+         (vector (package-name (symbol-package function)) (symbol-name function)))
+        (t (%usage-error "A place needs a function it can find: a global function's symbol or a SERIAL-LAMBDA closure, not ~S" function))))
+
+(defun %place-function (spec)
+  "In a place: the function SPEC (%PLACE-FUNCTION-SPEC) designates."
+  (if (simple-vector-p spec)
+      (or (%spawn-target (svref spec 0) (svref spec 1))
+          (error "no function ~A::~A in this place"
+                 (%octets-text (svref spec 0)) (%octets-text (svref spec 1))))
+      spec))
+
+(defun %place-answer (caller tag thunk)
+  "Sends CALLER (:PLACE-ANSWER TAG :OK . VALUE) with THUNK's value, or
+(:PLACE-ANSWER TAG :ERROR . REPORT) if it signals."
+  (send caller (list :place-answer tag
+                     (handler-case (cons :ok (funcall thunk))
+                       (error (e) (cons :error (princ-to-string e)))))))
+
+(defun %place-call (caller tag spec &rest arguments)
+  "In a place: SPEC's function applied to ARGUMENTS, answered to CALLER."
+  (%place-answer caller tag (lambda () (apply (%place-function spec) arguments))))
+
+(defun %place-map-part (caller tag spec &rest columns)
+  "In a place: SPEC's function on each row of COLUMNS (lists), answered
+to CALLER."
+  (%place-answer caller tag
+                 (lambda () (apply #'mapcar (%place-function spec) columns))))
+
+(defun %run-in-place (place function)
+  "WITH-WORKER :PLACE's body, in the local worker: runs FUNCTION (a serial
+closure) in a worker of PLACE linked to this one, and returns its value."
+  (let* ((me (self))
+         (remote (spawn-on* place '%place-call :args (list me 0 function) :link t)))
+    (receive
+      ((:place-answer 0 (kind . value))
+       (if (eq kind :ok)
+           value
+           (%place-error place "~A" (%octets-text value))))
+      ((:exit w reason) :when (eq w remote)
+       (exit reason)))))
+
 ;;; PMAP over places.
 
-(defun %place-map-part (caller tag package name &rest columns)
-  "In a place: the function named NAME in PACKAGE (UTF-8 octets) on each row of
-COLUMNS (lists), the results sent to CALLER as (:PLACE-PART TAG :OK
-. RESULTS) or (:PLACE-PART TAG :ERROR . REPORT)."
-  (send caller
-        (list :place-part tag
-              (handler-case
-                  (let ((function (%spawn-target package name)))
-                    (unless function
-                      (error "no function ~A::~A in this place"
-                             (%octets-text package) (%octets-text name)))
-                    (cons :ok (apply #'mapcar function columns)))
-                (error (e) (cons :error (princ-to-string e)))))))
-
 (defun %map-on-places (function vectors items places)
-  "The ITEMS results of FUNCTION (a symbol) on VECTORS' rows, a simple
-vector, computed in parts on PLACES (one part each)."
-  (unless (and (symbolp function) function (symbol-package function))
-    (%usage-error "PMAP :PLACES needs a function the places can find by name (a global function's symbol), not ~S" function))
-  (let* ((places (if (eq places t) (places) places))
+  "The ITEMS results of FUNCTION (a global function's symbol or a serial
+closure) on VECTORS' rows, a simple vector, computed in parts on PLACES
+(one part each).  Every part is waited for (answered or its place lost)
+before the first failure is signalled, so that no answer is left behind;
+answers carry a tag of this call."
+  (let* ((spec (%place-function-spec function))
+         (places (if (eq places t) (places) places))
          (parts (max 1 (min (length places) items)))
+         (call (workers.ffi::%next-ref))
          (results (make-array items))
-         (waiting '()))
+         (waiting '())
+         (failure nil))
     (when (null places)
       (%place-error nil "PMAP :PLACES has no place to run on"))
-    (flet ((bound (k) (floor (* k items) parts)))
+    (flet ((bound (k) (floor (* k items) parts))
+           (done (k control &rest arguments)
+             (let ((entry (assoc k waiting)))
+               (demonitor (second entry))
+               (when (and control (not failure))
+                 (setf failure (list* (nth k places) control arguments)))
+               (setf waiting (remove entry waiting)))))
       (dotimes (k parts)
         (let ((start (bound k)) (end (bound (1+ k))))
           (multiple-value-bind (worker ref)
               (spawn-on* (nth k places) '%place-map-part
-                         :args (list* (self) k (package-name (symbol-package function))
-                                      (symbol-name function)
+                         :args (list* (self) (list call k) spec
                                       (mapcar (lambda (v) (coerce (subseq v start end) 'list))
                                               vectors))
                          :monitor t)
@@ -286,14 +329,14 @@ vector, computed in parts on PLACES (one part each)."
             (push (list k ref start) waiting))))
       (loop while waiting
             do (receive
-                 ((:place-part k answer) :when (assoc k waiting)
-                  (destructuring-bind (kind . value) answer
-                    (when (eq kind :error)
-                      (%place-error (nth k places) "~A" value))
-                    (replace results value :start1 (third (assoc k waiting)))
-                    (demonitor (second (assoc k waiting)))
-                    (setf waiting (remove k waiting :key #'first))))
+                 ((:place-answer (c k) (kind . value)) :when (and (eql c call) (assoc k waiting))
+                  (if (eq kind :error)
+                      (done k "~A" (%octets-text value))
+                      (progn (replace results value :start1 (third (assoc k waiting)))
+                             (done k nil))))
                  ((:down ref _ reason) :when (find ref waiting :key #'second)
-                  (%place-error (nth (first (find ref waiting :key #'second)) places)
-                                "the place was lost (~S)" reason)))))
+                  (done (first (find ref waiting :key #'second))
+                        "the place was lost (~S)" reason)))))
+    (when failure
+      (apply #'%place-error failure))
     results))

@@ -727,7 +727,9 @@ path; other unserializable objects are refused too."
       (is (every (lambda (step) (equal step '(:nth 1))) path))))
   (dolist (bad (list (find-package :cl) #p"/tmp/x" (make-random-state nil)
                      (make-condition 'simple-error) (mp:make-lock)
-                     (make-hash-table :weakness :key) #'car))
+                     (make-hash-table :weakness :key)
+                     ;; A closure: a global function travels by name.
+                     (let ((n 1)) (lambda () n))))
     (is (eq bad (first (refusal (vector 1 bad)))))))
 
 ;;; ---------------------------------------------------------- big and deep

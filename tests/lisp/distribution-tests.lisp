@@ -170,10 +170,10 @@ are =:= to the term in Erlang's binary_to_term."
   (is (equalp (encode-term t) (encode-term :true))))
 
 (test (terms--what-has-no-term-is-refused :suite distribution)
-  "Interned non-keyword symbols, ratios, functions, infinities, circular
-lists, 2-D arrays and atoms over 255 characters are refused with
+  "Interned non-keyword symbols, ratios, anonymous closures, infinities,
+circular lists, 2-D arrays and atoms over 255 characters are refused with
 UNSERIALIZABLE-OBJECT."
-  (dolist (x (list 'car 1/3 #'car (let ((l (list 1 2))) (setf (cddr l) l) l)
+  (dolist (x (list 'car 1/3 (let ((n 1)) (lambda () n)) (let ((l (list 1 2))) (setf (cddr l) l) l)
                    (intern (make-string 256 :initial-element #\A) :keyword)
                    (make-array '(2 2)) ext:double-float-positive-infinity
                    (list 1 (vector 2 #c(1 2)))))
@@ -210,7 +210,9 @@ signal MALFORMED-MESSAGE."
                        (octets 131 119 3 #xED #xA0 #x80)           ; a surrogate
                        (octets 131 119 2 #xC0 #x80)                ; overlong
                        (octets 131 77 0 0 0 1 3 255)               ; bitstring
-                       (octets 131 113 119 1 109 119 1 102 97 0)   ; fun M:F/A
+                       (octets 131 112 0 0 0 9 0 0 0 0 0)          ; a local fun
+                       (octets 131 113 119 1 109 119 1 102)        ; fun m:f/ cut
+                       (octets 131 113 119 1 109 119 1 102 98 0 0 0 0) ; arity not small
                        (octets 131 80 0 0 0 1 1)                   ; compressed
                        (octets 131 70 127 240 0 0 0 0 0 0)         ; infinity
                        (octets 131 110 1 2 1)                      ; sign byte 2

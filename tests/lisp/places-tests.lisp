@@ -164,28 +164,43 @@ the place (RESTART-PLACE via ENSURE-PLACE) and the child."
     (is (null (intersection started (places))))
     (is (search "STOPPED" (princ-to-string (first started))))))
 
+(defun pids-line (file)
+  "The \"PIDS ...\" line places-parent.lisp wrote to FILE, or NIL."
+  (with-open-file (in file :if-does-not-exist nil)
+    (and in (loop for line = (read-line in nil nil)
+                  while line
+                  when (eql 0 (search "PIDS " line)) return line))))
+
 (test places--sigkill-of-the-parent-leaves-no-place-running
   "A parent image killed with SIGKILL takes its snapshot and its places
 with it: within a generous timeout none of their processes remains."
-  (let* ((process (nth-value 2 (ext:run-program
-                                "ecl"
-                                (list "--norc" "--shell"
-                                      (namestring (merge-pathnames
-                                                   "tests/lisp/places-parent.lisp"
-                                                   (truename "./")))
-                                      (namestring *fas*) "2")
-                                :wait nil :input nil :output :stream :error nil)))
-         (line (loop for line = (read-line (ext:external-process-output process) nil nil)
-                     while (and line (not (eql 0 (search "PIDS " line))))
-                     finally (return line)))
+  (let* ((file (format nil "/tmp/workers-places-parent-~D.txt" (ext:getpid)))
+         (process (progn
+                    (ignore-errors (delete-file file))
+                    (nth-value 2 (ext:run-program
+                                  "ecl"
+                                  (list "--norc" "--shell"
+                                        (namestring (merge-pathnames
+                                                     "tests/lisp/places-parent.lisp"
+                                                     (truename "./")))
+                                        (namestring *fas*) "2")
+                                  :wait nil :input nil :output file
+                                  :if-output-exists :supersede :error nil))))
+         (line (and (wait-until (lambda () (pids-line file)) :timeout 120)
+                    (pids-line file)))
          (pids (and line (with-input-from-string (in line :start 5)
                            (loop for pid = (read in nil nil) while pid collect pid)))))
-    (is (= 3 (length pids)) "the parent printed ~S" line)
-    (is (every #'process-running-p pids))
-    (ext:terminate-process process t)   ; SIGKILL
-    (ext:external-process-wait process)
-    (is (wait-until (lambda () (notany #'process-running-p pids)) :timeout 60)
-        "still running: ~S" (remove-if-not #'process-running-p pids))))
+    (unwind-protect
+         (progn
+           (is (= 3 (length pids)) "the parent printed ~S" line)
+           (is (every #'process-running-p pids))
+           (ext:terminate-process process t) ; SIGKILL
+           (ext:external-process-wait process)
+           (is (wait-until (lambda () (notany #'process-running-p pids)) :timeout 60)
+               "still running: ~S" (remove-if-not #'process-running-p pids)))
+      (when (eq (ext:external-process-status process) :running)
+        (ext:terminate-process process t))
+      (ignore-errors (delete-file file)))))
 
 (test places--bad-input-gives-place-errors
   "START-PLACES with a count that is not a positive integer, and SPAWN-ON
@@ -202,4 +217,34 @@ with a closure signals USAGE-ERROR."
     (is (search "does not run"
                 (princ-to-string (handler-case (spawn-on place 'report-square (self) 1)
                                    (place-error (e) e))))))
-  (signals workers::usage-error (pmapcar (lambda (x) x) :places (shared-places) '(1 2))))
+  (signals workers::usage-error (pmapcar (lambda (x) x) :places (shared-places) '(1 2)))
+  (signals place-error (pmapcar 'no-such-function-anywhere :places (shared-places) '(1 2))))
+
+(test places--with-worker-place-runs-its-body-there
+  "WITH-WORKER :PLACE runs its body in the place, with captured variables
+(a list, a string, a number) copied there; JOIN gives the result copied
+back; an error there fails the local worker."
+  (drain-messages)
+  (let* ((place (first (shared-places)))
+         (xs (list 1 2 3))
+         (text "abc")
+         (n 10)
+         (worker (with-worker (:place place :let ((k 100)))
+                   (list (ext:getpid) (reduce #'+ xs) (length text) (+ n k)))))
+    (is (equal (list (place-pid place) 6 3 110) (join worker :timeout *long*)))
+    (is (/= (ext:getpid) (first (join worker))))
+    (let ((failed (with-worker (:place place) (error "boom in a place"))))
+      (is (search "boom in a place"
+                  (princ-to-string (handler-case (join failed :timeout *long*)
+                                     (worker-failed (e) e))))))))
+
+(test places--pmap-takes-a-serial-closure
+  "PMAPCAR :PLACES with a SERIAL-LAMBDA: its captured value travels with
+it to every place."
+  (drain-messages)
+  (let* ((places (shared-places))
+         (offset 1000)
+         (results (pmapcar (serial-lambda (x) (list (+ x offset) (ext:getpid)))
+                           :places places '(1 2 3 4 5 6 7 8))))
+    (is (equal '(1001 1002 1003 1004 1005 1006 1007 1008) (mapcar #'first results)))
+    (is (subsetp (mapcar #'second results) (mapcar #'place-pid places)))))
