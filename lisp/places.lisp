@@ -38,9 +38,20 @@ signals PLACE-ERROR.")
 
 (defvar *place-counter* 0 "The K of the last place's node name.")
 
-(defvar *places-lock* (mp:make-lock :name "workers places")
-  "Serializes START-PLACES, STOP-PLACES and RESTART-PLACE (rare, slow
-operations: an MP lock is enough).")
+(defvar *places-owner* (list nil)
+  "A cons whose car is the worker running START-PLACES, STOP-PLACES or
+RESTART-PLACE now, or NIL: they run one at a time.  Not an MP lock: the
+holder waits in RECEIVE, and a worker that parks may resume on another
+scheduler thread, which an MP lock (owned by a thread) does not allow.")
+
+(defmacro with-places-lock (() &body body)
+  "Runs BODY as the only holder of *PLACES-OWNER*, waiting (SLEEP, which
+parks a worker) while another worker holds it."
+  `(let ((me (self)))
+     (loop until (null (mp:compare-and-swap (car *places-owner*) nil me))
+           do (sleep 0.01))
+     (unwind-protect (progn ,@body)
+       (setf (car *places-owner*) nil))))
 
 (define-condition place-error (workers-error)
   ((place :initarg :place :initform nil :reader place-error-place
@@ -175,7 +186,7 @@ own, and a worker holds one name at most."
                           (m (send to m)))))))
 
 (defun %start-places-here (count schedulers timeout)
-  "Forks COUNT places and waits for them; the caller holds *PLACES-LOCK*."
+  "Forks COUNT places and waits for them; the caller holds the places lock."
   (let ((relay (%place-ready-relay (self))))
     (receive ((:relay-up w) :when (eq w relay) w))
     (unwind-protect (%await-places (%fork-places count schedulers) timeout)
@@ -196,7 +207,7 @@ only.  Places end with this image, however it ends (even by SIGKILL)."
     (%place-error nil "START-PLACES needs a positive integer count, not ~S" count))
   (check-type schedulers (integer 1 128))
   (check-type timeout (real (0)))
-  (mp:with-lock (*places-lock*)
+  (with-places-lock ()
     (let ((new (%start-places-here count schedulers timeout)))
       (setf *places* (append *places* new))
       (copy-list new))))
@@ -219,7 +230,7 @@ PLACE-ALIVE-P and RESTART-PLACE), oldest first."
   "Ends PLACES (default: all of them): their processes are killed, so
 workers linked to their workers get :NOCONNECTION.  Returns once the
 processes are gone; returns the number of places stopped."
-  (mp:with-lock (*places-lock*)
+  (with-places-lock ()
     (dolist (p places)
       (unless (place-stopped p) (%end-place p)))
     (setf *places* (set-difference *places* places))
@@ -231,7 +242,7 @@ name), killing the old one if it still runs, and returns PLACE, which
 names the new process from now on.  For a supervisor's start function:
 the work of a place that died is restarted on its new process."
   (check-type place place)
-  (mp:with-lock (*places-lock*)
+  (with-places-lock ()
     (unless (place-stopped place) (%end-place place))
     (let ((fresh (first (%start-places-here 1 (place-schedulers place) 60))))
       (setf (place-index place) (place-index fresh)
