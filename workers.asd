@@ -60,6 +60,7 @@ one scheduler per core, selective RECEIVE, copy or share messages."
                (:file "future-tests")
                (:file "distribution-tests")
                (:file "serial-tests")
+               (:file "places-tests")
                (:file "codec-tests")
                (:file "report"))
   :perform (test-op (o c)

@@ -82,7 +82,10 @@
     ("matrix" . 200)             ; the side of the square matrices
     ;; Issue 14: two nodes on this machine.
     ("dist-ping-pong" . 20000)   ; round trips between the nodes
-    ("dist-throughput" . 200000)) ; messages one way, then one answer
+    ("dist-throughput" . 200000)  ; messages one way, then one answer
+    ;; Issue 15: places.
+    ("alloc-map" . 16)           ; items of the allocation-heavy map
+    ("place-spawn" . 2000))      ; workers spawned in a place, one by one
   "Benchmark name -> its N as Savina or issue 5 defines it.")
 
 (defun savina-n (name)

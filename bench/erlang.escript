@@ -32,7 +32,7 @@ benchmarks() ->
     ["spawn", "fork-join", "ping-pong", "thread-ring", "counting", "fan-in",
      "big", "fib", "pmap", "memory", "max-idle",
      "fn-ping-pong", "fn-thread-ring", "fn-memory", "preempt-latency",
-     "dist-ping-pong", "dist-throughput"].
+     "dist-ping-pong", "dist-throughput", "place-spawn"].
 
 %%% Scaffolding.
 
@@ -103,6 +103,25 @@ bench("spawn") ->
                         wait_n(done, N)
                 end),
     result("spawn", T / N / 1000, "us/spawn", N);
+
+bench("place-spawn") ->
+    %% spawn/4 on a peer node of this machine (peer:start, OTP 25), one
+    %% after the other, each process sending back one message: the peer of
+    %% SPAWN-ON to a place.
+    N = scaled(2000),
+    os:cmd("epmd -daemon"),
+    Name = list_to_atom("wkbench" ++ os:getpid()),
+    {ok, _} = net_kernel:start([Name, shortnames]),
+    {ok, Peer, Node} = peer:start(#{name => list_to_atom(atom_to_list(Name) ++ "_peer")}),
+    Main = self(),
+    Once = fun() ->
+                   spawn(Node, erlang, send, [Main, ran]),
+                   receive ran -> ok end
+           end,
+    [Once() || _ <- lists:seq(1, 50)],
+    T = time_ns(fun() -> [Once() || _ <- lists:seq(1, N)] end),
+    peer:stop(Peer),
+    result("place-spawn", T / N / 1000, "us/spawn", N, ["spawn/4 on a peer node"]);
 
 bench("fork-join") ->
     N = scaled(40000),

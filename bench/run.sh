@@ -29,7 +29,7 @@
 set -u
 cd "$(dirname "$0")/.."
 
-BENCHMARKS="spawn fork-join ping-pong thread-ring counting fan-in big fib pmap memory max-idle fn-ping-pong fn-thread-ring fn-memory preempt-latency preempt-cost chan-ping-pong chan-throughput future matrix dist-ping-pong dist-throughput"
+BENCHMARKS="spawn fork-join ping-pong thread-ring counting fan-in big fib pmap memory max-idle fn-ping-pong fn-thread-ring fn-memory preempt-latency preempt-cost chan-ping-pong chan-throughput future matrix dist-ping-pong dist-throughput alloc-map place-spawn"
 SYSTEMS="workers-copy workers-share ecl-threads lparallel erlang go ecl-erlang"
 REPS=3
 LIMIT=120
@@ -74,6 +74,13 @@ no_program() {                  # no_program BENCH SYSTEM
 		echo "Erlang has no channels or futures: its message rows compare it" ;;
 	future/ecl-threads | matrix/ecl-threads)
 		echo "a thread per future or row is the spawn row" ;;
+	alloc-map/workers-share | place-spawn/workers-share)
+		echo "places pass terms between processes: the same program as workers-copy" ;;
+	alloc-map/workers-copy) ;;
+	alloc-map/*)
+		echo "the single-heap-vs-places row is the workers rows' own comparison" ;;
+	place-spawn/ecl-threads | place-spawn/lparallel)
+		echo "no processes of their own: Erlang's spawn on a peer node is the peer" ;;
 	chan-*/go) ;;
 	*/go) echo "Go is the peer of the channel rows only" ;;
 	dist-*/workers-share | dist-*/erlang | dist-*/ecl-erlang) ;;

@@ -505,3 +505,55 @@ worker in a worker of this node, and stops both."
                   (loop for i from 1 to n do (send peer i))
                   (receive ((:done k) :when (eql k n) k)))))
        (result "dist-throughput" (/ (* n 1000d0) ns) "Mmsg/s" n)))))
+
+;;; Issue 15: places.  alloc-map is the work a single heap scales worst
+;;; on: every item builds and sums fresh lists, so the collector, which
+;;; stops every scheduler of the image, runs all the time.  Places have a
+;;; heap and a collector each.
+
+(defconstant +alloc-map-rounds+ 150 "Lists built per alloc-map item.")
+
+(defun alloc-item (i)
+  "Builds and sums +ALLOC-MAP-ROUNDS+ fresh lists of 2,000 bignums."
+  (let ((sum 0))
+    (dotimes (round +alloc-map-rounds+ sum)
+      (incf sum (reduce #'+ (loop for k below 2000
+                                  collect (+ (expt 2 70) k round i)))))))
+
+(defbench "alloc-map" (items :minimum 2)
+  ;; On 2 cores, as the issue asks: one scheduler, two schedulers of this
+  ;; image, two places of one scheduler each.
+  (let* ((inputs (loop for i below items collect i))
+         (expected (mapcar #'alloc-item (subseq inputs 0 1)))
+         (one (progn (start :schedulers 1)
+                     (prog1 (elapsed-ns (pmap 'vector 'alloc-item :parts 2 inputs))
+                       (stop))))
+         (image (progn (start :schedulers 2)
+                       (elapsed-ns (pmap 'vector 'alloc-item :parts 2 inputs))))
+         (places (start-places 2))
+         (placed (progn
+                   (assert (equal expected (pmapcar 'alloc-item :places places '(0))))
+                   (elapsed-ns (pmap 'vector 'alloc-item :places places inputs)))))
+    (stop-places places)
+    (note "2 cores: 1 scheduler vs 2 schedulers vs 2 places of 1 scheduler")
+    (result "alloc-map" (/ one 1d6) "ms" items)
+    (result "alloc-map-image-speedup" (/ one image 1d0) "x" items)
+    (result "alloc-map-places-speedup" (/ one placed 1d0) "x" items)))
+
+(defun place-spawned (to)
+  "Runs in a place: tells TO it ran."
+  (send to :ran))
+
+(defbench "place-spawn" (n)
+  ;; Spawning a worker in a place (SPAWN-ON, which waits for the place's
+  ;; answer) and waiting for its message, one after the other.
+  (start)
+  (let* ((place (first (start-places 1)))
+         (me (self)))
+    (flet ((once ()
+             (spawn-on place 'place-spawned me)
+             (receive (:ran))))
+      (dotimes (i 50) (once))           ; warm: the connection is made
+      (let ((ns (elapsed-ns (dotimes (i n) (once)))))
+        (stop-places (list place))
+        (result "place-spawn" (/ ns n 1000d0) "us/spawn" n)))))

@@ -592,8 +592,9 @@ in a worker of its own, which replies ok or {error, Why}."
   "Like SPAWN-ON, with ARGS as a list.  LINK links the new worker to the
 caller before it runs (as spawn_link); MONITOR monitors it and returns the
 reference as a second value (see MONITOR).  Signals DISTRIBUTION-ERROR if NODE
-does not answer within TIMEOUT seconds or has no such function."
-  (check-type node string)
+does not answer within TIMEOUT seconds or has no such function, and
+PLACE-ERROR if NODE is a place that does not run."
+  (setf node (%node-designator node))
   (check-type function (and symbol (not null)))
   (let ((package (symbol-package function)))
     (unless package
@@ -612,7 +613,7 @@ does not answer within TIMEOUT seconds or has no such function."
           answer))))
 
 (defun spawn-on (node function &rest args)
-  "Spawns a worker on NODE (another ECL node) that applies FUNCTION, a
+  "Spawns a worker on NODE (another ECL node, or a PLACE) that applies FUNCTION, a
 symbol naming a global function that both images have loaded, to ARGS, and
 returns it (a remote worker).  ARGS travel as terms (see README.org,
 \"Distribution\").  See SPAWN-ON* for :LINK and :MONITOR."
@@ -844,6 +845,7 @@ DISTRIBUTION-ERROR if a node runs already or it cannot start.
                        (#.+dist-e-epmd+ "epmd did not take the registration (name in use?)")
                        (t (format nil "the node could not start (code ~D)" code)))))
       (setf *this-creation* creation
+            *this-cookie* cookie
             *this-node* (format nil "~A@~A" name host))
       (%start-spawner)
       *this-node*)))
@@ -857,6 +859,7 @@ EQ to themselves if the node starts again)."
     (%stop-spawner)
     (workers.ffi::%dist-stop)
     (setf *this-node* nil
+          *this-cookie* nil
           *connected-nodes* '())
     t))
 

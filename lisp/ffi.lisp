@@ -20,6 +20,7 @@ as source (FFI:CLINES then signals an error)."
   (and *compile-file-truename* `(ffi:clines ,@lines)))
 
 (%c-lines "#include \"codec.h\"")   ; the registration (glue.h comes with every file)
+(%c-lines "#include <unistd.h>")   ; _exit (%EXIT-NOW)
 
 ;;; The runtime.
 
@@ -346,3 +347,44 @@ a code (0, or a WKL_CODEC_* / WKL_DIST_E* one) and the refused part."
 	@(return 0) = wkl_dist_send(#0, #1, #3 ? #2 : OBJNULL, &bad);
 	@(return 1) = bad;
     }"))
+
+;;; The fork server behind places (glue.h, places.c).
+
+(defun %places-snapshot ()
+  "Forks the snapshot: its pid here, 0 in a new place, or -errno."
+  (ffi:c-inline () () :int "wkl_places_snapshot()" :one-liner t))
+
+(defun %places-have-snapshot ()
+  (ffi:c-inline () () :bool "wkl_places_have_snapshot()" :one-liner t))
+
+(defun %places-snapshot-pid ()
+  (ffi:c-inline () () :int "wkl_places_snapshot_pid()" :one-liner t))
+
+(defun %places-fork (index schedulers name cookie parent)
+  "The new place's pid, or -errno."
+  (ffi:c-inline (index schedulers name cookie parent)
+                (:int :int :cstring :cstring :cstring) :int
+                "wkl_places_fork(#0, #1, #2, #3, #4)" :one-liner t))
+
+(defun %place-order ()
+  "In a place: its index, scheduler count, node name, cookie and parent node."
+  (ffi:c-inline () () (values :int :int :object :object :object)
+   "{
+	int index, schedulers; const char *name, *cookie, *parent;
+	wkl_place_order(&index, &schedulers, &name, &cookie, &parent);
+	@(return 0) = index;
+	@(return 1) = schedulers;
+	@(return 2) = ecl_make_simple_base_string(name, -1);
+	@(return 3) = ecl_make_simple_base_string(cookie, -1);
+	@(return 4) = ecl_make_simple_base_string(parent, -1);
+    }"))
+
+(defun %place-kill (pid)
+  (ffi:c-inline (pid) (:int) :int "wkl_place_kill(#0)" :one-liner t))
+
+(defun %place-alive-p (pid)
+  (ffi:c-inline (pid) (:int) :bool "wkl_place_alive(#0)" :one-liner t))
+
+(defun %exit-now (code)
+  "_exit(CODE): a place ends without ECL's exit (see places.lisp)."
+  (ffi:c-inline (code) (:int) :void "_exit(#0)" :one-liner t))

@@ -22,6 +22,7 @@
 ;;;;   channels, futures        Go's channels and SELECT; futures, PMAP
 ;;;;   terms, distribution      Erlang terms; this image as an Erlang node
 ;;;;   serial                   functions in messages, SERIAL-LAMBDA, hot reload
+;;;;   places                   workers in forked OS processes (nodes)
 ("package"
  (:generated "constants")
  "specials"
@@ -45,4 +46,5 @@
  "futures"
  "terms"
  "distribution"
- "serial")
+ "serial"
+ "places")

@@ -158,37 +158,47 @@ first part first."
       (nconc (mapcar #'force futures) last))))
 
 (defun %split-options (options-and-sequences)
-  "The :PARTS option at the front of OPTIONS-AND-SEQUENCES (lparallel's
-order) and the sequences after it."
-  (let ((parts nil))
-    (loop while (eq (first options-and-sequences) :parts)
-          do (setf parts (second options-and-sequences)
-                   options-and-sequences (cddr options-and-sequences)))
+  "The :PARTS and :PLACES options at the front of OPTIONS-AND-SEQUENCES
+(lparallel's order) and the sequences after it."
+  (let ((parts nil) (places nil))
+    (loop while (member (first options-and-sequences) '(:parts :places))
+          do (if (eq (first options-and-sequences) :parts)
+                 (setf parts (second options-and-sequences))
+                 (setf places (second options-and-sequences)))
+             (setf options-and-sequences (cddr options-and-sequences)))
     (when (null options-and-sequences)
       (%usage-error "No sequence to map over."))
-    (values parts options-and-sequences)))
+    (values parts options-and-sequences places)))
 
 (defun pmap (result-type function &rest options-and-sequences)
   "Like MAP, but FUNCTION is applied to the elements in parallel, in
-parts: (PMAP RESULT-TYPE FUNCTION [:PARTS N] SEQUENCE...).  The result,
-of RESULT-TYPE (NIL: none), is in order.  PARTS defaults to the number
-of schedulers (never more than the elements); each part is a future, so
-an error in FUNCTION is signalled again here."
-  (multiple-value-bind (parts sequences) (%split-options options-and-sequences)
+parts: (PMAP RESULT-TYPE FUNCTION [:PARTS N] [:PLACES PLACES] SEQUENCE...).
+The result, of RESULT-TYPE (NIL: none), is in order.  PARTS defaults to
+the number of schedulers (never more than the elements); each part is a
+future, so an error in FUNCTION is signalled again here.  With :PLACES (a
+list of places, or T for all of PLACES), the parts run in those places,
+one part each: FUNCTION must then be a global function's symbol, the
+elements and results copyable terms; an error there, or a place lost,
+signals PLACE-ERROR here."
+  (multiple-value-bind (parts sequences places) (%split-options options-and-sequences)
     (let* ((vectors (mapcar (lambda (s) (coerce s 'simple-vector)) sequences))
            (items (reduce #'min vectors :key #'length))
-           (results (make-array items))
-           (function (coerce function 'function)))
-      (%call-parts items (%part-count items parts)
-                   (lambda (start end)
-                     (loop for i from start below end
-                           do (setf (svref results i)
-                                    (apply function (mapcar (lambda (v) (svref v i))
-                                                            vectors))))))
+           (results (if places
+                        (funcall '%map-on-places function vectors items places)
+                        (make-array items))))
+      (unless places
+        (let ((function (coerce function 'function)))
+          (%call-parts items (%part-count items parts)
+                       (lambda (start end)
+                         (loop for i from start below end
+                               do (setf (svref results i)
+                                        (apply function (mapcar (lambda (v) (svref v i))
+                                                                vectors))))))))
       (and result-type (coerce results result-type)))))
 
 (defun pmapcar (function &rest options-and-sequences)
-  "(PMAP 'LIST FUNCTION [:PARTS N] LIST...): MAPCAR in parallel."
+  "(PMAP 'LIST FUNCTION [:PARTS N] [:PLACES PLACES] LIST...): MAPCAR in
+parallel."
   (apply #'pmap 'list function options-and-sequences))
 
 (defun preduce (function sequence &key (initial-value nil initial-value-p)

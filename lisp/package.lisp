@@ -139,6 +139,18 @@ through a function table that LOAD-EVERYWHERE reloads (hot reload).")
            #:serial-closure-p
            #:load-everywhere
            #:lisp-nodes)
+  ;; Places: workers in other OS processes of this machine (nodes).
+  (:export #:start-places
+           #:stop-places
+           #:places
+           #:place
+           #:place-p
+           #:place-node
+           #:place-pid
+           #:place-alive-p
+           #:restart-place
+           #:ensure-place
+           #:*fork-server*)
   ;; Conditions.
   (:export #:workers-error
            #:worker-failed
@@ -176,6 +188,9 @@ through a function table that LOAD-EVERYWHERE reloads (hot reload).")
            #:distribution-error
            #:distribution-error-node
            #:distribution-error-reason
+           #:place-error
+           #:place-error-place
+           #:place-error-reason
            #:core-error
            #:core-error-code
            #:core-error-operation

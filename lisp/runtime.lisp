@@ -25,6 +25,7 @@ real."
   (check-type schedulers (or null (integer 1 128)))
   (check-type arena-size (or null (integer 0)))
   (check-type *preemption-budget* (or null (real (0))))
+  (%fork-snapshot-before-start)
   (mp:with-lock (*runtime-lock*)
     (unless *running*
       (let ((rc (workers.ffi::%start (or schedulers 0) (or arena-size 0)
@@ -34,6 +35,18 @@ real."
         (unless (zerop rc)
           (%core-error rc "Starting the workers runtime")))
       (setf *running* t))))
+
+(defun %fork-snapshot-before-start ()
+  "Forks the snapshot that places are forked from (places.lisp), once, at
+the first START, before any scheduler exists, unless *FORK-SERVER* is
+NIL.  In a place the fork returns a second time, here, and the place runs
+and ends without returning."
+  (when (mp:with-lock (*runtime-lock*)
+          (and (not *running*) (funcall '%fork-snapshot-p)
+               (eql 0 (progn (finish-output *standard-output*)
+                             (finish-output *error-output*)
+                             (workers.ffi::%places-snapshot)))))
+    (funcall '%place-main)))
 
 (defun %budget-ns (seconds)
   "*PREEMPTION-BUDGET*'s SECONDS as the core's nanoseconds; 0 for NIL."

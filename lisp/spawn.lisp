@@ -73,7 +73,23 @@ spawn, and keyword parsing costs.)"
         collect (if (consp binding) (second binding) nil) into inits
         finally (return (values vars inits))))
 
-(defmacro with-worker ((&key name core mode link monitor trap-exits let arena-size)
+(defun %place-worker-form (options forms)
+  "WITH-WORKER's expansion for :PLACE: the place and a SERIAL-LAMBDA of
+FORMS made in the caller, a local worker with the other options that
+runs them there (%RUN-IN-PLACE, places.lisp)."
+  (destructuring-bind (&key place let &allow-other-keys) options
+    (let ((place-var (gensym "PLACE"))
+          (function-var (gensym "FUNCTION"))
+          (others (loop for (key value) on options by #'cddr
+                        unless (member key '(:place :let))
+                          append (list key value))))
+      `(let ((,place-var ,place)
+             (,function-var (serial-lambda () (let ,let ,@forms))))
+         (with-worker ,others
+           (%run-in-place ,place-var ,function-var))))))
+
+(defmacro with-worker ((&rest options &key name core mode link monitor trap-exits let
+                                           arena-size place)
                        &body forms)
   "Spawns a worker that runs FORMS and returns it at once (and, with
 :MONITOR, the monitor's reference as a second value).
@@ -96,10 +112,18 @@ Options (evaluated in the caller, before the worker starts):
   :LET         ((VAR INIT) ...): variables every body form sees, as by LET;
                the INITs are evaluated in the worker, before the first form;
   :ARENA-SIZE  bytes of the worker's private C arena (default: the
-               runtime's).
+               runtime's);
+  :PLACE       a place (see START-PLACES): FORMS run there, as the body
+               of a SERIAL-LAMBDA (one slice; the :LET variables bound
+               there), in a worker spawned on the place.  The worker
+               returned is a local one that waits for it and is linked to
+               it: JOIN gives the result copied back (an error there ends
+               it with a PLACE-ERROR; a lost place with :NOCONNECTION).
 
 An error in a form ends this worker only, with the condition as its exit
 reason.  Starts the runtime if needed."
+  (when place
+    (return-from with-worker (%place-worker-form options forms)))
   (multiple-value-bind (vars inits) (%binding-parts let)
     (let ((option-vars (loop repeat 7 collect (gensym "OPTION")))
           (init-fns (loop for var in vars collect (gensym (symbol-name var)))))

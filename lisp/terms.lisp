@@ -18,6 +18,7 @@
 ;;; This node, as pids name it (distribution.lisp sets these).
 
 (defvar *this-node* nil "This node's name (\"alive@host\") while it runs.")
+(defvar *this-cookie* nil "This node's cookie while it runs (places get it).")
 (defvar *this-creation* 0 "This node's creation (pids and refs carry it).")
 ;;; Peers: the remote nodes this image has numbers for.
 

@@ -19,6 +19,8 @@
  *               references, JOIN's wait;
  *   dist.c      this image as an Erlang node: the node's thread, its
  *               sockets, handshakes (erl_interface), frames and ticks;
+ *   places.c    the fork server behind places: a snapshot process forked
+ *               at the first START, which forks places on request;
  *   constants.c a program run at build time that writes the constants of
  *               this header, workers.h and workers_fault.h as Lisp
  *               (build/lisp/constants.lisp), so that Lisp never repeats a C
@@ -47,6 +49,7 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <ecl/ecl.h>
@@ -477,5 +480,25 @@ int wkl_dist_disconnect(const char *peer);
  * the order queued.  WKL_CODEC_UNSERIALIZABLE with *bad: nothing queued.
  */
 int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_object *bad);
+
+/* ---------------------------------------------------------------- places */
+
+/*
+ * The fork server (places.c, lisp/places.lisp).  Called by the Lisp
+ * layer with its places lock held.  wkl_places_snapshot forks the
+ * snapshot once (its pid; 0 when it returns in a new place; -errno);
+ * wkl_places_fork asks it for a place (the place's pid, or -errno:
+ * -ECHILD when there is no snapshot); in a place, wkl_place_order says
+ * what it was forked for.
+ */
+int wkl_places_snapshot(void);
+bool wkl_places_have_snapshot(void);
+int wkl_places_snapshot_pid(void);
+int wkl_places_fork(int index, int schedulers, const char *name, const char *cookie,
+		    const char *parent);
+void wkl_place_order(int *index, int *schedulers, const char **name, const char **cookie,
+		     const char **parent);
+int wkl_place_kill(int pid);
+bool wkl_place_alive(int pid);
 
 #endif /* WORKERS_LISP_GLUE_H */

@@ -11,7 +11,7 @@
                             (codec (and package (find-symbol "CODEC" package))))
                        (and codec (list codec)))
                      (mapcar #'scheduler-suite *scheduler-counts*)
-                     '(runtime distribution)))
+                     '(runtime distribution places)))
         (wanted (ext:getenv "WORKERS_TESTS")))
     (if (and wanted (plusp (length wanted)))
         (remove-if-not (lambda (suite)

@@ -35,7 +35,7 @@
     "runtime-tests" "fault-tests" "supervisor-tests"
     "bad-input-tests" "transport-tests" "waiting-tests" "preemption-tests"
     "channel-tests" "future-tests"
-    "distribution-tests" "serial-tests")
+    "distribution-tests" "serial-tests" "places-tests")
   "The test files; the fault-injection suite's helpers live in them.")
 
 (dolist (name (append *test-files* (and *faults* '("fault-injection-tests"))))
