@@ -168,6 +168,11 @@ signals PLACE-ERROR if one is missing after TIMEOUT seconds."
           do (let ((left (/ (- deadline (get-internal-real-time))
                             internal-time-units-per-second)))
                (receive ((:place-ready index _pid)
+                         ;; A Lisp node from now on, for LOAD-EVERYWHERE,
+                         ;; before its spawner's hello says so.
+                         (let ((place (find index waiting :key #'place-index)))
+                           (when place
+                             (%note-lisp-node (place-node place))))
                          (setf waiting (remove index waiting :key #'place-index)))
                         (:after (max 0 left)
                          (mapc #'%end-place places)

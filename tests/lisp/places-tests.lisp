@@ -147,9 +147,13 @@ the place (RESTART-PLACE via ENSURE-PLACE) and the child."
                (is (eql pid (place-pid place)))
                (is (/= old-pid pid))
                (is (not (process-running-p old-pid)))))
-           ;; Not STOP-SUPERVISOR: it waits for a :DOWN of the child, and a
-           ;; monitor of a remote worker fires on a lost connection only.
-           (kill sup))
+           ;; STOP-SUPERVISOR ends the child in the place: its :DOWN
+           ;; comes back through the remote monitor.
+           (let ((child (second (first (which-children sup)))))
+             (is (eq t (stop-supervisor sup :timeout *long*)))
+             (is (eq :noproc (let ((ref (monitor child)))
+                               (receive ((:down r _ reason) :when (eql r ref) reason)
+                                        (:after *long* :timeout)))))))
       (stop-places (list place)))))
 
 (test places--stop-places-leaves-no-process
@@ -248,3 +252,31 @@ it to every place."
                            :places places '(1 2 3 4 5 6 7 8))))
     (is (equal '(1001 1002 1003 1004 1005 1006 1007 1008) (mapcar #'first results)))
     (is (subsetp (mapcar #'second results) (mapcar #'place-pid places)))))
+
+(test places--load-everywhere-reaches-the-places
+  "Code defined after the first START is not in the snapshot: a place does
+not know it until LOAD-EVERYWHERE sends the file there, and then runs it."
+  (drain-messages)
+  (let* ((places (shared-places))
+         (path (format nil "/tmp/workers-places-tests-~D.lisp" (ext:getpid)))
+         (name "PLACES-LATE-SQUARE"))
+    (unwind-protect
+         (progn
+           (with-open-file (out path :direction :output :if-exists :supersede)
+             (format out "(in-package #:workers-tests)~%~
+                          (defun places-late-square (to x)~%  ~
+                            (send to (list :late (* x x) (ext:getpid))))~%"))
+           (is (every #'place-alive-p places))
+           ;; Before: the places do not have it (this image may, from an
+           ;; earlier run of this test).
+           (signals distribution-error
+             (spawn-on (first places) (intern name '#:workers-tests) (self) 3))
+           (let ((loaded (load-everywhere path)))
+             (is (subsetp (mapcar #'place-node places) loaded :test #'string=)
+                 "loaded on ~S" loaded))
+           (dolist (p places)
+             (spawn-on p (intern name '#:workers-tests) (self) 3)
+             (is (equal (list :late 9 (place-pid p))
+                        (receive ((:late n pid) (list :late n pid))
+                                 (:after *long* :timeout))))))
+      (ignore-errors (delete-file path)))))

@@ -36,6 +36,13 @@
 (defvar *fixture-dir*
   (format nil "/tmp/workers-serial-tests-~D/" (ext:getpid)))
 
+(defun remove-fixture-dir ()
+  "Removes *FIXTURE-DIR* and the fixture in it, after the suites."
+  (ignore-errors (delete-file (merge-pathnames "serial-fixture.lisp" *fixture-dir*)))
+  (ignore-errors (si:rmdir *fixture-dir*)))
+
+(pushnew 'remove-fixture-dir *after-suites*)
+
 (defun write-fixture (version)
   "Writes the fixture file with VERSION (a keyword of two characters) and
 returns its path."
