@@ -376,8 +376,15 @@ is); NIL, or :NOCONNECTION if it cannot connect."
     (setf (gethash ref *remote-monitors*) (list* node target watcher)
           (gethash ref *monitor-waits*) t))
   (if (handler-case (connect-node node) (distribution-error () nil))
-      (progn (%request-monitor node target ref watcher)
-             (%await-monitor ref 15)
+      (progn (if (%lisp-node-p node)
+                 ;; It makes the monitor as it reads the MONITOR_P
+                 ;; (%ARRIVED-MONITOR): whatever is sent to it next finds
+                 ;; it in place.  No proxy, no wait.
+                 (progn (with-registry-lock (remhash ref *monitor-waits*))
+                        (%frame node (vector 19 watcher (%monitor-target target)
+                                             (%call-ref-out ref))))
+                 (progn (%request-monitor node target ref watcher)
+                        (%await-monitor ref 15)))
              nil)
       (with-registry-lock
         (remhash ref *monitor-waits*)
@@ -457,9 +464,7 @@ The note {'$workers_proxy', Ref, []} tells FROM once it is in place."
                                     (with-registry-lock
                                       (when (eq (gethash key *monitored-for-peers*) (self))
                                         (remhash key *monitored-for-peers*)))))
-                             (receive (:go nil))
-                             (let ((mref (monitor target)))
-                               (note)
+                             (let ((mref (receive ((:go r) r))))
                                (receive ((:down r w reason) :when (eql r mref)
                                          (declare (ignore w))
                                          (forget)
@@ -467,7 +472,13 @@ The note {'$workers_proxy', Ref, []} tells FROM once it is in place."
                                                               (%wire-reason reason))))
                                         (:demonitor (demonitor mref) (forget)))))))))
             (with-registry-lock (setf (gethash key *monitored-for-peers*) answerer))
-            (send answerer :go))))))
+            ;; The answerer's monitor is made here, on the node's thread,
+            ;; before the next frame from NODE is read: a request that
+            ;; follows the MONITOR_P (CALL's) finds it in place, so its
+            ;; sender need not wait for the note (%ADD-NODE-MONITOR).
+            (let ((mref (%monitor-for answerer target)))
+              (note)
+              (send answerer (list :go mref))))))))
 
 (defun %arrived-demonitor (node ref)
   "DEMONITOR_P {20, From, To, Ref}."
@@ -883,6 +894,10 @@ its host's epmd, a handshake refused (a wrong cookie), or no answer within
 TIMEOUT seconds.  Sending to a node connects too; this says why not."
   (check-type node string)
   (%require-node)
+  ;; Connected already: no round trip through the node's thread (LINK,
+  ;; MONITOR and CALL ask this each time).
+  (when (member node *connected-nodes* :test #'string=)
+    (return-from connect-node t))
   (let ((me (self)))
     (unless (eql 0 (workers.ffi::%dist-connect node (worker-id me)))
       (%dist-error node "the node stopped"))

@@ -309,6 +309,12 @@ hello), under *SERIAL-CODES-LOCK*.")
   (mp:with-lock (*serial-codes-lock*)
     (pushnew node *lisp-nodes* :test #'string=)))
 
+(defun %lisp-node-p (node)
+  "True if NODE has said it runs this library (its spawner's hello, or a
+place that came up)."
+  (mp:with-lock (*serial-codes-lock*)
+    (and (member node *lisp-nodes* :test #'string=) t)))
+
 (defun lisp-nodes ()
   "The connected nodes that run this library (other ECL images, places),
 as far as their spawners have said so: each says hello when it connects."

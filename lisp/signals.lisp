@@ -230,8 +230,12 @@ Each call makes a new, independent monitor.
 A monitor of a worker of another node (an Erlang or ECL node) fires when
 it ends, and with :NOCONNECTION when the connection to its node is lost
 (or cannot be made): README.org, \"Distribution\"."
-  (let* ((me (self))
-         (ref (workers.ffi::%next-ref))
+  (%monitor-for (self) worker))
+
+(defun %monitor-for (me worker)
+  "MONITOR for the worker ME (the caller's own, or one made for a remote
+node's monitor: distribution.lisp); the new reference."
+  (let* ((ref (workers.ffi::%next-ref))
          (target (if (%remote-p worker)  ; a name on another node
                      worker
                      (handler-case (%resolve worker)

@@ -63,6 +63,10 @@
   "Answers (:PING FROM) with (:PONG PID) until it dies with its place."
   (loop (receive ((:ping from) (send from (list :pong (ext:getpid)))))))
 
+(defun exit-when-told ()
+  "Ends, with the reason it is sent, when told (:EXIT-WITH REASON)."
+  (receive ((:exit-with reason) (exit reason))))
+
 (defun ping (worker)
   (send worker (list :ping (self)))
   (receive ((:pong pid) pid) (:after *long* :timeout)))
@@ -280,3 +284,18 @@ not know it until LOAD-EVERYWHERE sends the file there, and then runs it."
                         (receive ((:late n pid) (list :late n pid))
                                  (:after *long* :timeout))))))
       (ignore-errors (delete-file path)))))
+
+(test places--a-monitor-of-a-place-worker-gets-its-reason
+  "MONITOR of a worker in a place, then at once a message that ends it:
+the :DOWN has the worker's reason, not :NOPROC.  (The place makes the
+monitor as it reads the MONITOR_P, before the message that follows it on
+the connection; MONITOR does not wait for it.)"
+  (drain-messages)
+  (let ((place (first (shared-places))))
+    (dotimes (i 20)
+      (let* ((w (spawn-on place 'exit-when-told))
+             (ref (monitor w)))
+        (send w (list :exit-with :told))
+        (is (equal (list :down ref w :told)
+                   (receive ((:down r who reason) :when (eql r ref) (list :down r who reason))
+                            (:after *long* :timeout))))))))
