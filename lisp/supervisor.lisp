@@ -38,8 +38,8 @@ is an error.
 
 To a server on another node the request goes as gen_server's
 {'$gen_call', {From, Tag}, Request}, so an Erlang gen_server answers it;
-the caller monitors it there too (see MONITOR: a round trip more before
-the request leaves)."
+the caller monitors it there too (see MONITOR: to an Erlang node, a round
+trip more before the request leaves; none to an ECL node or a place)."
   (let ((me (self))
         (target (if (%remote-p server)  ; a name on another node
                     server
