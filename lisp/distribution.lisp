@@ -862,7 +862,7 @@ DISTRIBUTION-ERROR if a node runs already or it cannot start.
       *this-node*)))
 
 (defun stop-node ()
-  "Writes out what was sent (for up to 2 seconds), closes every
+  "Writes out what was sent (for up to 10 seconds), closes every
 connection, leaves epmd and stops this image's node; ECL's exit calls it.
 Returns T, or NIL if no node ran.  Workers of other nodes stay known (and
 EQ to themselves if the node starts again)."

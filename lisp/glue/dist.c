@@ -570,7 +570,7 @@ static void loop(void)
 /* At stop: writes what the connections still hold, for up to FLUSH_MS
  * (a send just before STOP-NODE goes out, as the order of the queue
  * promises), then gives up on what a peer does not read. */
-#define FLUSH_MS 2000
+#define FLUSH_MS 10000
 static void flush_all(void)
 {
 	int64_t deadline = now_ns() + (int64_t)FLUSH_MS * 1000000;
