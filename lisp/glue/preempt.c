@@ -84,10 +84,19 @@ static int nunsafe;
  * INTERRUPTS, or ECL's own deferral) would otherwise pile one up per
  * look, and ECL runs a pile nested, each a level deeper.  One per thread,
  * for its life (the process stays alive as long as its thread is ECL's).
+ *
+ * A queued interrupt can wait for good: ECL's handler leaves it in the
+ * thread's queue while Lisp interrupts are deferred, for the code that
+ * ends the deferral to run; a worker that parks or is cut inside such a
+ * stretch ends it on another thread, which looks at its own queue, and
+ * code that computes makes no such check.  So once it has waited a
+ * budget, each look signals the thread again, queueing nothing: ECL's
+ * handler then runs the queue, where the thread is now.
  */
 struct preemptee {
 	cl_object process;
 	_Atomic int queued;
+	int64_t queued_at; /* when it was queued or signalled; the monitor's */
 };
 static __thread struct preemptee *self_preemptee
 	__attribute__((tls_model("initial-exec")));
@@ -292,10 +301,18 @@ static void preempt(int sched, void *thread, int64_t ran_ns, void *ctx)
 		if (budget > 0 && budget != budget_in_core &&
 		    wk_set_preempt_ns(budget) == 0)
 			budget_in_core = budget;
-		if (budget > 0 && ran_ns >= budget &&
-		    !atomic_exchange_explicit(&p->queued, 1,
-					      memory_order_relaxed))
-			ecl_interrupt_process(p->process, interrupt_fn);
+		if (budget > 0 && ran_ns >= budget) {
+			int64_t now = wk_now_ns();
+
+			if (!atomic_exchange_explicit(&p->queued, 1,
+						      memory_order_relaxed)) {
+				p->queued_at = now;
+				ecl_interrupt_process(p->process, interrupt_fn);
+			} else if (now - p->queued_at >= budget) {
+				p->queued_at = now;
+				ecl_interrupt_process(p->process, ECL_NIL);
+			}
+		}
 	} ECL_CATCH_ALL_IF_CAUGHT {
 	} ECL_CATCH_ALL_END;
 }

@@ -9,10 +9,32 @@
 
 static atomic_int shorts_done, preempted;
 static atomic_long long_ms = -1; /* the long slice's length; -1: until done */
+/* The long slice's first stretch with Lisp interrupts deferred, ms. */
+static atomic_long deferred_ms;
+
+/*
+ * Computes for ms with EXT:*INTERRUPTS-ENABLED* bound to NIL, then
+ * unbinds it without running what came meanwhile: as a worker that parks
+ * inside WITHOUT-INTERRUPTS leaves its thread, the interrupt queued there
+ * waiting for a check that no code of this thread makes.
+ */
+static void compute_deferred(long ms)
+{
+	const cl_env_ptr env = ecl_process_env();
+	int64_t end = wk_now_ns() + ms * T_MS;
+	cl_object n = ecl_make_fixnum(0);
+
+	ecl_bds_bind(env, ecl_make_symbol("*INTERRUPTS-ENABLED*", "EXT"), ECL_NIL);
+	while (wk_now_ns() < end)
+		for (int i = 0; i < 1000; i++)
+			n = ecl_plus(n, ecl_make_fixnum(i & 1));
+	ecl_bds_unwind1(env);
+}
 
 /* Slot 0 runs long: until the short ones (slots 1 to 5) are done, or for
- * long_ms.  The others end at once.  It computes in ECL (this program
- * holds the glue, whose code is never left: preempt.c). */
+ * long_ms (less once they are done, after a deferred stretch).  The
+ * others end at once.  It computes in ECL (this program holds the glue,
+ * whose code is never left: preempt.c). */
 static cl_object run_slice(cl_object index)
 {
 	if (ecl_fixnum(index) == 0) {
@@ -20,7 +42,12 @@ static cl_object run_slice(cl_object index)
 		int64_t end = wk_now_ns() + ms * T_MS;
 		cl_object n = ecl_make_fixnum(0);
 
-		while (ms < 0 ? atomic_load(&shorts_done) < 5 : wk_now_ns() < end)
+		if (atomic_load(&deferred_ms))
+			compute_deferred(atomic_load(&deferred_ms));
+		while (ms < 0 ? atomic_load(&shorts_done) < 5
+			      : wk_now_ns() < end &&
+					!(atomic_load(&deferred_ms) &&
+					  atomic_load(&shorts_done) == 5))
 			for (int i = 0; i < 1000; i++)
 				n = ecl_plus(n, ecl_make_fixnum(i & 1));
 		CHECK(ms >= 0 || atomic_load(&preempted) > 0);
@@ -30,13 +57,23 @@ static cl_object run_slice(cl_object index)
 	return ecl_make_fixnum(WK_DONE);
 }
 
-/* What %PREEMPT-INTERRUPT does, less the Lisp side's bookkeeping. */
+/* What %PREEMPT-INTERRUPT does, less the Lisp side's bookkeeping: the
+ * yield with Lisp interrupts deferred, as %WITHOUT-INTERRUPTS defers them
+ * there.  Once the signal mask is restored, the next interrupt can come
+ * before the switch; it must wait (TSan delivers it at its next hook,
+ * with the context of where it came, so the place looks safe, and a
+ * yield nested in this one took the lock of the stack pool twice). */
 static cl_object preempt_interrupt(void)
 {
+	const cl_env_ptr env = ecl_process_env();
+
 	if (wkl_preempt_point()) {
+		ecl_bds_bind(env, ecl_make_symbol("*INTERRUPTS-ENABLED*", "EXT"),
+			     ECL_NIL);
 		wkl_restore_sigmask();
 		if (wk_yield_here() == 0)
 			atomic_fetch_add(&preempted, 1);
+		ecl_bds_unwind1(env);
 	}
 	return ECL_NIL;
 }
@@ -81,4 +118,24 @@ TEST(preempt__nil_in_the_budget_variable_turns_it_off)
 	REQUIRE(t_wait_all());
 	CHECK_EQ(atomic_load(&shorts_done), 5);
 	CHECK_EQ(atomic_load(&preempted), 0);
+}
+
+/* An interrupt the hook queued that waits, unanswered, on a thread that
+ * never looks at its queue (it was deferred by Lisp where the worker
+ * left): the hook signals the thread again a budget later, and the long
+ * slice still yields.  With one scheduler, the short ones run only so;
+ * the long one gives up after 5 s, and nothing was preempted. */
+TEST_SCHED1(preempt__an_interrupt_left_waiting_is_asked_again)
+{
+	tg_boot();
+	atomic_store(&deferred_ms, 50);
+	atomic_store(&long_ms, 5000);
+	REQUIRE(tg_start_preempting(run_slice, NULL,
+				    (cl_objectfn_fixed)preempt_interrupt,
+				    budget_var(ecl_make_double_float(0.002)),
+				    2 * T_MS));
+	spawn_all();
+	REQUIRE(t_wait_all());
+	CHECK_EQ(atomic_load(&shorts_done), 5);
+	CHECK(atomic_load(&preempted) > 0);
 }

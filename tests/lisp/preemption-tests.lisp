@@ -173,6 +173,32 @@ preempted and the worker ends :SHUTDOWN."
     (is (eq :shutdown (worker-exit-reason looper)))
     (start :schedulers 1)))
 
+;;; ECL leaves an interrupt that finds Lisp interrupts deferred in its
+;;; thread's queue, for the code that ends the deferral to run; a binding
+;;; of EXT:*INTERRUPTS-ENABLED* undone by hand (or a worker that parks
+;;; inside MP:WITHOUT-INTERRUPTS and ends it on another thread) never
+;;; does.  The monitor must ask again, or that thread is never preempted.
+(define-concurrency-test preemption--an-interrupt-left-waiting-is-asked-again
+    "A worker computes 50 ms with Lisp interrupts deferred by a plain
+binding, then computes on until a worker queued behind it on the same core
+has run (3 s at most): the preemption that came during the deferral still
+cuts it, so the other runs first."
+  (let* ((log (list nil))
+         (deadline (+ (get-internal-real-time) (* 3 internal-time-units-per-second)))
+         (first (spawn* (lambda ()
+                          (let ((ext:*interrupts-enabled* nil))
+                            (let ((end (+ (get-internal-real-time)
+                                          (/ internal-time-units-per-second 20))))
+                              (spin-until (lambda () (> (get-internal-real-time) end)))))
+                          (spin-until (lambda () (or (member :second (car log))
+                                                     (> (get-internal-real-time) deadline))))
+                          (mp:atomic-push :first (car log)))
+                        :core 0))
+         (second (spawn* (lambda () (mp:atomic-push :second (car log))) :core 0)))
+    (join first :timeout *long*)
+    (join second :timeout *long*)
+    (is (equal '(:second :first) (reverse (car log))))))
+
 (test (preemption--a-runtime-started-with-nil-has-no-monitor :suite schedulers-1)
   "START with *PREEMPTION-BUDGET* NIL starts no monitor: a long slice keeps
 its core, and a worker queued behind it runs only after."
