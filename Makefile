@@ -10,6 +10,8 @@ URCU_CFLAGS :=
 CFLAGS_COMMON := -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread \
                  -D_GNU_SOURCE -Ic-core/include
 CFLAGS  ?= -O2 -g
+# Parallel jobs for the builds the test targets make before they run.
+BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CORE_CFLAGS := $(CFLAGS_COMMON) $(CFLAGS) -fPIC -fvisibility=hidden
 LDLIBS_CORE := -pthread
 

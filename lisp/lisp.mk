@@ -72,7 +72,7 @@ run: deps install
 test-lisp:
 	@rm -f $(LISP_TEST_LINE); \
 	rc=0; \
-	$(MAKE) --no-print-directory fas || rc=$$?; \
+	$(MAKE) --no-print-directory -j$(BUILD_JOBS) fas || rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
 		timeout -k 10 $(LISP_TEST_TIMEOUT) $(ECL) --norc --shell tests/lisp/run.lisp \
 			|| rc=$$?; \
@@ -111,7 +111,7 @@ fas-faults: $(FI_FAS)
 test-lisp-faults:
 	@rm -f $(FI_LINE); \
 	rc=0; \
-	$(MAKE) --no-print-directory fas-faults || rc=$$?; \
+	$(MAKE) --no-print-directory -j$(BUILD_JOBS) fas-faults || rc=$$?; \
 	if [ $$rc -eq 0 ]; then \
 		WORKERS_FAULTS=1 timeout -k 10 600 $(ECL) --norc --shell tests/lisp/run.lisp \
 			|| rc=$$?; \

@@ -84,7 +84,7 @@ core_suite = ( \
 		 [ -z "$(SUMMARY)" ] || \
 			echo "$1: 0 passed, 1 failed" >> "$(SUMMARY)"; \
 		 exit 1; }; \
-	$(MAKE) --no-print-directory $(BUILD)/$2/$(or $4,core_tests) || fail; \
+	$(MAKE) --no-print-directory -j$(BUILD_JOBS) $(BUILD)/$2/$(or $4,core_tests) || fail; \
 	rc=0; \
 	env $3 $(BUILD)/$2/$(or $4,core_tests) -p $1 -s $(CORE_TEST_SCHEDS) \
 		$(if $(SUMMARY),-o "$(SUMMARY)") || rc=$$?; \

@@ -38,11 +38,15 @@
           collect (list name passed (reverse reasons)))))
 
 (defun run-suite (suite)
-  "Runs SUITE; prints a line per test; returns passed and failed counts."
+  "Runs SUITE; prints a line per test, then the counts and the seconds it
+took; returns passed and failed counts."
   (format t "~&~%=== ~A~%" suite)
   (finish-output)
-  (let* ((results (let ((fiveam:*test-dribble* *standard-output*))
+  (let* ((start (get-internal-real-time))
+         (results (let ((fiveam:*test-dribble* *standard-output*))
                     (fiveam:run suite)))
+         (seconds (/ (- (get-internal-real-time) start)
+                     internal-time-units-per-second 1.0))
          (tests (test-results results)))
     (format t "~&")
     (loop for (name passed reasons) in tests
@@ -51,7 +55,8 @@
                (format t "       ~A~%"
                        (string-trim '(#\Newline #\Space) (princ-to-string reason)))))
     (let ((passed (count-if #'second tests)))
-      (format t "--- ~A: ~D passed, ~D failed~%" suite passed (- (length tests) passed))
+      (format t "--- ~A: ~D passed, ~D failed (~,1F s)~%"
+              suite passed (- (length tests) passed) seconds)
       (finish-output)
       (values passed (- (length tests) passed)))))
 
