@@ -16,7 +16,7 @@
   (:use #:common-lisp)
   (:documentation "Shared scaffolding of the Lisp benchmark programs.")
   (:export #:defbench #:main #:*system*
-           #:now-ns #:elapsed-ns #:rss-kib #:scaled #:result #:note
+           #:now-ns #:elapsed-ns #:rss-kib #:scaled #:result #:note #:clear-notes
            #:savina-n #:fib-size #:fib-value #:fib-nodes #:busy-fib #:+pmap-depth+
            #:online-cpus #:pmap-bench #:wait-until #:scale
            #:+channel-capacity+ #:random-matrix #:product-row #:matrix-bench))
@@ -73,7 +73,7 @@
     ("memory" . 100000)          ; idle workers measured
     ("fn-memory" . 100000)       ; workers parked inside a function
     ("preempt-latency" . 2000)   ; round trips beside a CPU-bound worker
-    ("preempt-cost" . 500000)    ; rounds of CPU-bound work (~2 s)
+    ("preempt-cost" . 12500)     ; rounds of CPU-bound work a chunk (~50 ms)
     ("max-idle" . 1000000)       ; idle workers tried
     ;; Issue 16: channels, futures, parallel loops.
     ("chan-ping-pong" . 200000)  ; round trips on unbuffered channels
@@ -199,6 +199,11 @@ times less work."
 (defun note (control &rest arguments)
   "Adds a note to every RESULT line this run prints from now on."
   (push (apply #'format nil control arguments) *notes*))
+
+(defun clear-notes ()
+  "Forgets the notes so far: the next RESULT line gets only those added
+after."
+  (setf *notes* '()))
 
 (defun result (benchmark value unit n)
   "Prints one RESULT line."

@@ -68,6 +68,10 @@ no_program() {                  # no_program BENCH SYSTEM
 	# The OS preempts threads; Erlang has no switch to compare.
 	preempt-*/ecl-threads | preempt-*/lparallel | preempt-cost/erlang)
 		echo "preemption cannot be turned off there to compare" ;;
+	# One worker that sends nothing: the mode makes no difference, and
+	# the row takes a minute.
+	preempt-cost/workers-copy)
+		echo "no messages: the same program as workers-share" ;;
 	chan-*/workers-copy | future/workers-copy | matrix/workers-copy)
 		echo "channels and futures pass values by reference: see workers-share" ;;
 	chan-*/erlang | future/erlang | matrix/erlang)
@@ -177,7 +181,7 @@ for rep in $(seq 1 "$REPS"); do
 				continue
 			fi
 			limit=$LIMIT
-			[ "$bench" = max-idle ] && limit=$((LIMIT * 5 / 2))
+			case $bench in max-idle | preempt-cost) limit=$((LIMIT * 5 / 2)) ;; esac
 			t0=$(date +%s)
 			out=$(timeout -k 5 "$limit" $(command_for "$system" "$bench") < /dev/null 2>> "$LOG")
 			rc=$?

@@ -50,6 +50,12 @@ START (tests and benchmarks)."
                    for (int i = 0; wk_stats(i, &st) == 0; i++) n += st.preempts;
                    @(return) = ecl_make_uint64_t(n); }"))
 
+(defun %preempt-signals ()
+  "How many preemption interrupts (one signal each) the monitor has sent,
+since the program started; a refused point counts too (benchmarks)."
+  (ffi:c-inline () () :object "ecl_make_uint64_t(wkl_preempt_signals())"
+                :one-liner t))
+
 (defun %yield-here ()
   "In an interrupt: wk_yield_here, the running stackful slice goes to the
 back of the run queue and this returns when it runs again; 0 or a negated

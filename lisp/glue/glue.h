@@ -116,7 +116,11 @@ void wkl_stacks_defer_interrupt(int sig);
  * wkl_preempt_point, from the interrupt the hook queued, on the
  * interrupted thread: true if the instant the signal came is one a worker
  * may be left at (a slice may call wk_yield_here); each interrupt gets
- * one answer.
+ * one answer.  wkl_preempt_signals: the preemption interrupts queued
+ * since the program started, each one signal to its thread, whether the
+ * point it came to was then refused or not (so at least as many as the
+ * preemptions); any thread may read it, the count is not ordered with
+ * anything else.
  */
 int wkl_preempt_install(void);
 /* On a thread that runs slices, from thread_start and thread_stop: what
@@ -126,6 +130,7 @@ void wkl_preempt_thread_stop(void);
 void wkl_preempt_config(wk_config *c, cl_object preempt_fn,
 			cl_object budget_var, int64_t budget_ns);
 int wkl_preempt_point(void);
+uint64_t wkl_preempt_signals(void);
 
 /* ---------------------------------------------------------------- runtime */
 

@@ -106,6 +106,9 @@ static __thread struct preemptee *self_preemptee
 static cl_object interrupt_fn = ECL_NIL;
 static cl_object budget_var = ECL_NIL;
 static int64_t budget_in_core; /* monitor thread only */
+/* Interrupts the hook queued, each one signal (wkl_preempt_signals):
+ * what preemption costs the thread it cuts is mostly their delivery. */
+static _Atomic uint64_t signals_sent;
 
 /* ---------------------------------------------------------------- where */
 
@@ -303,18 +306,25 @@ static void preempt(int sched, void *thread, int64_t ran_ns, void *ctx)
 			budget_in_core = budget;
 		if (budget > 0 && ran_ns >= budget) {
 			int64_t now = wk_now_ns();
+			/* Ours, once; then a bare signal, once a budget. */
+			bool first = !atomic_exchange_explicit(
+				&p->queued, 1, memory_order_relaxed);
 
-			if (!atomic_exchange_explicit(&p->queued, 1,
-						      memory_order_relaxed)) {
+			if (first || now - p->queued_at >= budget) {
 				p->queued_at = now;
-				ecl_interrupt_process(p->process, interrupt_fn);
-			} else if (now - p->queued_at >= budget) {
-				p->queued_at = now;
-				ecl_interrupt_process(p->process, ECL_NIL);
+				ecl_interrupt_process(p->process,
+						      first ? interrupt_fn : ECL_NIL);
+				atomic_fetch_add_explicit(&signals_sent, 1,
+							  memory_order_relaxed);
 			}
 		}
 	} ECL_CATCH_ALL_IF_CAUGHT {
 	} ECL_CATCH_ALL_END;
+}
+
+uint64_t wkl_preempt_signals(void)
+{
+	return atomic_load_explicit(&signals_sent, memory_order_relaxed);
 }
 
 void wkl_preempt_config(wk_config *c, cl_object fn, cl_object var,

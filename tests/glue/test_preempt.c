@@ -96,6 +96,8 @@ static void spawn_all(void)
 
 TEST(preempt__a_long_slice_yields_to_the_short_ones)
 {
+	uint64_t signals = wkl_preempt_signals();
+
 	tg_boot();
 	REQUIRE(tg_start_preempting(run_slice, NULL,
 				    (cl_objectfn_fixed)preempt_interrupt,
@@ -105,6 +107,9 @@ TEST(preempt__a_long_slice_yields_to_the_short_ones)
 	REQUIRE(t_wait_all());
 	CHECK_EQ(atomic_load(&shorts_done), 5);
 	CHECK(atomic_load(&preempted) > 0);
+	/* Each preemption took a signal of its own. */
+	CHECK(wkl_preempt_signals() - signals >=
+	      (uint64_t)atomic_load(&preempted));
 }
 
 TEST(preempt__nil_in_the_budget_variable_turns_it_off)
@@ -114,10 +119,13 @@ TEST(preempt__nil_in_the_budget_variable_turns_it_off)
 	REQUIRE(tg_start_preempting(run_slice, NULL,
 				    (cl_objectfn_fixed)preempt_interrupt,
 				    budget_var(ECL_NIL), 2 * T_MS));
+	uint64_t signals = wkl_preempt_signals();
+
 	spawn_all();
 	REQUIRE(t_wait_all());
 	CHECK_EQ(atomic_load(&shorts_done), 5);
 	CHECK_EQ(atomic_load(&preempted), 0);
+	CHECK_EQ(wkl_preempt_signals(), signals); /* none sent */
 }
 
 /* An interrupt the hook queued that waits, unanswered, on a thread that
