@@ -104,16 +104,16 @@ wkl_chan_layout in glue.h, which fixes the order)."
                                                       (%queue head tail)
                                                       (%waiter state worker index value ok)
                                                       (%entry waiter index offer next)
-                                                      (worker id))
+                                                      (worker id %state running))
                              append (loop for name in names
                                           collect (%slot-location type name)))
                        'simple-vector)))
     (assert (= (length slots) +chan-slots+))
-    (ffi:c-inline (slots :closed) (:object :object) :void
+    (ffi:c-inline (slots :closed :waiting :running) (:object :object :object :object) :void
                   "{ int s[WKL_CHAN_NSLOTS];
                      for (int i = 0; i < WKL_CHAN_NSLOTS; i++)
                        s[i] = ecl_fixnum((#0)->vector.self.t[i]);
-                     wkl_chan_layout(s, #1); }")))
+                     wkl_chan_layout(s, #1, #2, #3); }")))
 
 ;; When workers.fas loads (not when build.lisp loads this source to
 ;; compile the files after it: C-INLINE needs compiled code).
@@ -303,10 +303,12 @@ on to no value meanwhile."
 ;;; Registering, waiting, giving up.
 
 (defun %register-several (ops order waiter)
-  "%REGISTER-WAITER for several operations: holding every channel of OPS
-(locked in the order of their serial numbers, so that two SELECTs
-cannot deadlock), tries them once more in ORDER, else queues an entry
-of WAITER for each."
+  "Registers WAITER (taken with %TAKE-WAITER) for the several operations
+of OPS: holding every channel of OPS (locked in the order of their
+serial numbers, so that two SELECTs cannot deadlock), tries them once
+more in ORDER, else queues an entry of WAITER for each.  Returns the
+%OUTCOME of the one that went through; NIL when WAITER was registered.
+The caller defers Lisp interrupts.  (One operation: wkl_chan_block.)"
   (let ((channels (%channels-in-lock-order ops))
         (woke nil))
     (dolist (ch channels) (%chan-lock ch))
@@ -329,20 +331,6 @@ of WAITER for each."
       (dolist (ch channels) (%chan-unlock ch))
       (%chan-wake woke))))
 
-(declaim (inline %register-waiter))
-(defun %register-waiter (ops order waiter)
-  "Tries the operations of OPS once more (in ORDER) under the locks of
-their channels, and if none goes through queues an entry of WAITER
-(taken with %TAKE-WAITER) for each.  Returns the %OUTCOME of the one
-that went through; NIL when WAITER was registered.  The caller defers
-Lisp interrupts."
-  (if (= (%op-count ops) 1)
-      (multiple-value-bind (status value)
-          (%chan-op (%op-channel ops 0) (%op-kind ops 0) (%op-value ops 0)
-                    (%waiter-entry waiter 0))
-        (%outcome ops 0 status value))
-      (%register-several ops order waiter)))
-
 (defun %deregister-waiter (ops waiter)
   "Removes WAITER's entries from the queues of the channels of OPS."
   (dolist (channel (%channels-in-lock-order ops))
@@ -352,46 +340,35 @@ Lisp interrupts."
                     "wkl_chan_remove_locked(#0, #1)" :one-liner t)
       (%chan-unlock channel))))
 
-(defmacro %wait-status (waiter ns in-worker worker)
-  "One wait of WAITER for up to NS (-1: forever): wkl_chan_wait, Lisp
-interrupts deferred.  A worker (IN-WORKER true: WORKER) is :WAITING
-meanwhile and has no thread for KILL to interrupt (KILL sends a wake-up
-instead)."
-  (let ((status (gensym "STATUS")) (call (gensym "CALL")))
-    `(let ((,status
-             (let ((ext:*interrupts-enabled* nil))
-               (flet ((,call () (ffi:c-inline (,waiter ,ns) (:object :int64-t) :int
-                                              "wkl_chan_wait(#0, #1)" :one-liner t)))
-                 (if ,in-worker
-                     (progn
-                       (setf (%w %state ,worker) :waiting
-                             (%w running ,worker) nil)
-                       (prog1 (,call)
-                         (setf (%w %state ,worker) :running
-                               (%w running ,worker) mp:*current-process*)
-                         ;; RUNNING stored, then PENDING-EXIT read.
-                         (workers.ffi::%fence)))
-                     (,call))))))
-       (%run-deferred-interrupts)
-       ,status)))
+(defmacro %wait-ns (deadline in-worker)
+  "How long the next wait may last (-1: forever): a worker parks until
+DEADLINE; a thread blocks in pieces, so that Lisp interrupts get in."
+  (let ((remaining (gensym "REMAINING")))
+    `(let ((,remaining (%remaining-ns ,deadline)))
+       (if ,in-worker ,remaining (%piece ,remaining)))))
 
-(declaim (inline %await))
-(defun %await (waiter deadline)
+(defmacro %act-on-signals (worker)
+  "%CHECK-SIGNALS when there may be something to act on."
+  `(when (or (%w pending-exit ,worker) *stopping*)
+     (%check-signals ,worker)))
+
+(defun %await (waiter deadline status in-worker)
   "Waits until WAITER is done (T), or DEADLINE (see %DEADLINE) passed and
-WAITER was cancelled (NIL).  A worker parks, for as long as it may; a
-thread blocks in pieces, so that Lisp interrupts get in.  STOP and exit
-signals are acted on before it waits and whenever it wakes."
-  (let ((worker (%slot %waiter worker waiter))
-        (in-worker (and *current-worker* t)))
-    (loop
-      (when (or (%w pending-exit worker) *stopping*)
-        (%check-signals worker))
-      (let* ((remaining (%remaining-ns deadline))
-             (status (if (zerop remaining)
-                         +chan-timeout+
-                         (%wait-status waiter (if in-worker remaining (%piece remaining))
-                                       in-worker worker))))
-        (declare (fixnum status))
+WAITER was cancelled (NIL).  STATUS is what the wait so far answered
+(wkl_chan_wait, or +CHAN-WOKEN+ for none yet).  STOP and exit signals
+are acted on whenever it wakes.  IN-WORKER: the caller runs in a slice
+of its worker (else it is a thread, which blocks)."
+  (declare (fixnum status))
+  (let ((worker (%slot %waiter worker waiter)))
+    (flet ((wait (ns)
+             (let ((status (let ((ext:*interrupts-enabled* nil))
+                             (ffi:c-inline (waiter ns (and in-worker worker))
+                                           (:object :int64-t :object) :int
+                                           "wkl_chan_wait(cl_env_copy, #0, #1, #2)"
+                                           :one-liner t))))
+               (%run-deferred-interrupts)
+               status)))
+      (loop
         (cond ((= status +chan-done+) (return t))
               ((= status +chan-nomem+)
                (%core-error +e-nomem+ "Parking a worker on a channel"))
@@ -400,9 +377,10 @@ signals are acted on before it waits and whenever it wakes."
                  (return nil))
                ;; Claimed meanwhile: its claimer marks it done, under
                ;; the channel's lock, and wakes it.
-               (loop until (= (the fixnum (%wait-status waiter -1 in-worker worker))
-                              +chan-done+))
-               (return t)))))))
+               (loop until (= (the fixnum (wait -1)) +chan-done+))
+               (return t)))
+        (%act-on-signals worker)
+        (setf status (wait (%wait-ns deadline in-worker)))))))
 
 (defun %give-up (ops waiter)
   "After a wait of WAITER on OPS (a timeout, an unwinding, or a SELECT's
@@ -418,25 +396,47 @@ left already)."
   "The wait of %SELECT, once no operation of OPS was ready: registers
 WAITER (taken with %TAKE-WAITER) and waits until DEADLINE.  Returns what
 %SELECT returns."
-  (let ((queued nil) (index nil) (value nil) (ok nil))
+  (let* ((in-worker (and *current-worker* t))
+         (single (= (%op-count ops) 1))
+         (queued nil) (status +chan-done+) (index 0) (value nil) (ok nil))
+    (declare (fixnum status))
+    (%act-on-signals (%slot %waiter worker waiter))
     (unwind-protect
          (progn
-           ;; Registered and noted as one, for the cleanup below.
+           ;; Registered (and for one operation, waited on once) and
+           ;; noted as one, for the cleanup below.
            (let ((ext:*interrupts-enabled* nil))
-             (multiple-value-setq (index value ok) (%register-waiter ops order waiter))
-             (setf queued (not index)))
+             (if single
+                 (multiple-value-setq (status value ok)
+                   (ffi:c-inline ((%op-channel ops 0) (%op-kind ops 0) (%op-value ops 0)
+                                  (%waiter-entry waiter 0) (%wait-ns deadline in-worker)
+                                  (and in-worker (%slot %waiter worker waiter)))
+                                 (:object :int :object :object :int64-t :object)
+                                 (values :int :object :object)
+                                 "{ cl_object v_ = #2, ok_ = ECL_NIL;
+                                    @(return 0) = wkl_chan_block(cl_env_copy, #0, #1, &v_, &ok_, #3, #4, #5);
+                                    @(return 1) = v_; @(return 2) = ok_; }"
+                                 :one-liner nil))
+                 (progn
+                   (multiple-value-setq (index value ok) (%register-several ops order waiter))
+                   (unless index
+                     (setf status +chan-woken+))))
+             (setf queued (/= status +chan-done+)))
            (%run-deferred-interrupts)
-           (when (and queued (%await waiter deadline))
-             (setf index (%slot %waiter index waiter)
-                   value (%slot %waiter value waiter)
-                   ok (%slot %waiter ok waiter))))
+           (cond ((not queued))
+                 ((%await waiter deadline status in-worker)
+                  (setf status +chan-done+
+                        index (%slot %waiter index waiter)
+                        value (%slot %waiter value waiter)
+                        ok (%slot %waiter ok waiter)))
+                 (t (setf status +chan-timeout+))))
       (when (and queued
-                 (not (and (eql (%slot %waiter state waiter) +waiter-done+)
-                           (= (%op-count ops) 1))))
+                 (not (and single (eql (%slot %waiter state waiter) +waiter-done+))))
         (%give-up ops waiter)))
     ;; Not after an unwinding: a claimer may still be filling it in.
     (%keep-waiter waiter)
-    (and index (%done (%op-channel ops index) index ok value))))
+    (and (= status +chan-done+)
+         (%done (%op-channel ops index) index ok value))))
 
 (defun %select (ops timeout default)
   "Runs one of the operations OPS (see %OP-KIND): a ready one, chosen at
@@ -575,7 +575,7 @@ Signals CHANNEL-CLOSED if CHANNEL was closed already."
   "Calls FUNCTION on each value received from CHANNEL until it is closed
 and drained.  The function behind DO-CHANNEL."
   (check-type channel channel)
-  (loop (multiple-value-bind (value ok) (channel-receive channel)
+  (loop (multiple-value-bind (value ok) (%channel-receive channel nil)
           (unless ok
             (return nil))
           (funcall function value))))

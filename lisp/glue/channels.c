@@ -46,30 +46,35 @@
 
 /* ---------------------------------------------------------------- layout */
 
-/* Slot indices (see lisp/channels.lisp, %CHANNEL-LAYOUT), and :CLOSED, the
- * OK of a send that its channel's close woke.  A symbol stays reachable
- * from its package: holding it here is safe. */
+/* Slot indices (see lisp/channels.lisp, %CHANNEL-LAYOUT), and the
+ * symbols: :CLOSED, the OK of a send that its channel's close woke;
+ * :WAITING and :RUNNING, a worker's state.  A symbol stays reachable from
+ * its package: holding it here is safe. */
 static struct {
 	int lock, capacity, buffer, head, count, closed, receivers, senders;
 	int q_head, q_tail;
 	int w_state, w_worker, w_index, w_value, w_ok;
 	int e_waiter, e_index, e_offer, e_next;
-	int k_id;
-	cl_object closed_ok;
+	int k_id, k_state, k_running;
+	cl_object closed_ok, waiting, running;
 } L;
 
-void wkl_chan_layout(const int slots[WKL_CHAN_NSLOTS], cl_object closed_ok)
+void wkl_chan_layout(const int slots[WKL_CHAN_NSLOTS], cl_object closed_ok,
+		     cl_object waiting, cl_object running)
 {
 	int *to[WKL_CHAN_NSLOTS] = {
-		&L.lock,     &L.capacity, &L.buffer,  &L.head,    &L.count,
-		&L.closed,   &L.receivers, &L.senders, &L.q_head, &L.q_tail,
-		&L.w_state,  &L.w_worker, &L.w_index, &L.w_value, &L.w_ok,
-		&L.e_waiter, &L.e_index,  &L.e_offer, &L.e_next,  &L.k_id,
+		&L.lock,     &L.capacity,  &L.buffer,  &L.head,    &L.count,
+		&L.closed,   &L.receivers, &L.senders, &L.q_head,  &L.q_tail,
+		&L.w_state,  &L.w_worker,  &L.w_index, &L.w_value, &L.w_ok,
+		&L.e_waiter, &L.e_index,   &L.e_offer, &L.e_next,  &L.k_id,
+		&L.k_state,  &L.k_running,
 	};
 
 	for (int i = 0; i < WKL_CHAN_NSLOTS; i++)
 		*to[i] = slots[i];
 	L.closed_ok = closed_ok;
+	L.waiting = waiting;
+	L.running = running;
 }
 
 /* The hot helpers below are inlined into the few entry points: a
@@ -383,21 +388,66 @@ static int is_wake_up(const wk_msg *m, void *unused)
 	return wk_msg_mode(m) == WK_MODE_SHARE && !wk_msg_data(m);
 }
 
-int wkl_chan_wait(cl_object waiter, int64_t timeout_ns)
+/* One wait for a wake-up; the worker of a slice (NIL in a thread) is
+ * :WAITING meanwhile, with no thread for KILL to interrupt (KILL sends a
+ * wake-up instead), as receive.lisp's %PARK-INSIDE has it. */
+static int wait(cl_env_ptr env, cl_object waiter, int64_t timeout_ns,
+		cl_object worker)
 {
 	wk_msg *m;
+	int why;
 
 	if (state_acquire(waiter) == FIX(WKL_WAITER_DONE))
 		return WKL_CHAN_DONE;
-	m = wk_recv_wait(is_wake_up, NULL, timeout_ns);
-	if (!m) {
-		int why = wk_recv_status();
-
-		return why == -WK_ETIMEDOUT ? WKL_CHAN_TIMEOUT
-		       : why == -WK_ENOMEM  ? WKL_CHAN_NOMEM
-					    : WKL_CHAN_WOKEN; /* stopping */
+	if (!Null(worker)) {
+		CSLOT(worker, L.k_state) = L.waiting;
+		CSLOT(worker, L.k_running) = ECL_NIL;
 	}
-	wk_msg_free(m);
-	return state_acquire(waiter) == FIX(WKL_WAITER_DONE) ? WKL_CHAN_DONE
-							     : WKL_CHAN_WOKEN;
+	m = wk_recv_wait(is_wake_up, NULL, timeout_ns);
+	why = m ? 0 : wk_recv_status();
+	if (!Null(worker)) {
+		/* env is this stack's: its process is the thread's it resumed
+		 * on (stacks.c moves it in). */
+		CSLOT(worker, L.k_state) = L.running;
+		CSLOT(worker, L.k_running) = env->own_process;
+		/* RUNNING stored, then PENDING-EXIT read (by the caller). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	}
+	if (m) {
+		wk_msg_free(m);
+		return state_acquire(waiter) == FIX(WKL_WAITER_DONE)
+			       ? WKL_CHAN_DONE
+			       : WKL_CHAN_WOKEN;
+	}
+	return why == -WK_ETIMEDOUT ? WKL_CHAN_TIMEOUT
+	       : why == -WK_ENOMEM  ? WKL_CHAN_NOMEM
+				    : WKL_CHAN_WOKEN; /* the runtime stops */
+}
+
+int wkl_chan_wait(cl_env_ptr env, cl_object waiter, int64_t timeout_ns,
+		  cl_object worker)
+{
+	return wait(env, waiter, timeout_ns, worker);
+}
+
+int wkl_chan_block(cl_env_ptr env, cl_object ch, int op, cl_object *value,
+		   cl_object *ok, cl_object entry, int64_t timeout_ns,
+		   cl_object worker)
+{
+	cl_object waiter = CSLOT(entry, L.e_waiter);
+	int rc = wkl_chan_op(env, ch, op, value, entry);
+
+	if (rc != WKL_CHAN_WAITING) {
+		*ok = rc == WKL_CHAN_DONE ? ECL_T
+		      : op == WKL_CHAN_SEND ? L.closed_ok : ECL_NIL;
+		if (rc == WKL_CHAN_CLOSED)
+			*value = ECL_NIL;
+		return WKL_CHAN_DONE;
+	}
+	rc = wait(env, waiter, timeout_ns, worker);
+	if (rc == WKL_CHAN_DONE) {
+		*value = CSLOT(waiter, L.w_value);
+		*ok = CSLOT(waiter, L.w_ok);
+	}
+	return rc;
 }

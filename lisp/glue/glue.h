@@ -334,14 +334,17 @@ enum {
  * Once, at load, before any other: the slot indices of the structures,
  * in this order: CHANNEL lock capacity buffer head count closed
  * receivers senders; %QUEUE head tail; %WAITER state worker index value
- * ok; %ENTRY waiter index offer next; WORKER id.  closed_ok is the OK a
- * waiting send gets when its channel is closed (:CLOSED).
+ * ok; %ENTRY waiter index offer next; WORKER id %state running.
+ * closed_ok is the OK a waiting send gets when its channel is closed
+ * (:CLOSED); waiting and running a worker's states (:WAITING, :RUNNING).
  */
-#define WKL_CHAN_NSLOTS 20
+#define WKL_CHAN_NSLOTS 22
 /* Called by compiled Lisp in this same object only: no PLT on the path
  * of every value. */
 #define WKL_CHAN_API __attribute__((visibility("hidden")))
-WKL_CHAN_API void wkl_chan_layout(const int slots[WKL_CHAN_NSLOTS], cl_object closed_ok);
+WKL_CHAN_API void wkl_chan_layout(const int slots[WKL_CHAN_NSLOTS],
+				  cl_object closed_ok, cl_object waiting,
+				  cl_object running);
 
 /*
  * One operation on one channel, op WKL_CHAN_SEND (*value the value) or
@@ -398,9 +401,29 @@ WKL_CHAN_API bool wkl_chan_cancel(cl_object waiter);
  * WKL_CHAN_DONE once the waiter is DONE (then its index, value and ok are
  * its outcome); WKL_CHAN_WOKEN for a wake-up that left it not done (KILL's,
  * a stale one, or the runtime stopping); WKL_CHAN_TIMEOUT;
- * WKL_CHAN_NOMEM.  The caller defers Lisp interrupts.
+ * WKL_CHAN_NOMEM.  worker: the calling worker when it runs a slice (its
+ * %STATE is :WAITING and its RUNNING NIL while it waits, then :RUNNING
+ * and this thread's process), NIL in a thread.  The caller defers Lisp
+ * interrupts (EXT:*INTERRUPTS-ENABLED*) and acts on STOP and exit signals
+ * before and after.
  */
-WKL_CHAN_API int wkl_chan_wait(cl_object waiter, int64_t timeout_ns);
+WKL_CHAN_API int wkl_chan_wait(cl_env_ptr env, cl_object waiter,
+			       int64_t timeout_ns, cl_object worker);
+
+/*
+ * CHANNEL-SEND's and CHANNEL-RECEIVE's way to wait: wkl_chan_op with
+ * entry (its waiter's entry 0, WAITING), then, if it was queued, the
+ * first wkl_chan_wait, as one call.  WKL_CHAN_DONE when the operation went
+ * through, now or while it waited: *value the value received, *ok T, NIL
+ * (a receive from a closed, drained channel) or closed_ok (a send on a
+ * closed one); nothing is queued then.  Else the entry is queued and
+ * wkl_chan_wait's answer comes back: the caller waits on, or gives up.
+ * The caller defers Lisp interrupts, as for wkl_chan_wait.
+ */
+WKL_CHAN_API int wkl_chan_block(cl_env_ptr env, cl_object ch, int op,
+				cl_object *value, cl_object *ok,
+				cl_object entry, int64_t timeout_ns,
+				cl_object worker);
 
 /* SELECT's dice: a number in [0, n), n > 0; xorshift64*, one state per
  * thread, seeded on first use. */
