@@ -283,7 +283,7 @@ lock, until one goes through: its %OUTCOME; NIL if none was ready."
 (declaim (inline %take-waiter %keep-waiter))
 (defun %take-waiter ()
   "The calling worker's waiter, ready for a new wait (see %KEEP-WAITER)."
-  (let* ((worker (self))
+  (let* ((worker (or *current-worker* (self)))
          (waiter (%w channel-waiter worker)))
     (if waiter
         (progn (setf (%w channel-waiter worker) nil
@@ -459,14 +459,16 @@ Signals CHANNEL-CLOSED for a send on a closed channel."
            (and (not (eq deadline :never))
                 (zerop (%remaining-ns deadline))))))
 
+(declaim (inline %wait-one))
 (defun %wait-one (op channel value timeout)
   "The wait of CHANNEL-SEND (OP +CHAN-SEND+) and CHANNEL-RECEIVE
 (+CHAN-RECEIVE+) once the operation found CHANNEL not ready: %SELECT's,
 for one operation, with the waiter's own operation vector."
   (let ((deadline (%deadline timeout)))
-    (if (%may-wait-p nil deadline)
+    (if (or (eq deadline :never) (%may-wait-p nil deadline))
         (let* ((waiter (%take-waiter))
                (ops (%slot %waiter ops waiter)))
+          (declare (simple-vector ops))
           (setf (svref ops 0) op
                 (svref ops 1) channel
                 (svref ops 2) value)
