@@ -7,48 +7,49 @@
 ;;;; under one lock per channel, held for a few stores only.  A value
 ;;;; passes by reference (one image).
 ;;;;
-;;;; The lock is a spin lock on a slot of the channel (an atomic exchange,
-;;;; then pause and sched_yield while it is taken), held with Lisp
-;;;; interrupts deferred, never across a wait.  Not ECL's MP:LOCK: it
-;;;; carries about 50,000 hand-overs a second.
+;;;; Every step that touches a channel is C (lisp/glue/channels.c, which
+;;;; says who may move a waiter between its states and why no wake-up is
+;;;; lost): the lock, a spin lock on a slot of the channel, never ECL's
+;;;; MP:LOCK (about 50,000 hand-overs a second); an operation that can go
+;;;; on at once, buffered or handed to a waiting party; the queues; the
+;;;; wait.  This file keeps the structures, in Lisp so that the collector
+;;;; sees every value in flight, and the order of things.
 ;;;;
 ;;;; Waiting.  An operation that cannot go on now registers a %WAITER: one
 ;;;; %ENTRY per operation in the queue of its channel (a SELECT registers
-;;;; one per clause, all for one waiter), then waits in a RECEIVE for one
-;;;; message, the waiter itself.  So a worker parks (RECEIVE inside a
-;;;; function parks it, holding no thread) and a plain thread such as the
-;;;; REPL blocks.  The other side, under the channel's lock, takes the
-;;;; first entry whose waiter it can claim: a compare-and-swap of the
-;;;; waiter's state from :WAITING to :CLAIMED.  The winner stores the
-;;;; value and the clause that fired in the waiter, then, with the lock
-;;;; given back, sends the waiter to its worker (share mode).
+;;;; one per clause, all for one waiter), then waits for wake-ups (the
+;;;; core's empty message) until its waiter is done.  So a worker parks
+;;;; (holding no thread) and a plain thread such as the REPL blocks.  The
+;;;; other side, under the channel's lock, claims the first entry whose
+;;;; waiter is still waiting (a compare-and-swap of its state), stores the
+;;;; value and the clause that fired in the waiter, marks it done and wakes
+;;;; its worker, all before it lets Lisp interrupts in again.
 ;;;;
-;;;; Why no wake-up is lost and every value goes exactly once:
+;;;; Why every value goes exactly once:
 ;;;;  - A waiter registers under the locks of all its channels at once
 ;;;;    (taken in the order of their serial numbers, so two SELECTs cannot
 ;;;;    deadlock), after trying every operation once more under those same
 ;;;;    locks.  So nothing that was ready is missed, and nobody can claim
 ;;;;    it before it is registered everywhere.
-;;;;  - Exactly one party moves a waiter out of :WAITING: a claimer (which
-;;;;    then owes it exactly one wake message) or the waiter itself on a
-;;;;    timeout (:CANCELLED, and then nobody sends it anything).  A waiter
-;;;;    whose cancel fails was claimed: it waits, without a deadline, for
-;;;;    the wake message that is on its way, so no stray message is left
-;;;;    in its mailbox and the value it was given is not dropped.
-;;;;  - An entry whose waiter is no longer :WAITING is dead; whoever meets
-;;;;    it drops it, and a waiter that woke removes its other entries.
-;;;;  - The wake message goes through the core's mailbox, whose enqueue and
-;;;;    dequeue order the claimer's stores before the waiter's reads.
+;;;;  - Exactly one party moves a waiter out of waiting: a claimer, or the
+;;;;    waiter itself on a timeout or an unwinding (KILL), which cancels
+;;;;    it.  A waiter whose cancel fails on a timeout was claimed: it waits,
+;;;;    without a deadline, until the claimer marked it done, and keeps the
+;;;;    value.  One unwound by KILL after the claim dies with the value, as
+;;;;    a message received just before a KILL does: never twice.
+;;;;  - The registration and the note that it was made happen with Lisp
+;;;;    interrupts deferred, inside the UNWIND-PROTECT that cancels and
+;;;;    deregisters: no unwinding leaves an entry behind.
 ;;;;
 ;;;; Tried and dropped (measured with two workers passing a value back and
 ;;;; forth on rendezvous channels): spinning a few microseconds before
 ;;;; parking made it slower, since the two often share a scheduler and the
-;;;; spin only delays the other; waking with the core's empty wake-up
-;;;; (wkl_send_wake) and a state flag instead of the waiter as a message
-;;;; doubled the round trip.  Allocation was the cost that mattered: a
-;;;; worker keeps its waiter and entries from one wait to the next.
-;;;;
-;;;; The lock and SELECT's dice are C, in lisp/glue/glue.h.
+;;;; spin only delays the other.  Allocation and Lisp glue were the costs
+;;;; that mattered: a worker keeps its waiter and entries from one wait to
+;;;; the next, and the waiter, once sent as a message in a box and matched
+;;;; by a nested RECEIVE (1.4 us a round trip), is now woken by a bare
+;;;; wake-up that C waits for, registering and parking in one call (about
+;;;; 0.4 us; README.org, "Channels, futures, parallel loops").
 
 (in-package #:workers)
 
@@ -73,31 +74,52 @@
   (serial 0 :type fixnum :read-only t)) ; the order locks are taken in
 
 ;;; A worker keeps its waiter (and the waiter its entries) from one
-;;; blocking operation to the next: allocation is most of what a blocked
-;;; hand-over would cost.  It is taken out of the worker while in use, and
-;;; put back only by an operation that ended normally, when no queue holds
-;;; its entries and no wake message for it is on its way.
+;;; blocking operation to the next.  It is taken out of the worker while in
+;;; use, and put back only by an operation that ended normally, when no
+;;; queue holds its entries and nobody may claim it.
 
-(defstruct (%waiter (:constructor %make-waiter (worker)) (:copier nil)
+(defstruct (%waiter (:constructor %make-waiter (worker entries ops)) (:copier nil)
                     (:predicate nil))
   "What one blocked CHANNEL-SEND, CHANNEL-RECEIVE or SELECT waits on."
-  (state :waiting)        ; :WAITING, then :CLAIMED or :CANCELLED (by CAS)
+  (state +waiter-waiting+ :type fixnum) ; +WAITER-...+, moved by CAS (channels.c)
   (worker nil)            ; the worker (or thread's worker) to wake
   (index 0 :type fixnum)  ; the operation that fired, set by its claimer
   (value nil)             ; the value received
   (ok nil)                ; T; NIL: the channel closed; :CLOSED for a send
-  (entries #() :type simple-vector) ; its entries, made as needed
-  (ops nil)               ; the operation of CHANNEL-SEND or -RECEIVE
-  (matcher nil)           ; the RECEIVE matcher and runner of its wake
-  (runner nil))           ; message
+  (entries #() :type simple-vector) ; entry I for operation I, made as needed
+  (ops #() :type simple-vector))    ; the operation of CHANNEL-SEND or -RECEIVE
 
-(defstruct (%entry (:constructor %make-entry (waiter)) (:copier nil)
+(defstruct (%entry (:constructor %make-entry (waiter index)) (:copier nil)
                    (:predicate nil))
   "A waiter's place in the queue of one of its channels."
   (waiter nil :type %waiter :read-only t)
-  (index 0 :type fixnum)  ; which operation of the waiter
+  (index 0 :type fixnum :read-only t) ; which operation of the waiter
   (offer nil)             ; what a sender sends
   (next nil))             ; the next entry of the queue
+
+(defun %channel-layout ()
+  "Tells channels.c where the slots of the structures are (see
+wkl_chan_layout in glue.h, which fixes the order)."
+  (let ((slots (coerce (loop for (type . names) in '((channel lock capacity buffer head count
+                                                       closed receivers senders)
+                                                      (%queue head tail)
+                                                      (%waiter state worker index value ok)
+                                                      (%entry waiter index offer next)
+                                                      (worker id %state running))
+                             append (loop for name in names
+                                          collect (%slot-location type name)))
+                       'simple-vector)))
+    (assert (= (length slots) +chan-slots+))
+    (ffi:c-inline (slots :closed :waiting :running) (:object :object :object :object) :void
+                  "{ int s[WKL_CHAN_NSLOTS];
+                     for (int i = 0; i < WKL_CHAN_NSLOTS; i++)
+                       s[i] = ecl_fixnum((#0)->vector.self.t[i]);
+                     wkl_chan_layout(s, #1, #2, #3); }")))
+
+;; When workers.fas loads (not when build.lisp loads this source to
+;; compile the files after it: C-INLINE needs compiled code).
+(eval-when (:load-toplevel)
+  (%channel-layout))
 
 (defmacro %ch (slot channel)
   "(%SLOT CHANNEL SLOT CHANNEL), SETF-able."
@@ -128,171 +150,41 @@ A channel may be used by any number of workers and threads at once."
   (%make-channel capacity (make-array capacity :initial-element nil)
                  (workers.ffi::%next-ref)))
 
-;;; The lock.
+;;; The C half (glue.h).
 
-(defmacro %with-channel-locked ((channel) &body body)
-  "Runs BODY holding CHANNEL's lock, Lisp interrupts deferred.  BODY only
-stores and allocates: it never waits, never signals."
-  (let ((ch (gensym "CHANNEL")))
-    `(let ((,ch ,channel))
-       (%without-interrupts
-         (%channel-lock ,ch)
-         (multiple-value-prog1 (progn ,@body)
-           (%channel-unlock ,ch))))))
-
-(defmacro %channel-lock (channel)
-  `(ffi:c-inline (,channel) (:object) :void
-                 ,(format nil "wkl_chan_lock(&(#0)->instance.slots[~D])"
-                          (%slot-location 'channel 'lock))
-                 :one-liner t))
-
-(defmacro %channel-unlock (channel)
-  `(ffi:c-inline (,channel) (:object) :void
-                 ,(format nil "wkl_chan_unlock(&(#0)->instance.slots[~D])"
-                          (%slot-location 'channel 'lock))
-                 :one-liner t))
-
-;;; The fast paths: a buffered value in or out while nobody waits on the
-;;; other side, in C (wkl_chan_put and wkl_chan_take in glue.h).
-
-(eval-when (:compile-toplevel :load-toplevel :execute)
-  (defun %channel-slots (&rest slots)
-    "The indices of the channel's SLOTS, then the head slot of its queues,
-as C arguments."
-    (format nil "~{~D~^, ~}, ~D"
-            (mapcar (lambda (slot) (%slot-location 'channel slot)) slots)
-            (%slot-location '%queue 'head))))
-
-(defmacro %channel-put-fast (channel value)
-  "True if VALUE went into CHANNEL's buffer at once (see wkl_chan_put)."
-  `(ffi:c-inline (,channel ,value) (:object :object) :bool
-                 ,(format nil "wkl_chan_put(#0, #1, ~A)"
-                          (%channel-slots 'lock 'capacity 'buffer 'head 'count
-                                          'closed 'receivers))
-                 :one-liner t))
-
-(defmacro %channel-take-fast (channel)
-  "T and the oldest buffered value of CHANNEL if one could be taken at
-once (see wkl_chan_take); NIL otherwise."
-  `(ffi:c-inline (,channel) (:object) (values :bool :object)
-                 ,(format nil "{ cl_object v_ = ECL_NIL; @(return 0) = wkl_chan_take(#0, &v_, ~A); @(return 1) = v_; }"
-                          (%channel-slots 'lock 'capacity 'buffer 'head 'count
-                                          'senders))
+(defmacro %chan-op (channel op value entry)
+  "wkl_chan_op: a status (+CHAN-...+) and the value received."
+  `(ffi:c-inline (,channel ,op ,value ,entry) (:object :int :object :object)
+                 (values :int :object)
+                 "{ cl_object v_ = #2; @(return 0) = wkl_chan_op(cl_env_copy, #0, #1, &v_, #3); @(return 1) = v_; }"
                  :one-liner nil))
 
-;;; Queues of entries.
+(defmacro %chan-try-locked (channel op value)
+  "wkl_chan_try_locked: a status, the value received and the waiter to
+wake once the lock is given back."
+  `(ffi:c-inline (,channel ,op ,value) (:object :int :object) (values :int :object :object)
+                 "{ cl_object v_ = #2, w_ = ECL_NIL;
+                    @(return 0) = wkl_chan_try_locked(#0, #1, &v_, &w_);
+                    @(return 1) = v_; @(return 2) = w_; }"
+                 :one-liner nil))
 
-(defun %enqueue (queue entry)
-  (setf (%slot %entry next entry) nil)
-  (let ((tail (%slot %queue tail queue)))
-    (if tail
-        (setf (%slot %entry next tail) entry)
-        (setf (%slot %queue head queue) entry)))
-  (setf (%slot %queue tail queue) entry))
+(defmacro %chan-lock (channel)
+  `(ffi:c-inline (,channel) (:object) :void "wkl_chan_lock(#0)" :one-liner t))
 
-(defun %claim-first (queue)
-  "Takes entries off the front of QUEUE until one whose waiter this call
-claims (moves from :WAITING to :CLAIMED), and returns that entry; NIL when
-none is left.  Entries of waiters claimed or cancelled meanwhile are
-dropped."
-  (loop
-    (let ((entry (%slot %queue head queue)))
-      (unless entry
-        (return nil))
-      (let ((next (%slot %entry next entry)))
-        (setf (%slot %queue head queue) next
-              (%slot %entry next entry) nil)
-        (unless next
-          (setf (%slot %queue tail queue) nil)))
-      (when (%slot-cas %waiter state (%slot %entry waiter entry) :waiting :claimed)
-        (return entry)))))
+(defmacro %chan-unlock (channel)
+  `(ffi:c-inline (,channel) (:object) :void "wkl_chan_unlock(#0)" :one-liner t))
 
-(defun %remove-entries (queue waiter)
-  "Removes WAITER's entries from QUEUE, and dead ones met on the way."
-  (let ((prev nil))
-    (loop for entry = (%slot %queue head queue) then next
-          for next = (and entry (%slot %entry next entry))
-          while entry
-          do (let ((w (%slot %entry waiter entry)))
-               (if (or (eq w waiter) (not (eq (%slot %waiter state w) :waiting)))
-                   (progn
-                     (setf (%slot %entry next entry) nil)
-                     (if prev
-                         (setf (%slot %entry next prev) next)
-                         (setf (%slot %queue head queue) next)))
-                   (setf prev entry))))
-    (setf (%slot %queue tail queue) prev)))
+(defmacro %chan-wake (waiter)
+  `(ffi:c-inline (,waiter) (:object) :void "wkl_chan_wake(#0)" :one-liner t))
 
-(defun %fire (entry value ok)
-  "Fills in the waiter of ENTRY, just claimed: it woke for ENTRY's
-operation, with VALUE and OK.  Returns the waiter, to be woken (%WAKE)
-once the lock is given back."
-  (let ((waiter (%slot %entry waiter entry)))
-    (setf (%slot %waiter index waiter) (%slot %entry index entry)
-          (%slot %waiter value waiter) value
-          (%slot %waiter ok waiter) ok)
-    waiter))
+(defmacro %chan-cancel (waiter)
+  "Cancels WAITER unless it was claimed: true if it did."
+  `(ffi:c-inline (,waiter) (:object) :bool "wkl_chan_cancel(#0)" :one-liner t))
 
-(defun %wake (waiter)
-  "Sends WAITER, claimed and filled in, to its worker (share mode)."
-  (when waiter
-    (%send (%slot %waiter worker waiter) waiter :share)))
-
-;;; The buffer.
-
-(declaim (inline %buffer-put %buffer-take))
-(defun %buffer-put (channel value)
-  (let ((capacity (%ch capacity channel))
-        (end (+ (the fixnum (%ch head channel)) (the fixnum (%ch count channel)))))
-    (declare (fixnum capacity end))
-    (setf (svref (%ch buffer channel) (if (>= end capacity) (- end capacity) end)) value)
-    (setf (%ch count channel) (1+ (the fixnum (%ch count channel))))))
-
-(defun %buffer-take (channel)
-  (let* ((buffer (%ch buffer channel))
-         (head (%ch head channel))
-         (value (svref buffer head))
-         (next (1+ (the fixnum head))))
-    (declare (fixnum next))
-    (setf (svref buffer head) nil       ; not kept alive by the ring
-          (%ch head channel) (if (>= next (the fixnum (%ch capacity channel))) 0 next)
-          (%ch count channel) (1- (the fixnum (%ch count channel))))
-    value))
-
-;;; One operation, tried under its channel's lock.  Each answers a status
-;;; and what goes with it; errors are signalled by the caller once the
-;;; lock is given back.
-
-(defun %try-send (channel value)
-  "Under CHANNEL's lock: hands VALUE to a waiting receiver (:HANDED and
-that receiver's waiter, to wake), or buffers it (:DONE), or answers
-:CLOSED or :BLOCKED."
-  (cond ((%ch closed channel) :closed)
-        (t (let ((entry (%claim-first (%ch receivers channel))))
-             (cond (entry (values :handed (%fire entry value t)))
-                   ((< (the fixnum (%ch count channel)) (the fixnum (%ch capacity channel)))
-                    (%buffer-put channel value)
-                    :done)
-                   (t :blocked))))))
-
-(defun %try-receive (channel)
-  "Under CHANNEL's lock: takes the oldest value (:DONE, the value, and the
-waiter of a sender whose value moved into the buffer or was taken, to
-wake), or answers :CLOSED once it is closed and drained, or :BLOCKED."
-  (if (plusp (the fixnum (%ch count channel)))
-      (let ((value (%buffer-take channel))
-            (entry (%claim-first (%ch senders channel))))
-        (when entry
-          (%buffer-put channel (%slot %entry offer entry)))
-        (values :done value (and entry (%fire entry nil t))))
-      (let ((entry (%claim-first (%ch senders channel))))
-        (cond (entry (values :done (%slot %entry offer entry) (%fire entry nil t)))
-              ((%ch closed channel) :closed)
-              (t :blocked)))))
-
-;;; Operations: a simple-vector of KIND, CHANNEL, VALUE triples, KIND
-;;; :SEND or :RECEIVE.  CHANNEL-SEND and CHANNEL-RECEIVE are SELECTs of
-;;; one operation; SELECT's clauses are its operations in order.
+;;; Operations: a simple-vector of OP, CHANNEL, VALUE triples, OP
+;;; +CHAN-SEND+ or +CHAN-RECEIVE+.  CHANNEL-SEND and CHANNEL-RECEIVE wait
+;;; as SELECTs of one operation; SELECT's clauses are its operations in
+;;; order.
 
 (defconstant +op-size+ 3)
 
@@ -313,19 +205,16 @@ wake), or answers :CLOSED once it is closed and drained, or :BLOCKED."
   `(ffi:c-inline ((length (the simple-vector ,ops))) (:fixnum) :fixnum
                  ,(format nil "(#0) / ~D" +op-size+) :one-liner t))
 
-(defun %try-op (ops i)
-  "Tries operation I of OPS under its channel's lock: as %TRY-SEND or
-%TRY-RECEIVE, with :CLOSED for a receive turned into :DONE NIL (a
-receive on a closed channel is ready, its OK false).  Returns the status,
-the value received, OK, and a waiter to wake."
-  (let ((channel (%op-channel ops i)))
-    (if (eq (%op-kind ops i) :send)
-        (multiple-value-bind (status waiter) (%try-send channel (%op-value ops i))
-          (values status nil t waiter))
-        (multiple-value-bind (status value waiter) (%try-receive channel)
-          (if (eq status :closed)
-              (values :done nil nil nil)
-              (values status value t waiter))))))
+(declaim (inline %outcome))
+(defun %outcome (ops i status value)
+  "What operation I of OPS that answered STATUS (and VALUE) did, as
+%SELECT returns it: I, the value received and OK (T; NIL for a receive
+on a closed, drained channel; :CLOSED for a send on a closed channel,
+which the caller signals); NIL if it was not ready."
+  (cond ((eql status +chan-done+) (values i value t))
+        ((eql status +chan-closed+)
+         (values i nil (if (eql (%op-kind ops i) +chan-send+) :closed nil)))
+        (t nil)))
 
 (defun %random-order (n)
   "The numbers below N in a random order (Fisher-Yates), a simple-vector."
@@ -349,165 +238,206 @@ the value received, OK, and a waiter to wake."
 (defun %closed-error (channel operation)
   (error 'channel-closed :channel channel :operation operation))
 
-(defun %done (channel index ok value waiter)
-  "Wakes WAITER (another party of the operation INDEX, on CHANNEL, that
-went through), then returns what %SELECT returns; signals CHANNEL-CLOSED
-for a send that found (or was woken by) its channel closed."
-  (%wake waiter)
+(defun %done (channel index ok value)
+  "What %SELECT returns for operation INDEX, on CHANNEL, that went
+through; signals CHANNEL-CLOSED for a send that found (or was woken by)
+its channel closed."
   (when (eq ok :closed)
     (%closed-error channel 'channel-send))
   (values index value ok))
 
-(defun %try-one (ops i)
-  "Tries operation I of OPS, its channel's lock held by the caller.
-Returns I, the value received, OK and a waiter to wake if it went
-through (a send on a closed channel goes through with OK :CLOSED); NIL
-if it was not ready."
-  (multiple-value-bind (status value ok waiter) (%try-op ops i)
-    (case status
-      (:blocked nil)
-      (:closed (values i nil :closed nil))
-      (t (values i value ok waiter)))))
-
-(defun %try-ops (ops order)
-  "%TRY-ONE for each operation of OPS in ORDER until one goes through, the
-caller holding every channel's lock."
-  (loop for i across order
-        do (multiple-value-bind (index value ok waiter) (%try-one ops i)
-             (when index
-               (return (values index value ok waiter))))))
-
 (defun %try-each (ops order)
-  "%TRY-ONE for each operation of OPS in ORDER, each under its own
-channel's lock, until one goes through."
+  "Tries each operation of OPS in ORDER, each under its own channel's
+lock, until one goes through: its %OUTCOME; NIL if none was ready."
   (loop for i across order
-        do (multiple-value-bind (index value ok waiter)
-               (%with-channel-locked ((%op-channel ops i))
-                 (%try-one ops i))
-             (when index
-               (return (values index value ok waiter))))))
+        do (multiple-value-bind (status value)
+               (%chan-op (%op-channel ops i) (%op-kind ops i) (%op-value ops i) nil)
+             (multiple-value-bind (index value ok) (%outcome ops i status value)
+               (when index
+                 (return (values index value ok)))))))
+
+;;; Waiters.
+
+(defun %more-entries (waiter i)
+  "Grows WAITER's entries to hold one for operation I; returns that one."
+  (let* ((entries (%slot %waiter entries waiter))
+         (more (make-array (max 4 (* 2 (1+ i))))))
+    (replace more entries)
+    (loop for k from (length entries) below (length more)
+          do (setf (svref more k) (%make-entry waiter k)))
+    (setf (%slot %waiter entries waiter) more)
+    (svref more i)))
+
+(declaim (inline %waiter-entry))
+(defun %waiter-entry (waiter i)
+  "WAITER's entry for its operation I, made on first use."
+  (let ((entries (%slot %waiter entries waiter)))
+    (if (< (the fixnum i) (length (the simple-vector entries)))
+        (svref entries i)
+        (%more-entries waiter i))))
 
 (defun %new-waiter (worker)
-  (let ((waiter (%make-waiter worker)))
-    (setf (%slot %waiter ops waiter) (make-array +op-size+ :initial-element nil)
-          (%slot %waiter matcher waiter) (lambda (message) (eq message waiter))
-          (%slot %waiter runner waiter) (lambda (index message)
-                                          (declare (ignore index message))
-                                          t))
+  (let ((waiter (%make-waiter worker #() (make-array +op-size+ :initial-element nil))))
+    (%more-entries waiter 0)
     waiter))
 
+(declaim (inline %take-waiter %keep-waiter))
 (defun %take-waiter ()
   "The calling worker's waiter, ready for a new wait (see %KEEP-WAITER)."
-  (let* ((worker (self))
+  (let* ((worker (or *current-worker* (self)))
          (waiter (%w channel-waiter worker)))
     (if waiter
         (progn (setf (%w channel-waiter worker) nil
-                     (%slot %waiter state waiter) :waiting)
+                     (%slot %waiter state waiter) +waiter-waiting+)
                waiter)
         (%new-waiter worker))))
 
 (defun %keep-waiter (waiter)
-  "Gives WAITER back to its worker once its wait ended normally."
-  (fill (the simple-vector (%slot %waiter ops waiter)) nil)
-  (setf (%slot %waiter value waiter) nil
-        (%w channel-waiter (%slot %waiter worker waiter)) waiter))
+  "Gives WAITER back to its worker once its wait ended normally; it holds
+on to no value meanwhile."
+  (let ((ops (%slot %waiter ops waiter)))
+    (setf (svref ops 1) nil
+          (svref ops 2) nil
+          (%slot %waiter value waiter) nil
+          (%w channel-waiter (%slot %waiter worker waiter)) waiter)))
 
-(defun %waiter-entry (waiter i)
-  "WAITER's entry for its operation I, made on first use."
-  (let ((entries (%slot %waiter entries waiter)))
-    (when (>= i (length entries))
-      (let ((more (make-array (max 4 (* 2 (1+ i))))))
-        (replace more entries)
-        (loop for k from (length entries) below (length more)
-              do (setf (svref more k) (%make-entry waiter)))
-        (setf entries more
-              (%slot %waiter entries waiter) more)))
-    (svref entries i)))
+;;; Registering, waiting, giving up.
 
-(defmacro %with-channels-locked ((ops) &body body)
-  "Runs BODY holding the locks of every channel of OPS, taken in the order
-of their serial numbers (so that two SELECTs cannot deadlock), Lisp
-interrupts deferred."
-  (let ((channels (gensym "CHANNELS")) (o (gensym "OPS")))
-    `(let* ((,o ,ops)
-            (,channels (if (= (%op-count ,o) 1)
-                           (%op-channel ,o 0) ; the common case: no list
-                           (%channels-in-lock-order ,o))))
-       (%without-interrupts
-         (if (listp ,channels)
-             (dolist (ch ,channels) (%channel-lock ch))
-             (%channel-lock ,channels))
-         (multiple-value-prog1 (progn ,@body)
-           (if (listp ,channels)
-               (dolist (ch ,channels) (%channel-unlock ch))
-               (%channel-unlock ,channels)))))))
-
-(defun %register-waiter (ops order waiter)
-  "Holding every channel of OPS: tries the operations once more (in
-ORDER); if none goes through, puts an entry of WAITER for each in its
-channel's queue.  Returns what %TRY-OPS returns, NIL when WAITER was
-registered."
-  (%with-channels-locked (ops)
-    (multiple-value-bind (index value ok other) (%try-ops ops order)
-      (if index
-          (values index value ok other)
+(defun %register-several (ops order waiter)
+  "Registers WAITER (taken with %TAKE-WAITER) for the several operations
+of OPS: holding every channel of OPS (locked in the order of their
+serial numbers, so that two SELECTs cannot deadlock), tries them once
+more in ORDER, else queues an entry of WAITER for each.  Returns the
+%OUTCOME of the one that went through; NIL when WAITER was registered.
+The caller defers Lisp interrupts.  (One operation: wkl_chan_block.)"
+  (let ((channels (%channels-in-lock-order ops))
+        (woke nil))
+    (dolist (ch channels) (%chan-lock ch))
+    (multiple-value-prog1
+        (block try
+          (loop for i across order
+                do (multiple-value-bind (status value other)
+                       (%chan-try-locked (%op-channel ops i) (%op-kind ops i) (%op-value ops i))
+                     (setf woke other)
+                     (multiple-value-bind (index value ok) (%outcome ops i status value)
+                       (when index
+                         (return-from try (values index value ok))))))
           (dotimes (i (%op-count ops))
-            (let ((channel (%op-channel ops i))
-                  (entry (%waiter-entry waiter i)))
-              (setf (%slot %entry index entry) i)
-              (if (eq (%op-kind ops i) :send)
-                  (progn (setf (%slot %entry offer entry) (%op-value ops i))
-                         (%enqueue (%ch senders channel) entry))
-                  (progn (setf (%slot %entry offer entry) nil)
-                         (%enqueue (%ch receivers channel) entry)))))))))
+            (let ((op (%op-kind ops i)))
+              (ffi:c-inline ((%op-channel ops i) op (%waiter-entry waiter i)
+                             (if (eql op +chan-send+) (%op-value ops i) nil))
+                            (:object :int :object :object) :void
+                            "wkl_chan_enqueue_locked(#0, #1, #2, #3)" :one-liner t)))
+          nil)
+      (dolist (ch channels) (%chan-unlock ch))
+      (%chan-wake woke))))
 
 (defun %deregister-waiter (ops waiter)
   "Removes WAITER's entries from the queues of the channels of OPS."
   (dolist (channel (%channels-in-lock-order ops))
-    (%with-channel-locked (channel)
-      (%remove-entries (%ch receivers channel) waiter)
-      (%remove-entries (%ch senders channel) waiter))))
+    (%without-interrupts
+      (%chan-lock channel)
+      (ffi:c-inline (channel waiter) (:object :object) :void
+                    "wkl_chan_remove_locked(#0, #1)" :one-liner t)
+      (%chan-unlock channel))))
 
-(defun %await (waiter deadline)
-  "Waits for WAITER's wake message until DEADLINE (see %DEADLINE): true
-once it came, NIL when the deadline passed and WAITER was cancelled."
-  (flet ((wake-message-p (timeout)
-           (%receive (%slot %waiter matcher waiter) (%slot %waiter runner waiter)
-                     timeout nil)))
-    (cond ((wake-message-p (if (eq deadline :never)
-                               nil
-                               (/ (%remaining-ns deadline) 1d9)))
-           t)
-          ((%slot-cas %waiter state waiter :waiting :cancelled) nil)
-          ;; Claimed after the deadline: its wake message is on its way.
-          (t (wake-message-p nil)))))
+(defmacro %wait-ns (deadline in-worker)
+  "How long the next wait may last (-1: forever): a worker parks until
+DEADLINE; a thread blocks in pieces, so that Lisp interrupts get in."
+  (let ((remaining (gensym "REMAINING")))
+    `(let ((,remaining (%remaining-ns ,deadline)))
+       (if ,in-worker ,remaining (%piece ,remaining)))))
+
+(defmacro %act-on-signals (worker)
+  "%CHECK-SIGNALS when there may be something to act on."
+  `(when (or (%w pending-exit ,worker) *stopping*)
+     (%check-signals ,worker)))
+
+(defun %await (waiter deadline status in-worker)
+  "Waits until WAITER is done (T), or DEADLINE (see %DEADLINE) passed and
+WAITER was cancelled (NIL).  STATUS is what the wait so far answered
+(wkl_chan_wait, or +CHAN-WOKEN+ for none yet).  STOP and exit signals
+are acted on whenever it wakes.  IN-WORKER: the caller runs in a slice
+of its worker (else it is a thread, which blocks)."
+  (declare (fixnum status))
+  (let ((worker (%slot %waiter worker waiter)))
+    (flet ((wait (ns)
+             (let ((status (let ((ext:*interrupts-enabled* nil))
+                             (ffi:c-inline (waiter ns (and in-worker worker))
+                                           (:object :int64-t :object) :int
+                                           "wkl_chan_wait(cl_env_copy, #0, #1, #2)"
+                                           :one-liner t))))
+               (%run-deferred-interrupts)
+               status)))
+      (loop
+        (cond ((= status +chan-done+) (return t))
+              ((= status +chan-nomem+)
+               (%core-error +e-nomem+ "Parking a worker on a channel"))
+              ((and (= status +chan-timeout+) (zerop (%remaining-ns deadline)))
+               (when (%chan-cancel waiter)
+                 (return nil))
+               ;; Claimed meanwhile: its claimer marks it done, under
+               ;; the channel's lock, and wakes it.
+               (loop until (= (the fixnum (wait -1)) +chan-done+))
+               (return t)))
+        (%act-on-signals worker)
+        (setf status (wait (%wait-ns deadline in-worker)))))))
+
+(defun %give-up (ops waiter)
+  "After a wait of WAITER on OPS (a timeout, an unwinding, or a SELECT's
+that some operation ended): nobody may claim it any more, and its
+entries leave the queues (that of a single operation that was claimed
+left already)."
+  (%chan-cancel waiter)
+  (when (or (> (%op-count ops) 1)
+            (eql (%slot %waiter state waiter) +waiter-cancelled+))
+    (%deregister-waiter ops waiter)))
 
 (defun %block (ops order waiter deadline)
   "The wait of %SELECT, once no operation of OPS was ready: registers
 WAITER (taken with %TAKE-WAITER) and waits until DEADLINE.  Returns what
 %SELECT returns."
-  (multiple-value-bind (index value ok other) (%register-waiter ops order waiter)
-    (when index
-      (let ((channel (%op-channel ops index)))
-        (%keep-waiter waiter)
-        (return-from %block (%done channel index ok value other)))))
-  (let ((woken nil) (normal nil))
+  (let* ((in-worker (and *current-worker* t))
+         (single (= (%op-count ops) 1))
+         (queued nil) (status +chan-done+) (index 0) (value nil) (ok nil))
+    (declare (fixnum status))
+    (%act-on-signals (%slot %waiter worker waiter))
     (unwind-protect
-         (setf woken (%await waiter deadline)
-               normal t)
-      ;; A timeout, or an unwinding (KILL): nobody may claim it now.
-      (unless woken
-        (%slot-cas %waiter state waiter :waiting :cancelled))
-      (when (or (not woken) (> (%op-count ops) 1))
-        (%deregister-waiter ops waiter)))
-    (let* ((index (%slot %waiter index waiter))
-           (ok (%slot %waiter ok waiter))
-           (value (%slot %waiter value waiter))
-           (channel (%op-channel ops index)))
-      ;; Not after an unwinding: its wake message may still come.
-      (when normal
-        (%keep-waiter waiter))
-      (and woken (%done channel index ok value nil)))))
+         (progn
+           ;; Registered (and for one operation, waited on once) and
+           ;; noted as one, for the cleanup below.
+           (let ((ext:*interrupts-enabled* nil))
+             (if single
+                 (multiple-value-setq (status value ok)
+                   (ffi:c-inline ((%op-channel ops 0) (%op-kind ops 0) (%op-value ops 0)
+                                  (%waiter-entry waiter 0) (%wait-ns deadline in-worker)
+                                  (and in-worker (%slot %waiter worker waiter)))
+                                 (:object :int :object :object :int64-t :object)
+                                 (values :int :object :object)
+                                 "{ cl_object v_ = #2, ok_ = ECL_NIL;
+                                    @(return 0) = wkl_chan_block(cl_env_copy, #0, #1, &v_, &ok_, #3, #4, #5);
+                                    @(return 1) = v_; @(return 2) = ok_; }"
+                                 :one-liner nil))
+                 (progn
+                   (multiple-value-setq (index value ok) (%register-several ops order waiter))
+                   (unless index
+                     (setf status +chan-woken+))))
+             (setf queued (/= status +chan-done+)))
+           (%run-deferred-interrupts)
+           (cond ((not queued))
+                 ((%await waiter deadline status in-worker)
+                  (setf status +chan-done+
+                        index (%slot %waiter index waiter)
+                        value (%slot %waiter value waiter)
+                        ok (%slot %waiter ok waiter)))
+                 (t (setf status +chan-timeout+))))
+      (when (and queued
+                 (not (and single (eql (%slot %waiter state waiter) +waiter-done+))))
+        (%give-up ops waiter)))
+    ;; Not after an unwinding: a claimer may still be filling it in.
+    (%keep-waiter waiter)
+    (and (= status +chan-done+)
+         (%done (%op-channel ops index) index ok value))))
 
 (defun %select (ops timeout default)
   "Runs one of the operations OPS (see %OP-KIND): a ready one, chosen at
@@ -518,9 +448,9 @@ NIL for a receive on a closed, drained channel); NIL when none was done.
 Signals CHANNEL-CLOSED for a send on a closed channel."
   (let ((order (%random-order (%op-count ops)))
         (deadline (%deadline timeout)))
-    (multiple-value-bind (index value ok other) (%try-each ops order)
+    (multiple-value-bind (index value ok) (%try-each ops order)
       (when index
-        (return-from %select (%done (%op-channel ops index) index ok value other))))
+        (return-from %select (%done (%op-channel ops index) index ok value))))
     (if (%may-wait-p default deadline)
         (%block ops order (%take-waiter) deadline)
         nil)))
@@ -530,15 +460,17 @@ Signals CHANNEL-CLOSED for a send on a closed channel."
            (and (not (eq deadline :never))
                 (zerop (%remaining-ns deadline))))))
 
-(defun %wait-one (kind channel value timeout)
-  "The wait of CHANNEL-SEND (KIND :SEND) and CHANNEL-RECEIVE (:RECEIVE)
-once the operation found CHANNEL not ready: %SELECT's, for one
-operation, with the waiter's own operation vector."
+(declaim (inline %wait-one))
+(defun %wait-one (op channel value timeout)
+  "The wait of CHANNEL-SEND (OP +CHAN-SEND+) and CHANNEL-RECEIVE
+(+CHAN-RECEIVE+) once the operation found CHANNEL not ready: %SELECT's,
+for one operation, with the waiter's own operation vector."
   (let ((deadline (%deadline timeout)))
-    (if (%may-wait-p nil deadline)
+    (if (or (eq deadline :never) (%may-wait-p nil deadline))
         (let* ((waiter (%take-waiter))
                (ops (%slot %waiter ops waiter)))
-          (setf (svref ops 0) kind
+          (declare (simple-vector ops))
+          (setf (svref ops 0) op
                 (svref ops 1) channel
                 (svref ops 2) value)
           (%block ops #(0) waiter deadline))
@@ -578,39 +510,53 @@ A worker waiting here parks; a thread that is not a worker blocks."
       `(%channel-receive ,channel ,(second options))
       form))
 
+(defmacro %looks-blocked-p (channel op)
+  "True if OP (+CHAN-SEND+ or +CHAN-RECEIVE+) on CHANNEL looks as if it
+would wait, at a glance without the lock: then a wait without a timeout
+skips the first try, since its registration tries again under the lock.
+A wrong guess either way costs a try, nothing else."
+  (flet ((at (type slot) (%slot-location type slot)))
+    `(ffi:c-inline (,channel) (:object) :bool
+                   ,(format nil "({ cl_object *c_ = (#0)->instance.slots;
+                                    Null(c_[~D]) && Null(c_[~D]->instance.slots[~D]) &&
+                                    ecl_fixnum(c_[~D]) ~A; })"
+                            (at 'channel 'closed)
+                            (at 'channel (if (eql op +chan-send+) 'receivers 'senders))
+                            (at '%queue 'head)
+                            (at 'channel 'count)
+                            (if (eql op +chan-send+)
+                                (format nil ">= ecl_fixnum(c_[~D])" (at 'channel 'capacity))
+                                "== 0"))
+                   :one-liner t)))
+
 (defun %channel-send (channel value timeout)
-  "CHANNEL-SEND: a value that can go at once goes under one lock, with
-nothing allocated; else a SELECT of one :SEND."
+  "CHANNEL-SEND: a value that can go at once goes in one call to C, with
+nothing allocated and nothing bound; else a SELECT of one send."
   (unless (%channel-p channel)
     (check-type channel channel))
-  (when (%channel-put-fast channel value)
-    (return-from %channel-send t))
-  (multiple-value-bind (status waiter)
-      (%with-channel-locked (channel) (%try-send channel value))
-    (case status
-      (:done t)
-      (:handed (%wake waiter) t)
-      (:closed (%closed-error channel 'channel-send))
-      (t (and (%wait-one :send channel value timeout) t)))))
+  (let ((status (if (and (null timeout) (%looks-blocked-p channel +chan-send+))
+                    +chan-blocked+
+                    (%chan-op channel +chan-send+ value nil))))
+    (cond ((eql status +chan-done+) t)
+          ((eql status +chan-closed+) (%closed-error channel 'channel-send))
+          (t (and (%wait-one +chan-send+ channel value timeout) t)))))
 
 (defun %channel-receive (channel timeout)
-  "CHANNEL-RECEIVE: as %CHANNEL-SEND, a SELECT of one :RECEIVE when no
+  "CHANNEL-RECEIVE: as %CHANNEL-SEND, a SELECT of one receive when no
 value is there."
   (unless (%channel-p channel)
     (check-type channel channel))
-  (multiple-value-bind (taken value) (%channel-take-fast channel)
-    (when taken
-      (return-from %channel-receive (values value t))))
-  (multiple-value-bind (status value waiter)
-      (%with-channel-locked (channel) (%try-receive channel))
-    (case status
-      (:done (%wake waiter) (values value t))
-      (:closed (values nil nil))
-      (t (multiple-value-bind (index value ok)
-             (%wait-one :receive channel nil timeout)
-           (if index
-               (values value ok)
-               (values nil nil :timeout)))))))
+  (multiple-value-bind (status value)
+      (if (and (null timeout) (%looks-blocked-p channel +chan-receive+))
+          +chan-blocked+
+          (%chan-op channel +chan-receive+ nil nil))
+    (cond ((eql status +chan-done+) (values value t))
+          ((eql status +chan-closed+) (values nil nil))
+          (t (multiple-value-bind (index value ok)
+                 (%wait-one +chan-receive+ channel nil timeout)
+               (if index
+                   (values value ok)
+                   (values nil nil :timeout)))))))
 
 (defun close-channel (channel)
   "Closes CHANNEL: no value may be sent on it any more.  Receivers get the
@@ -618,18 +564,10 @@ values still buffered, then NIL and NIL at once.  Waiting receivers wake
 with NIL and NIL; waiting senders wake with CHANNEL-CLOSED.  Returns T.
 Signals CHANNEL-CLOSED if CHANNEL was closed already."
   (check-type channel channel)
-  (let ((woken '()))
-    (unless (%with-channel-locked (channel)
-              (unless (%ch closed channel)
-                (setf (%ch closed channel) t)
-                (loop for entry = (%claim-first (%ch receivers channel))
-                      while entry do (push (%fire entry nil nil) woken))
-                (loop for entry = (%claim-first (%ch senders channel))
-                      while entry do (push (%fire entry nil :closed) woken))
-                t))
-      (%closed-error channel 'close-channel))
-    (mapc #'%wake woken)
-    t))
+  (when (eql (ffi:c-inline (channel) (:object) :int "wkl_chan_close(#0)" :one-liner t)
+             +chan-closed+)
+    (%closed-error channel 'close-channel))
+  t)
 
 (defun channel-closed-p (channel)
   "True once CHANNEL was closed (it may still hold values to receive)."
@@ -640,7 +578,7 @@ Signals CHANNEL-CLOSED if CHANNEL was closed already."
   "Calls FUNCTION on each value received from CHANNEL until it is closed
 and drained.  The function behind DO-CHANNEL."
   (check-type channel channel)
-  (loop (multiple-value-bind (value ok) (channel-receive channel)
+  (loop (multiple-value-bind (value ok) (%channel-receive channel nil)
           (unless ok
             (return nil))
           (funcall function value))))
@@ -668,10 +606,10 @@ the value."
               FORM...) or (:DEFAULT FORM...)." clause))
     (ecase (car head)
       (:send (destructuring-bind (channel value) (cdr head)
-               (list :send channel value)))
+               (list +chan-send+ channel value)))
       (:receive (destructuring-bind (channel &optional var ok-var) (cdr head)
                   (declare (ignore var ok-var))
-                  (list :receive channel nil))))))
+                  (list +chan-receive+ channel nil))))))
 
 (defun %select-clause-body (clause value ok)
   "The forms that run when CLAUSE's operation was done, VALUE and OK the

@@ -14,6 +14,8 @@
  *               switch hooks, the collector's view of parked stacks;
  *   preempt.c   the core's preempt hook (an ECL interrupt on the thread
  *               that runs a long slice) and where a slice may be left;
+ *   channels.c  the C half of channels: their locks, buffers, queues of
+ *               waiters, hand-offs and waits (lisp/channels.lisp);
  *   sync.c      the locks and waits the Lisp layer needs, as C: the
  *               registry mutex, the stripe mutexes of links and monitors,
  *               references, JOIN's wait;
@@ -311,98 +313,122 @@ void wkl_join_notify(void);
 /* ---------------------------------------------------------------- channels */
 
 /*
- * A channel's lock (lisp/channels.lisp): an atomic exchange on a slot of
- * the channel (NIL free, T held), then spinning, pause and then
- * sched_yield, while somebody holds it.  Held for a few stores, with Lisp
- * interrupts deferred.  Inline: on the path of every channel operation.
+ * Channels (channels.c, lisp/channels.lisp).  The operations, the codes
+ * the functions answer, and the states of a waiter (fixnums in its state
+ * slot; channels.c says who moves it between them).
  */
-static inline void wkl_chan_lock(cl_object *word)
-{
-	unsigned spins = 0;
-
-	/* Acquire: pairs with wkl_chan_unlock's release. */
-	while (__atomic_exchange_n(word, ECL_T, __ATOMIC_ACQUIRE) != ECL_NIL)
-		while (__atomic_load_n(word, __ATOMIC_RELAXED) != ECL_NIL) {
-			if (++spins < 100)
-				__builtin_ia32_pause();
-			else
-				sched_yield();
-		}
-}
-
-static inline void wkl_chan_unlock(cl_object *word)
-{
-	__atomic_store_n(word, ECL_NIL, __ATOMIC_RELEASE);
-}
+enum { WKL_CHAN_SEND = 0, WKL_CHAN_RECEIVE = 1 };
+enum {
+	WKL_CHAN_DONE = 0,    /* the operation went through               */
+	WKL_CHAN_CLOSED = 1,  /* a send on, or a receive from, a closed   */
+	                      /* and drained channel (or a second close)  */
+	WKL_CHAN_BLOCKED = 2, /* not ready, and nothing was registered    */
+	WKL_CHAN_WAITING = 3, /* not ready: the entry given was queued    */
+	WKL_CHAN_WOKEN = 4,   /* the wait woke, its waiter not done       */
+	WKL_CHAN_TIMEOUT = 5, /* the wait's time passed                   */
+	WKL_CHAN_NOMEM = 6,   /* no stack for the scheduler: did not wait */
+};
+enum {
+	WKL_WAITER_WAITING = 0,
+	WKL_WAITER_CLAIMED = 1,
+	WKL_WAITER_DONE = 2,
+	WKL_WAITER_CANCELLED = 3,
+};
 
 /*
- * The fast paths of CHANNEL-SEND and CHANNEL-RECEIVE: a value that goes
- * into a buffer with room, or out of one, while nobody waits on the other
- * side, goes under the lock in C, with nothing allocated and nothing
- * bound.  Lisp interrupts are deferred by ECL's own flag for C code
- * (disable_interrupts: a store; an interrupt that comes meanwhile runs at
- * the store that clears it, after the unlock), not by binding
- * EXT:*INTERRUPTS-ENABLED*, which costs a special binding and a check.
- * Anything else (a waiter queued, a full or empty buffer, a closed
- * channel) answers false, and the Lisp path does it under the lock again.
- * The slot indices are the channel's and its queues' (%SLOT-LOCATION).
+ * Once, at load, before any other: the slot indices of the structures,
+ * in this order: CHANNEL lock capacity buffer head count closed
+ * receivers senders; %QUEUE head tail; %WAITER state worker index value
+ * ok; %ENTRY waiter index offer next; WORKER id %state running.
+ * closed_ok is the OK a waiting send gets when its channel is closed
+ * (:CLOSED); waiting and running a worker's states (:WAITING, :RUNNING).
  */
-#define WKL_SLOT(o, i) ((o)->instance.slots[i])
+#define WKL_CHAN_NSLOTS 22
+/* Called by compiled Lisp in this same object only: no PLT on the path
+ * of every value. */
+#define WKL_CHAN_API __attribute__((visibility("hidden")))
+WKL_CHAN_API void wkl_chan_layout(const int slots[WKL_CHAN_NSLOTS],
+				  cl_object closed_ok, cl_object waiting,
+				  cl_object running);
 
-static inline bool wkl_chan_put(cl_object ch, cl_object value, int lock,
-				int capacity, int buffer, int head, int count,
-				int closed, int receivers, int queue_head)
-{
-	cl_env_ptr env = ecl_process_env();
-	cl_fixnum cap = ecl_fixnum(WKL_SLOT(ch, capacity));
-	cl_fixnum n, at;
-	bool done = false;
+/*
+ * One operation on one channel, op WKL_CHAN_SEND (*value the value) or
+ * WKL_CHAN_RECEIVE (*value the value received), env the calling
+ * thread's (the Lisp caller's CL_ENV_COPY: no second look-up): hands the value to a
+ * waiting receiver, or takes one from a waiting sender, or goes through
+ * the buffer, waking the waiter whose operation that completed;
+ * WKL_CHAN_DONE.  Else WKL_CHAN_CLOSED (a send on a closed channel; a
+ * receive from a closed, drained one), or, when not ready: with entry
+ * NIL, WKL_CHAN_BLOCKED; with an entry (its waiter WAITING, its index
+ * set), WKL_CHAN_WAITING once it is queued.  Takes and gives back the
+ * channel's lock, Lisp interrupts deferred by ECL's flag throughout; a
+ * caller that queues an entry defers them itself too (Lisp), so that no
+ * unwinding falls between the queueing and its note of it.  Allocates
+ * nothing.
+ */
+WKL_CHAN_API int wkl_chan_op(cl_env_ptr env, cl_object ch, int op, cl_object *value,
+		cl_object entry);
 
-	ecl_disable_interrupts_env(env);
-	wkl_chan_lock(&WKL_SLOT(ch, lock));
-	n = ecl_fixnum(WKL_SLOT(ch, count));
-	if (n < cap && Null(WKL_SLOT(ch, closed)) &&
-	    Null(WKL_SLOT(WKL_SLOT(ch, receivers), queue_head))) {
-		at = ecl_fixnum(WKL_SLOT(ch, head)) + n;
-		if (at >= cap)
-			at -= cap;
-		WKL_SLOT(ch, buffer)->vector.self.t[at] = value;
-		WKL_SLOT(ch, count) = ecl_make_fixnum(n + 1);
-		done = true;
-	}
-	wkl_chan_unlock(&WKL_SLOT(ch, lock));
-	ecl_enable_interrupts_env(env);
-	return done;
-}
+/* Closes ch and wakes every waiter (receivers with NIL NIL, senders
+ * with closed_ok); WKL_CHAN_DONE, or WKL_CHAN_CLOSED if it was already
+ * closed. */
+WKL_CHAN_API int wkl_chan_close(cl_object ch);
 
-/* Takes the oldest buffered value into *value; false as wkl_chan_put. */
-static inline bool wkl_chan_take(cl_object ch, cl_object *value, int lock,
-				 int capacity, int buffer, int head, int count,
-				 int senders, int queue_head)
-{
-	cl_env_ptr env = ecl_process_env();
-	cl_fixnum n, at;
-	bool done = false;
+/*
+ * A channel's lock: an atomic exchange on its lock slot (NIL free, T
+ * held), then spinning, pause and then sched_yield, while somebody holds
+ * it.  The *_locked functions are for SELECT, which holds the locks of
+ * all its channels (taken in the order of their serial numbers) with Lisp
+ * interrupts deferred.  wkl_chan_try_locked is wkl_chan_op without the
+ * lock and the entry, answering the waiter to wake in *woke (NIL if
+ * none): the caller wakes it with wkl_chan_wake after the unlock,
+ * interrupts still deferred.  wkl_chan_enqueue_locked queues entry (its
+ * offer the value of a send) in ch's queue for op;
+ * wkl_chan_remove_locked removes waiter's entries from ch's queues.
+ */
+WKL_CHAN_API void wkl_chan_lock(cl_object ch);
+WKL_CHAN_API void wkl_chan_unlock(cl_object ch);
+WKL_CHAN_API int wkl_chan_try_locked(cl_object ch, int op, cl_object *value,
+			cl_object *woke);
+WKL_CHAN_API void wkl_chan_enqueue_locked(cl_object ch, int op, cl_object entry,
+			     cl_object offer);
+WKL_CHAN_API void wkl_chan_remove_locked(cl_object ch, cl_object waiter);
+/* Wakes waiter's worker (a wake-up message); NIL: nothing. */
+WKL_CHAN_API void wkl_chan_wake(cl_object waiter);
 
-	ecl_disable_interrupts_env(env);
-	wkl_chan_lock(&WKL_SLOT(ch, lock));
-	n = ecl_fixnum(WKL_SLOT(ch, count));
-	if (n > 0 && Null(WKL_SLOT(WKL_SLOT(ch, senders), queue_head))) {
-		cl_object *ring = WKL_SLOT(ch, buffer)->vector.self.t;
+/* The waiter's own: WAITING -> CANCELLED; false if it was claimed. */
+WKL_CHAN_API bool wkl_chan_cancel(cl_object waiter);
 
-		at = ecl_fixnum(WKL_SLOT(ch, head));
-		*value = ring[at];
-		ring[at] = ECL_NIL; /* not kept alive by the ring */
-		if (++at >= ecl_fixnum(WKL_SLOT(ch, capacity)))
-			at = 0;
-		WKL_SLOT(ch, head) = ecl_make_fixnum(at);
-		WKL_SLOT(ch, count) = ecl_make_fixnum(n - 1);
-		done = true;
-	}
-	wkl_chan_unlock(&WKL_SLOT(ch, lock));
-	ecl_enable_interrupts_env(env);
-	return done;
-}
+/*
+ * The calling worker (or attached thread), for its own waiter: waits up
+ * to timeout_ns (negative: forever) for a wake-up (wk_recv_wait: a worker
+ * parks, a thread blocks), leaving every other message in the mailbox.
+ * WKL_CHAN_DONE once the waiter is DONE (then its index, value and ok are
+ * its outcome); WKL_CHAN_WOKEN for a wake-up that left it not done (KILL's,
+ * a stale one, or the runtime stopping); WKL_CHAN_TIMEOUT;
+ * WKL_CHAN_NOMEM.  worker: the calling worker when it runs a slice (its
+ * %STATE is :WAITING and its RUNNING NIL while it waits, then :RUNNING
+ * and this thread's process), NIL in a thread.  The caller defers Lisp
+ * interrupts (EXT:*INTERRUPTS-ENABLED*) and acts on STOP and exit signals
+ * before and after.
+ */
+WKL_CHAN_API int wkl_chan_wait(cl_env_ptr env, cl_object waiter,
+			       int64_t timeout_ns, cl_object worker);
+
+/*
+ * CHANNEL-SEND's and CHANNEL-RECEIVE's way to wait: wkl_chan_op with
+ * entry (its waiter's entry 0, WAITING), then, if it was queued, the
+ * first wkl_chan_wait, as one call.  WKL_CHAN_DONE when the operation went
+ * through, now or while it waited: *value the value received, *ok T, NIL
+ * (a receive from a closed, drained channel) or closed_ok (a send on a
+ * closed one); nothing is queued then.  Else the entry is queued and
+ * wkl_chan_wait's answer comes back: the caller waits on, or gives up.
+ * The caller defers Lisp interrupts, as for wkl_chan_wait.
+ */
+WKL_CHAN_API int wkl_chan_block(cl_env_ptr env, cl_object ch, int op,
+				cl_object *value, cl_object *ok,
+				cl_object entry, int64_t timeout_ns,
+				cl_object worker);
 
 /* SELECT's dice: a number in [0, n), n > 0; xorshift64*, one state per
  * thread, seeded on first use. */

@@ -330,3 +330,87 @@ the collector in a loop; every list arrives intact."
     (join producer :timeout *long*)
     (channel-send stop t :timeout *long*)
     (join collector :timeout *long*)))
+
+(define-concurrency-test channel--racing-timeouts-move-each-value-once
+  "4 workers send 400 values each on a rendezvous channel with 10 us
+timeouts, sending a value again when its send timed out; 4 receivers
+take them with 10 us timeouts, trying again when theirs timed out.  So
+timeouts race hand-offs (a send claimed after its deadline returns T; a
+receive claimed after its deadline returns the value): every value
+arrives exactly once.  (A send that gave up once claimed made this fail
+in about half the runs.)"
+  (let* ((ch (make-channel))
+         (senders (loop for s below 4
+                        collect (let ((s s))
+                                  (spawn (lambda ()
+                                           (dotimes (i 400)
+                                             (loop until (channel-send ch (+ (* s 400) i)
+                                                                       :timeout 0.00001))))))))
+         (receivers (loop repeat 4
+                          collect (spawn (lambda ()
+                                           (let ((mine '()))
+                                             (loop (multiple-value-bind (v ok)
+                                                       (channel-receive ch :timeout 0.00001)
+                                                     (cond ((eq v :stop) (return mine))
+                                                           (ok (push v mine)))))))))))
+    (dolist (w senders) (join w :timeout *long*))
+    (dotimes (i 4) (channel-send ch :stop :timeout *long*))
+    (let ((all (loop for w in receivers append (join w :timeout *long*))))
+      (is (= 1600 (length all)))
+      (is (equal (loop for i below 1600 collect i) (sort all #'<))))))
+
+(define-concurrency-test channel--killed-waiters-neither-take-nor-give-a-value
+  "20 workers park sending a value each on a rendezvous channel, and 20
+park receiving (half in CHANNEL-RECEIVE, half in a SELECT over it and
+another channel); half of each are killed while parked.  Then exactly
+the survivors' values come out, each once, and exactly as many values
+go in as receivers survived: a killed waiter neither gives its value
+nor takes one."
+  (let* ((out (make-channel))
+         (in (make-channel))
+         (other (make-channel))
+         (senders (loop for i below 20
+                        collect (let ((i i)) (spawn (lambda () (channel-send out i))))))
+         (receivers (loop for i below 20
+                          collect (if (evenp i)
+                                      (spawn (lambda () (channel-receive in)))
+                                      (spawn (lambda ()
+                                               (select ((:receive in v) v)
+                                                       ((:receive other v) (list :other v)))))))))
+    (is (wait-until (lambda () (every (lambda (w) (eq :waiting (worker-state w)))
+                                      (append senders receivers)))))
+    (let ((killed (loop for w in (append senders receivers)
+                        for i from 0
+                        when (oddp (floor i 2)) collect w)))
+      (dolist (w killed) (kill w))
+      (dolist (w killed) (signals worker-failed (join w :timeout *long*))))
+    (let ((got (loop for (v ok) = (multiple-value-list (channel-receive out :timeout 0.2))
+                     while ok collect v)))
+      (is (equal (loop for i below 20 when (evenp (floor i 2)) collect i) (sort got #'<))))
+    (dotimes (i 10) (is (channel-send in (+ 100 i) :timeout *long*)))
+    (is (null (channel-send in :nobody :timeout 0)))
+    (let ((taken (loop for w in receivers
+                       for i from 0
+                       when (evenp (floor i 2)) collect (join w :timeout *long*))))
+      (is (equal (loop for i below 10 collect (+ 100 i)) (sort taken #'<))))))
+
+(define-concurrency-test channel--waits-leave-the-mailbox-as-it-was
+  "A worker with three messages in its mailbox waits on channels a
+thousand times (woken by hand-offs); then its RECEIVEs find the three
+messages in order, and nothing else: a channel's wake-ups never reach
+Lisp."
+  (let* ((ch (make-channel))
+         (me (self))
+         (go (make-channel))
+         (w (spawn (lambda ()
+                     (channel-receive go)
+                     (let ((sum 0))
+                       (dotimes (i 1000) (incf sum (channel-receive ch)))
+                       (send me (list sum
+                                      (loop repeat 3 collect (receive (m m) (:after 5 :none)))
+                                      (receive (m m) (:after 0 :empty)))))))))
+    (dolist (m '(:one :two :three)) (send w m))
+    (channel-send go t :timeout *long*)
+    (dotimes (i 1000) (channel-send ch i :timeout *long*))
+    (is (equal (list (/ (* 999 1000) 2) '(:one :two :three) :empty) (next-message)))
+    (join w :timeout *long*)))
