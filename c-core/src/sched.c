@@ -72,7 +72,8 @@
  *
  * Idle.  A scheduler with nothing to run steals half of a random victim's
  * run queue, spins a little (looking at the others' run queues and
- * `pending_next` slots), then sleeps on its futex word (`sleeping`) until a
+ * `pending_next` slots, and giving its CPU away every SPIN_YIELD_EVERY
+ * rounds), then sleeps on its futex word (`sleeping`) until a
  * push wakes it or its next timer is due.  A pusher stores to the queue,
  * then reads `sleeping`; the sleeper stores `sleeping`, then reads the
  * queue (both seq_cst), so a push cannot slip past a sleeper.  A scheduler
@@ -99,6 +100,13 @@
 
 #define CHAIN_MAX 16
 #define SPIN_ROUNDS 2000
+/* A spinning scheduler yields its CPU this often (a power of two).  A
+ * thread woken on that CPU (a distribution node's thread that a socket
+ * woke, another process's thread, the waker itself) would otherwise wait
+ * for the whole spin, about 40 us here: that was the largest part of a
+ * message's trip between two nodes on one machine.  With nothing else
+ * runnable the yield returns at once and the spin goes on. */
+#define SPIN_YIELD_EVERY 32
 #define STEAL_MAX 32
 #define SPARE_MAX 64 /* ECL dies past ~254 threads: stay well below */
 #define WOKEN_GRACE_NS 1000000 /* a step seen this long loses its wakee */
@@ -703,6 +711,8 @@ static struct wkint_worker *spin_for_work(struct wkint_sched *s)
 			break;
 		if ((i & 63) == 63 && ((w = steal(s)) || (w = steal_woken(s))))
 			break;
+		if ((i & (SPIN_YIELD_EVERY - 1)) == SPIN_YIELD_EVERY - 1)
+			sched_yield();
 	}
 	atomic_fetch_sub_explicit(&idle.spinning, 1, memory_order_seq_cst);
 	return w;

@@ -224,24 +224,63 @@ static void queue_tick(struct conn *c)
 	}
 }
 
-/* Connects to peer (a handshake, up to HANDSHAKE_MS): the connection, or
- * NULL with *why set. */
+static void accept_one(void);
+
+/* How long a refused handshake is tried again (see connect_to), and the
+ * longest pause between two tries. */
+#define REFUSED_RETRY_MS 3000
+#define REFUSED_PAUSE_MAX_MS 200
+
+/* Waits up to ms for a connection attempt on the listening socket, and
+ * takes it if one comes. */
+static void accept_for(int ms)
+{
+	struct pollfd p = {.fd = node.lfd, .events = POLLIN};
+
+	if (poll(&p, 1, ms) > 0 && (p.revents & POLLIN))
+		accept_one();
+}
+
+/*
+ * Connects to peer (a handshake, up to HANDSHAKE_MS each try): the
+ * connection, or NULL with *why set.
+ *
+ * A handshake that the peer refuses is tried again, with growing pauses,
+ * for up to REFUSED_RETRY_MS.  An Erlang node refuses one from a node it
+ * still takes for connected (status "alive", which ei cannot answer):
+ * that is the case right after this node closed its connection, until the
+ * peer has seen the close, and a send that reconnects then would be lost.
+ * Meanwhile the listening socket is served, so that a connection the peer
+ * opens to us at the same time is taken (and used).  The cost: a wrong
+ * cookie, refused too, is reported after REFUSED_RETRY_MS.
+ */
 static struct conn *connect_to(const char *peer, const char **why)
 {
 	char name[MAXNODELEN + 1];
-	int fd;
+	int64_t deadline = now_ns() + (int64_t)REFUSED_RETRY_MS * 1000000;
+	int pause_ms = 5, fd;
+	struct conn *c;
 
 	snprintf(name, sizeof name, "%s", peer);
-	fd = ei_connect_tmo(&node.ec, name, HANDSHAKE_MS);
-	if (fd < 0) {
+	for (;;) {
+		fd = ei_connect_tmo(&node.ec, name, HANDSHAKE_MS);
+		if (fd >= 0)
+			break;
 		/* ei says little: no port from epmd (ERL_NO_PORT), or the
-		 * handshake failed, which with a port known is the cookie
-		 * (or a peer that went away meanwhile). */
+		 * handshake failed, which with a port known is a refusal
+		 * (the cookie, or "alive" above; EIO) or a peer that went
+		 * away meanwhile. */
 		*why = fd == ERL_NO_PORT ? "no such node (epmd does not know it)"
 		       : erl_errno == ETIMEDOUT ? "timeout"
 		       : erl_errno == EIO ? "handshake refused (wrong cookie?)"
 					  : "connection failed";
-		return NULL;
+		if (fd == ERL_NO_PORT || erl_errno != EIO ||
+		    now_ns() + (int64_t)pause_ms * 1000000 > deadline)
+			return NULL;
+		accept_for(pause_ms);
+		if ((c = find_conn(peer)))
+			return c;
+		pause_ms = pause_ms * 2 > REFUSED_PAUSE_MAX_MS ? REFUSED_PAUSE_MAX_MS : pause_ms * 2;
 	}
 	*why = "too many connections";
 	return add_conn(fd, peer);
@@ -485,7 +524,14 @@ static void accept_one(void)
 				"(wrong cookie?)\n");
 		return;
 	}
-	if (find_conn(con.nodename)) { /* both sides connected at once */
+	/* A node we hold a connection to connects again: if it restarted,
+	 * the old connection's end is waiting to be read; read it first
+	 * (read_conn drops a closed connection), so that the new one is not
+	 * refused for a connection that is already gone. */
+	struct conn *old = find_conn(con.nodename);
+
+	if (old && read_conn(old) && find_conn(con.nodename)) {
+		/* Both sides connected at once: the first one stays. */
 		ei_close_connection(fd);
 		return;
 	}

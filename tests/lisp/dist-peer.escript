@@ -55,13 +55,18 @@ serve({expect_count, From, Count}) ->
     From ! {in_order, expect(1, Count)};
 %% Like expect_count, but keeps the answer in a process registered as
 %% count_result, which gives it to whoever sends it {result, From}.
+%% (registered before the counting starts: a request that comes through a
+%% new connection may overtake the messages of the old one).
 serve({expect_count_keep, Count}) ->
-    Result = expect(1, Count),
-    spawn(fun() ->
-              register(count_result, self()),
-              receive {result, F} -> F ! {count_result, Result}
-              after 60000 -> ok end
-          end);
+    Keeper = spawn(fun() ->
+                           receive {done, Result} ->
+                                   receive {result, F} -> F ! {count_result, Result}
+                                   after 60000 -> ok end
+                           end
+                   end),
+    catch unregister(count_result),
+    register(count_result, Keeper),
+    Keeper ! {done, expect(1, Count)};
 %% Answer with the size of a binary and whether it is bytes 0..255 over
 %% and over.
 serve({measure, From, Bin}) ->
@@ -158,6 +163,14 @@ serve({links_of, From, P}) ->
 serve({spawn_on, From, Node, Package, Name, Args}) ->
     From ! {spawn_result, (catch gen_server:call({workers_spawner, Node},
                                                  {spawn, Package, Name, Args, []}))};
+%% Refuses handshakes from From's node for Ms milliseconds (another
+%% cookie for that node meanwhile).
+serve({refuse_for, From, Ms}) ->
+    Node = node(From),
+    Cookie = erlang:get_cookie(),
+    erlang:set_cookie(Node, list_to_atom("not-" ++ atom_to_list(Cookie))),
+    spawn(fun() -> timer:sleep(Ms), erlang:set_cookie(Node, Cookie) end),
+    From ! {refusing};
 %% A gen_server registered as kv_erl (the callbacks are below).
 serve({start_kv, From}) ->
     {ok, Pid} = gen_server:start({local, kv_erl}, ?MODULE, [], []),

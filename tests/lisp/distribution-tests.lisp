@@ -326,6 +326,16 @@ it: CONNECT-NODE signals DISTRIBUTION-ERROR naming the cookie."
     (stop-node)
     (ensure-peer)))
 
+(define-distribution-test node--a-send-that-reconnects-gets-through-a-refused-handshake
+  "A send that reconnects to a node that refuses the handshake for a while
+(as an Erlang node refuses one while it still takes this node for
+connected, right after DISCONNECT-NODE) is delivered once the handshake is
+accepted, not dropped."
+  (is (equalp #(:refusing) (peer-call :refuse_for :refusing 500)))
+  (disconnect-node *peer-node*)
+  (is (wait-until (lambda () (not (member *peer-node* (nodes) :test #'string=)))))
+  (is (tuple-p (peer-call :exiter :exiter :none) :exiter)))
+
 (define-distribution-test messages--a-term-goes-to-erlang-and-back-unchanged
   "A message of every mapped kind sent to an Erlang pid comes back, echoed,
 as an equal object; this image's worker in it comes back EQ."
