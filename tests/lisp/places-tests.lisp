@@ -299,3 +299,32 @@ the connection; MONITOR does not wait for it.)"
         (is (equal (list :down ref w :told)
                    (receive ((:down r who reason) :when (eql r ref) (list :down r who reason))
                             (:after *long* :timeout))))))))
+
+(defun process-cpu-seconds (pid)
+  "User plus system CPU time of process PID so far, in seconds (/proc)."
+  (let* ((line (with-open-file (in (format nil "/proc/~D/stat" pid)) (read-line in)))
+         (fields (loop with start = (+ 2 (position #\) line :from-end t))
+                       for end = (position #\Space line :start start)
+                       collect (subseq line start end)
+                       while end do (setf start (1+ end)))))
+    ;; After the command: the state (field 3) first; utime is 14, stime 15,
+    ;; in clock ticks of 1/100 s on Linux.
+    (/ (+ (parse-integer (nth 11 fields)) (parse-integer (nth 12 fields))) 100.0)))
+
+(test places--an-idle-place-costs-no-cpu
+  "A place and this image, connected and left idle for longer than the
+node's tick interval (15 s), use next to no CPU: a tick is not answered
+with a tick by a side that has just written, else the two nodes bounce
+ticks at full speed."
+  (ensure-test-node)
+  (let* ((place (first (start-places 1)))
+         (pid (place-pid place)))
+    (unwind-protect
+         (let ((here (process-cpu-seconds (ext:getpid)))
+               (there (process-cpu-seconds pid)))
+           (cl:sleep 22)                ; the point of the test: idle time
+           (is (place-alive-p place))
+           (is (< (+ (- (process-cpu-seconds (ext:getpid)) here)
+                     (- (process-cpu-seconds pid) there))
+                  0.5)))
+      (stop-places (list place)))))
