@@ -183,19 +183,27 @@ signals PLACE-ERROR if one is missing after TIMEOUT seconds."
 (defun %place-ready-relay (to)
   "A worker registered as WORKERS_PLACES that passes each arriving message
 on to TO until :STOP: the caller of START-PLACES may hold a name of its
-own, and a worker holds one name at most."
+own, and a worker holds one name at most.  It tells TO (:RELAY-UP RELAY
+NIL) once registered, or (:RELAY-UP RELAY REPORT) and ends if it cannot."
   (spawn (lambda ()
-           (register 'workers_places (self))
-           (send to (list :relay-up (self)))
-           (loop (receive (:stop (return))
-                          (m (send to m)))))))
+           (let ((failure (handler-case (progn (register 'workers_places (self)) nil)
+                            (error (e) (princ-to-string e)))))
+             (send to (list :relay-up (self) failure))
+             (unless failure
+               (loop (receive (:stop (return))
+                              (m (send to m)))))))))
 
 (defun %start-places-here (count schedulers timeout)
   "Forks COUNT places and waits for them; the caller holds the places lock."
-  (let ((relay (%place-ready-relay (self))))
-    (receive ((:relay-up w) :when (eq w relay) w))
+  (let* ((relay (%place-ready-relay (self)))
+         (failure (receive ((:relay-up w failure) :when (eq w relay) failure))))
+    (when failure
+      (%place-error nil "no relay for the places' ready messages: ~A" failure))
     (unwind-protect (%await-places (%fork-places count schedulers) timeout)
-      (send relay :stop))))
+      ;; The relay's end releases the name, which the next START-PLACES
+      ;; registers: wait for it.
+      (send relay :stop)
+      (join relay))))
 
 (defun start-places (count &key (schedulers 1) (timeout 60))
   "Starts COUNT places and returns them, a list of PLACE objects (also in

@@ -212,8 +212,9 @@ with it: within a generous timeout none of their processes remains."
 
 (test places--bad-input-gives-place-errors
   "START-PLACES with a count that is not a positive integer, and SPAWN-ON
-a stopped place, signal PLACE-ERROR with a readable report; PMAP :PLACES
-with a closure signals USAGE-ERROR."
+a stopped place or while another worker holds the name of its relay,
+signal PLACE-ERROR with a readable report; PMAP :PLACES with a closure
+signals USAGE-ERROR."
   (dolist (bad '(0 -1 1.5 "2" nil))
     (signals place-error (start-places bad)))
   (is (search "positive integer"
@@ -225,6 +226,12 @@ with a closure signals USAGE-ERROR."
     (is (search "does not run"
                 (princ-to-string (handler-case (spawn-on place 'report-square (self) 1)
                                    (place-error (e) e))))))
+  (let ((squatter (spawn (lambda () (receive (:go nil))))))
+    ;; START-PLACES' relay cannot take its name: a condition, not a hang.
+    (register 'workers::workers_places squatter)
+    (unwind-protect (signals place-error (start-places 1))
+      (send squatter :go)
+      (join squatter)))
   (signals workers::usage-error (pmapcar (lambda (x) x) :places (shared-places) '(1 2)))
   (signals place-error (pmapcar 'no-such-function-anywhere :places (shared-places) '(1 2))))
 
