@@ -9,7 +9,12 @@
  * a scheduler, and ticks must be answered whatever the workers do.  The
  * thread is imported into ECL, since it decodes frames into Lisp objects
  * and hands them to the Lisp handler (wkl_dist_start); everything else it
- * holds is bytes in malloc'd memory (no Lisp object lives there).
+ * holds is bytes in malloc'd memory (no Lisp object lives there).  It is
+ * made with the plain pthread_create, not libgc's wrapper that ecl.h
+ * names pthread_create, as the core's threads are: the wrapper would
+ * start the collector's marker threads in a place, which decides that
+ * itself (places.c, "Marker threads").  It is joined with the plain
+ * pthread_join too: libgc's crashes on a thread its wrapper did not make.
  *
  * Frames (after the handshake): a 4-byte big-endian length, then that
  * many bytes; length 0 is a tick, answered with a tick unless this side
@@ -57,6 +62,10 @@
 #include <ei.h>
 
 #include "codec.h"
+
+/* The plain pthread_create and its pthread_join, not libgc's: see the top. */
+#undef pthread_create
+#undef pthread_join
 
 #define MAX_CONNS 64
 #define HANDSHAKE_MS 5000

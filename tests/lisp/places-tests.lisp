@@ -307,6 +307,30 @@ the connection; MONITOR does not wait for it.)"
                    (receive ((:down r who reason) :when (eql r ref) (list :down r who reason))
                             (:after *long* :timeout))))))))
 
+(defun gc-markers (x)
+  "X, and the threads that mark in a collection of this process."
+  (list x (workers.ffi::%gc-markers)))
+
+(test places--parallel-marking-follows-start-places
+  "A place started with :PARALLEL-MARKING T marks with as many threads as
+this image; with NIL, with one, though it runs a node and schedulers (a
+thread made through libgc's wrapper would start the marker threads);
+with :AUTO and schedulers that fill the CPUs, with one too if this image
+has marker threads, which would then have no core of their own."
+  (ensure-test-node)
+  (let* ((here (workers.ffi::%gc-markers))
+         (cpus (workers.ffi::%online-cpus))
+         (with (first (start-places 1 :parallel-marking t)))
+         (without (first (start-places 1 :schedulers 2 :parallel-marking nil)))
+         (auto (first (start-places 1 :schedulers cpus))))
+    (unwind-protect
+         (progn
+           (is (equal `((0 ,here)) (pmapcar 'gc-markers :places (list with) '(0))))
+           (is (equal '((0 1)) (pmapcar 'gc-markers :places (list without) '(0))))
+           (when (> here 1)
+             (is (equal '((0 1)) (pmapcar 'gc-markers :places (list auto) '(0))))))
+      (stop-places (list with without auto)))))
+
 (defun process-cpu-seconds (pid)
   "User plus system CPU time of process PID so far, in seconds (/proc)."
   (let* ((line (with-open-file (in (format nil "/proc/~D/stat" pid)) (read-line in)))
