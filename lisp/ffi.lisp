@@ -20,7 +20,7 @@ as source (FFI:CLINES then signals an error)."
   (and *compile-file-truename* `(ffi:clines ,@lines)))
 
 (%c-lines "#include \"codec.h\"")   ; the registration (glue.h comes with every file)
-(%c-lines "#include <unistd.h>")   ; _exit (%EXIT-NOW)
+(%c-lines "#include <unistd.h>")   ; _exit (%EXIT-NOW), sysconf (%ONLINE-CPUS)
 
 ;;; The runtime.
 
@@ -366,24 +366,39 @@ a code (0, or a WKL_CODEC_* / WKL_DIST_E* one) and the refused part."
 (defun %places-snapshot-pid ()
   (ffi:c-inline () () :int "wkl_places_snapshot_pid()" :one-liner t))
 
-(defun %places-fork (index schedulers name cookie parent)
+(defun %places-fork (index schedulers markers name cookie parent)
   "The new place's pid, or -errno."
-  (ffi:c-inline (index schedulers name cookie parent)
-                (:int :int :cstring :cstring :cstring) :int
-                "wkl_places_fork(#0, #1, #2, #3, #4)" :one-liner t))
+  (ffi:c-inline (index schedulers markers name cookie parent)
+                (:int :int :bool :cstring :cstring :cstring) :int
+                "wkl_places_fork(#0, #1, #2, #3, #4, #5)" :one-liner t))
 
 (defun %place-order ()
-  "In a place: its index, scheduler count, node name, cookie and parent node."
-  (ffi:c-inline () () (values :int :int :object :object :object)
+  "In a place: its index, scheduler count, whether it starts the
+collector's marker threads, node name, cookie and parent node."
+  (ffi:c-inline () () (values :int :int :bool :object :object :object)
    "{
-	int index, schedulers; const char *name, *cookie, *parent;
-	wkl_place_order(&index, &schedulers, &name, &cookie, &parent);
+	int index, schedulers; bool markers; const char *name, *cookie, *parent;
+	wkl_place_order(&index, &schedulers, &markers, &name, &cookie, &parent);
 	@(return 0) = index;
 	@(return 1) = schedulers;
-	@(return 2) = ecl_make_simple_base_string(name, -1);
-	@(return 3) = ecl_make_simple_base_string(cookie, -1);
-	@(return 4) = ecl_make_simple_base_string(parent, -1);
+	@(return 2) = markers;
+	@(return 3) = ecl_make_simple_base_string(name, -1);
+	@(return 4) = ecl_make_simple_base_string(cookie, -1);
+	@(return 5) = ecl_make_simple_base_string(parent, -1);
     }"))
+
+(defun %place-start-markers ()
+  "In a place: starts the collector's marker threads (places.c)."
+  (ffi:c-inline () () :void "wkl_place_start_markers()" :one-liner t))
+
+(defun %gc-markers ()
+  "The threads that mark in a collection of this process now."
+  (ffi:c-inline () () :int "wkl_gc_markers()" :one-liner t))
+
+(defun %online-cpus ()
+  "The online CPUs (at least 1)."
+  (ffi:c-inline () () :int "{ long n = sysconf(_SC_NPROCESSORS_ONLN); @(return) = n > 0 ? (int)n : 1; }"
+                :one-liner nil))
 
 (defun %place-kill (pid)
   (ffi:c-inline (pid) (:int) :int "wkl_place_kill(#0)" :one-liner t))

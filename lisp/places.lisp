@@ -19,7 +19,9 @@
 ;;;; loaded since.
 ;;;;
 ;;;; Boot of a place (%PLACE-MAIN, run where the snapshot's fork returns):
-;;;; START with the scheduler count asked for, START-NODE, connect to the
+;;;; the collector's marker threads if asked for (START-PLACES'
+;;;; :PARALLEL-MARKING), START with the scheduler count asked for,
+;;;; START-NODE, connect to the
 ;;;; parent, send (:PLACE-READY INDEX PID) to the parent's WORKERS_PLACES
 ;;;; (a relay to the caller of START-PLACES, while it waits), then wait
 ;;;; for :STOP.  A place ends by _exit (or by SIGKILL): ECL's own exit
@@ -68,12 +70,13 @@ SPAWN-ON and the :PLACES option of PMAP for a place that does not run."))
 (defun %place-error (place control &rest arguments)
   (error 'place-error :place place :reason (apply #'format nil control arguments)))
 
-(defstruct (place (:constructor %make-place (index schedulers node pid))
+(defstruct (place (:constructor %make-place (index schedulers markers node pid))
                   (:copier nil))
   "A place: another OS process forked from this image's snapshot, running
 workers and a node (see START-PLACES)."
   (index 0 :type fixnum)
   (schedulers 1 :type fixnum)
+  (markers nil)                         ; its collector marks in parallel
   (node "" :type string)
   (pid 0 :type fixnum)
   (stopped nil))
@@ -115,9 +118,11 @@ workers and a node (see START-PLACES)."
 (defun %place-main ()
   "Runs a place where the snapshot's fork returned; never returns."
   (setf *in-place* t *places* '())
-  (multiple-value-bind (index schedulers name cookie parent) (workers.ffi::%place-order)
+  (multiple-value-bind (index schedulers markers name cookie parent)
+      (workers.ffi::%place-order)
     (handler-case
         (progn
+          (when markers (workers.ffi::%place-start-markers))
           (start :schedulers schedulers)
           (start-node name :cookie cookie :host "localhost" :address "127.0.0.1")
           (connect-node parent :timeout 30)
@@ -143,8 +148,26 @@ workers and a node (see START-PLACES)."
       (start-node (format nil "workers-~D" (ext:getpid))
                   :cookie (%random-cookie) :host "localhost" :address "127.0.0.1")))
 
-(defun %fork-places (count schedulers)
-  "Forks COUNT places; returns them (not yet known to be up)."
+(defun %parallel-marking-p (setting count schedulers)
+  "Whether COUNT new places of SCHEDULERS schedulers each mark in
+parallel, for START-PLACES' :PARALLEL-MARKING SETTING.  :AUTO answers
+true if the threads that can run at once in the places, these included
+(schedulers, and the marker threads of those that have them), fit the
+online CPUs; else a place's marker threads would take cores from other
+places' work (glue/places.c, \"Marker threads\").  A place gets as many
+marker threads as this image has."
+  (if (eq setting :auto)
+      (let ((helpers (1- (workers.ffi::%gc-markers))))
+        (<= (+ (* count (+ schedulers helpers))
+               (loop for p in *places*
+                     unless (place-stopped p)
+                       sum (+ (place-schedulers p) (if (place-markers p) helpers 0))))
+            (workers.ffi::%online-cpus)))
+      (and setting t)))
+
+(defun %fork-places (count schedulers markers)
+  "Forks COUNT places, marking in parallel if MARKERS; returns them (not
+yet known to be up)."
   (start)                               ; forks the snapshot if not yet done
   (unless (workers.ffi::%places-have-snapshot)
     (%place-error nil "no snapshot to fork places from (*FORK-SERVER* was NIL at the first START)"))
@@ -152,12 +175,13 @@ workers and a node (see START-PLACES)."
     (loop repeat count
           collect (let* ((index (incf *place-counter*))
                          (name (format nil "place-~D-~D" (ext:getpid) index))
-                         (pid (workers.ffi::%places-fork index schedulers name
+                         (pid (workers.ffi::%places-fork index schedulers markers name
                                                          *this-cookie* parent)))
                     (when (minusp pid)
                       (%place-error nil "the snapshot could not fork a place (errno ~D~:[~;, the snapshot has ended~])"
                                     (- pid) (= (- pid) 10)))
-                    (%make-place index schedulers (format nil "~A@localhost" name) pid)))))
+                    (%make-place index schedulers markers
+                                 (format nil "~A@localhost" name) pid)))))
 
 (defun %await-places (places timeout)
   "Waits for each of PLACES' (:PLACE-READY INDEX PID); kills them all and
@@ -183,27 +207,40 @@ signals PLACE-ERROR if one is missing after TIMEOUT seconds."
 (defun %place-ready-relay (to)
   "A worker registered as WORKERS_PLACES that passes each arriving message
 on to TO until :STOP: the caller of START-PLACES may hold a name of its
-own, and a worker holds one name at most."
+own, and a worker holds one name at most.  It tells TO (:RELAY-UP RELAY
+NIL) once registered, or (:RELAY-UP RELAY REPORT) and ends if it cannot."
   (spawn (lambda ()
-           (register 'workers_places (self))
-           (send to (list :relay-up (self)))
-           (loop (receive (:stop (return))
-                          (m (send to m)))))))
+           (let ((failure (handler-case (progn (register 'workers_places (self)) nil)
+                            (error (e) (princ-to-string e)))))
+             (send to (list :relay-up (self) failure))
+             (unless failure
+               (loop (receive (:stop (return))
+                              (m (send to m)))))))))
 
-(defun %start-places-here (count schedulers timeout)
+(defun %start-places-here (count schedulers markers timeout)
   "Forks COUNT places and waits for them; the caller holds the places lock."
-  (let ((relay (%place-ready-relay (self))))
-    (receive ((:relay-up w) :when (eq w relay) w))
-    (unwind-protect (%await-places (%fork-places count schedulers) timeout)
-      (send relay :stop))))
+  (let* ((relay (%place-ready-relay (self)))
+         (failure (receive ((:relay-up w failure) :when (eq w relay) failure))))
+    (when failure
+      (%place-error nil "no relay for the places' ready messages: ~A" failure))
+    (unwind-protect (%await-places (%fork-places count schedulers markers) timeout)
+      ;; The relay's end releases the name, which the next START-PLACES
+      ;; registers: wait for it.
+      (send relay :stop)
+      (join relay))))
 
-(defun start-places (count &key (schedulers 1) (timeout 60))
+(defun start-places (count &key (schedulers 1) (parallel-marking :auto) (timeout 60))
   "Starts COUNT places and returns them, a list of PLACE objects (also in
 PLACES).  Each place is a copy of this image as it was at its first START,
 in a process of its own with its own heap and collector, running
 SCHEDULERS scheduler threads (default 1) and a node of the distribution
 layer on the loopback, connected to this image (which becomes the node
 \"workers-<pid>@localhost\", with a random cookie, if it runs none).
+PARALLEL-MARKING says whether their collectors use marker threads besides
+the collecting one (as many as this image's collector has): T, NIL, or
+:AUTO (the default): T if the places' schedulers and marker threads, of
+the running places and these, fit the online CPUs.  Where they do not, a
+place's marker thread only takes a core from another place's work.
 Signals PLACE-ERROR if COUNT is not a positive integer, if there is no
 snapshot to fork from, or if a place is not up within TIMEOUT seconds.
 **NOTE** A place has the code this image had loaded at its first START
@@ -211,9 +248,13 @@ only.  Places end with this image, however it ends (even by SIGKILL)."
   (unless (and (integerp count) (plusp count))
     (%place-error nil "START-PLACES needs a positive integer count, not ~S" count))
   (check-type schedulers (integer 1 128))
+  (check-type parallel-marking (member :auto t nil))
   (check-type timeout (real (0)))
   (with-places-lock ()
-    (let ((new (%start-places-here count schedulers timeout)))
+    (let ((new (%start-places-here
+                count schedulers
+                (%parallel-marking-p parallel-marking count schedulers)
+                timeout)))
       (setf *places* (append *places* new))
       (copy-list new))))
 
@@ -242,14 +283,15 @@ processes are gone; returns the number of places stopped."
     (length places)))
 
 (defun restart-place (place)
-  "Starts PLACE again in a fresh process (same scheduler count, a new node
-name), killing the old one if it still runs, and returns PLACE, which
+  "Starts PLACE again in a fresh process (same scheduler count and
+parallel marking, a new node name), killing the old one if it still runs, and returns PLACE, which
 names the new process from now on.  For a supervisor's start function:
 the work of a place that died is restarted on its new process."
   (check-type place place)
   (with-places-lock ()
     (unless (place-stopped place) (%end-place place))
-    (let ((fresh (first (%start-places-here 1 (place-schedulers place) 60))))
+    (let ((fresh (first (%start-places-here 1 (place-schedulers place)
+                                            (place-markers place) 60))))
       (setf (place-index place) (place-index fresh)
             (place-node place) (place-node fresh)
             (place-pid place) (place-pid fresh)

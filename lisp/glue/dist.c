@@ -9,12 +9,21 @@
  * a scheduler, and ticks must be answered whatever the workers do.  The
  * thread is imported into ECL, since it decodes frames into Lisp objects
  * and hands them to the Lisp handler (wkl_dist_start); everything else it
- * holds is bytes in malloc'd memory (no Lisp object lives there).
+ * holds is bytes in malloc'd memory (no Lisp object lives there).  It is
+ * made with the plain pthread_create, not libgc's wrapper that ecl.h
+ * names pthread_create, as the core's threads are: the wrapper would
+ * start the collector's marker threads in a place, which decides that
+ * itself (places.c, "Marker threads").  It is joined with the plain
+ * pthread_join too: libgc's crashes on a thread its wrapper did not make.
  *
  * Frames (after the handshake): a 4-byte big-endian length, then that
- * many bytes; length 0 is a tick, answered with a tick.  A frame of type
- * 'p' (112) holds a control message (ETF) and, for sends, the message
- * (ETF).  ei's own receive functions are not used: they reject control
+ * many bytes; length 0 is a tick, answered with a tick unless this side
+ * has written to the connection in the last TICK_ANSWER_NS or has frames
+ * queued for it: that traffic keeps the peer's side alive already, and
+ * two nodes that both answered every tick (two ECL nodes: an image and
+ * its places) bounced ticks at full speed once idle for TICK_NS.  A
+ * frame of type 'p' (112) holds a control message (ETF) and, for sends,
+ * the message (ETF).  ei's own receive functions are not used: they reject control
  * messages newer than ei (design.md, "Distribution: facts found").
  *
  * Ordering: every frame to a node goes through one queue (the command
@@ -54,10 +63,15 @@
 
 #include "codec.h"
 
+/* The plain pthread_create and its pthread_join, not libgc's: see the top. */
+#undef pthread_create
+#undef pthread_join
+
 #define MAX_CONNS 64
 #define HANDSHAKE_MS 5000
 #define TICK_NS ((int64_t)15 * 1000000000)     /* Erlang's net_ticktime / 4 */
 #define SILENCE_NS ((int64_t)75 * 1000000000)  /* a peer this quiet is gone */
+#define TICK_ANSWER_NS ((int64_t)100 * 1000000) /* below Erlang's tick (>= 250 ms) */
 
 struct frame {
 	struct frame *next;
@@ -357,7 +371,8 @@ static int read_conn(struct conn *c)
 		at += 4 + n;
 		if (n == 0) {
 			pthread_mutex_lock(&node.mu);
-			queue_tick(c);
+			if (!c->out && now_ns() - c->last_write > TICK_ANSWER_NS)
+				queue_tick(c);
 			pthread_mutex_unlock(&node.mu);
 			continue;
 		}

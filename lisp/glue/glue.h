@@ -520,15 +520,19 @@ int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_obj
  * snapshot once (its pid; 0 when it returns in a new place; -errno);
  * wkl_places_fork asks it for a place (the place's pid, or -errno:
  * -ECHILD when there is no snapshot); in a place, wkl_place_order says
- * what it was forked for.
+ * what it was forked for and wkl_place_start_markers starts the
+ * collector's marker threads.  wkl_gc_markers: the threads that mark in
+ * a collection of this process now (any thread, any process).
  */
 int wkl_places_snapshot(void);
 bool wkl_places_have_snapshot(void);
 int wkl_places_snapshot_pid(void);
-int wkl_places_fork(int index, int schedulers, const char *name, const char *cookie,
-		    const char *parent);
-void wkl_place_order(int *index, int *schedulers, const char **name, const char **cookie,
-		     const char **parent);
+int wkl_places_fork(int index, int schedulers, bool markers, const char *name,
+		    const char *cookie, const char *parent);
+void wkl_place_order(int *index, int *schedulers, bool *markers, const char **name,
+		     const char **cookie, const char **parent);
+void wkl_place_start_markers(void);
+int wkl_gc_markers(void);
 int wkl_place_kill(int pid);
 bool wkl_place_alive(int pid);
 

@@ -25,6 +25,21 @@
  *    later reuses a dead one's pthread_t and ecl_import_current_thread
  *    takes it for known and skips the import.
  *
+ * Marker threads.  libgc (8.2) marks with helper threads as well as the
+ * thread that collects: as many helpers as it chose at its start in the
+ * image (GC_MARKERS, else one fewer than the online CPUs).  After a fork
+ * a child has none, and libgc starts them again at the child's first
+ * pthread_create through its wrapper (the one ecl.h names
+ * pthread_create), whatever the child needs.  A place's own threads are
+ * made with the plain pthread_create (the core's, the node's: dist.c),
+ * so a place starts them only when asked to (order.markers,
+ * wkl_place_start_markers): when the places leave cores idle, helpers
+ * shorten its collections; when the places' schedulers fill the cores,
+ * a helper can only take a core from another place's work (START-PLACES'
+ * :PARALLEL-MARKING, bench/README.md on alloc-map).  A thread made later
+ * in a place by ECL (MP:PROCESS-RUN-FUNCTION) still starts them, as
+ * libgc does.
+ *
  * No orphans.  The image holds one end of a socketpair, close-on-exec;
  * the snapshot reads the other and exits when it reads end-of-file, which
  * happens however the image ends (SIGKILL included).  (Not
@@ -44,6 +59,7 @@
 #include "glue.h"
 
 #include <errno.h>
+#include <gc/gc.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -56,6 +72,7 @@
 struct order {
 	int32_t index;
 	int32_t schedulers;
+	int32_t markers;       /* nonzero: the place starts marker threads */
 	char name[64];
 	char cookie[64];
 	char parent[256];
@@ -181,13 +198,14 @@ bool wkl_places_have_snapshot(void)
 }
 
 /*
- * Asks the snapshot for a place: index and schedulers as given, name its
+ * Asks the snapshot for a place: index and schedulers as given, markers
+ * whether it starts the collector's marker threads (see the top), name its
  * node's short name, cookie the cookie, parent this image's node.  Returns
  * the place's pid or -errno (-ECHILD: no snapshot, or it has ended;
  * -ENAMETOOLONG: a string does not fit).
  */
-int wkl_places_fork(int index, int schedulers, const char *name, const char *cookie,
-		    const char *parent)
+int wkl_places_fork(int index, int schedulers, bool markers, const char *name,
+		    const char *cookie, const char *parent)
 {
 	struct order o;
 	int32_t answer;
@@ -200,6 +218,7 @@ int wkl_places_fork(int index, int schedulers, const char *name, const char *coo
 		return -ENAMETOOLONG;
 	o.index = index;
 	o.schedulers = schedulers;
+	o.markers = markers;
 	strcpy(o.name, name);
 	strcpy(o.cookie, cookie);
 	strcpy(o.parent, parent);
@@ -210,11 +229,12 @@ int wkl_places_fork(int index, int schedulers, const char *name, const char *coo
 }
 
 /* In a place: what it was forked for (the strings live as long as it). */
-void wkl_place_order(int *index, int *schedulers, const char **name, const char **cookie,
-		     const char **parent)
+void wkl_place_order(int *index, int *schedulers, bool *markers, const char **name,
+		     const char **cookie, const char **parent)
 {
 	*index = received.index;
 	*schedulers = received.schedulers;
+	*markers = received.markers != 0;
 	*name = received.name;
 	*cookie = received.cookie;
 	*parent = received.parent;
@@ -236,4 +256,18 @@ bool wkl_place_alive(int pid)
 int wkl_places_snapshot_pid(void)
 {
 	return server_fd >= 0 ? (int)server_pid : 0;
+}
+
+/* In a place: starts the collector's marker threads (see the top); no-op
+ * where they run already or libgc has none to start. */
+void wkl_place_start_markers(void)
+{
+	GC_start_mark_threads();
+}
+
+/* The threads that mark in a collection of this process: 1 plus the
+ * marker threads running now. */
+int wkl_gc_markers(void)
+{
+	return 1 + GC_get_parallel();
 }

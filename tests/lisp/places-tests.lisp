@@ -212,8 +212,9 @@ with it: within a generous timeout none of their processes remains."
 
 (test places--bad-input-gives-place-errors
   "START-PLACES with a count that is not a positive integer, and SPAWN-ON
-a stopped place, signal PLACE-ERROR with a readable report; PMAP :PLACES
-with a closure signals USAGE-ERROR."
+a stopped place or while another worker holds the name of its relay,
+signal PLACE-ERROR with a readable report; PMAP :PLACES with a closure
+signals USAGE-ERROR."
   (dolist (bad '(0 -1 1.5 "2" nil))
     (signals place-error (start-places bad)))
   (is (search "positive integer"
@@ -225,6 +226,12 @@ with a closure signals USAGE-ERROR."
     (is (search "does not run"
                 (princ-to-string (handler-case (spawn-on place 'report-square (self) 1)
                                    (place-error (e) e))))))
+  (let ((squatter (spawn (lambda () (receive (:go nil))))))
+    ;; START-PLACES' relay cannot take its name: a condition, not a hang.
+    (register 'workers::workers_places squatter)
+    (unwind-protect (signals place-error (start-places 1))
+      (send squatter :go)
+      (join squatter)))
   (signals workers::usage-error (pmapcar (lambda (x) x) :places (shared-places) '(1 2)))
   (signals place-error (pmapcar 'no-such-function-anywhere :places (shared-places) '(1 2))))
 
@@ -299,3 +306,56 @@ the connection; MONITOR does not wait for it.)"
         (is (equal (list :down ref w :told)
                    (receive ((:down r who reason) :when (eql r ref) (list :down r who reason))
                             (:after *long* :timeout))))))))
+
+(defun gc-markers (x)
+  "X, and the threads that mark in a collection of this process."
+  (list x (workers.ffi::%gc-markers)))
+
+(test places--parallel-marking-follows-start-places
+  "A place started with :PARALLEL-MARKING T marks with as many threads as
+this image; with NIL, with one, though it runs a node and schedulers (a
+thread made through libgc's wrapper would start the marker threads);
+with :AUTO and schedulers that fill the CPUs, with one too if this image
+has marker threads, which would then have no core of their own."
+  (ensure-test-node)
+  (let* ((here (workers.ffi::%gc-markers))
+         (cpus (workers.ffi::%online-cpus))
+         (with (first (start-places 1 :parallel-marking t)))
+         (without (first (start-places 1 :schedulers 2 :parallel-marking nil)))
+         (auto (first (start-places 1 :schedulers cpus))))
+    (unwind-protect
+         (progn
+           (is (equal `((0 ,here)) (pmapcar 'gc-markers :places (list with) '(0))))
+           (is (equal '((0 1)) (pmapcar 'gc-markers :places (list without) '(0))))
+           (when (> here 1)
+             (is (equal '((0 1)) (pmapcar 'gc-markers :places (list auto) '(0))))))
+      (stop-places (list with without auto)))))
+
+(defun process-cpu-seconds (pid)
+  "User plus system CPU time of process PID so far, in seconds (/proc)."
+  (let* ((line (with-open-file (in (format nil "/proc/~D/stat" pid)) (read-line in)))
+         (fields (loop with start = (+ 2 (position #\) line :from-end t))
+                       for end = (position #\Space line :start start)
+                       collect (subseq line start end)
+                       while end do (setf start (1+ end)))))
+    ;; After the command: the state (field 3) first; utime is 14, stime 15,
+    ;; in clock ticks of 1/100 s on Linux.
+    (/ (+ (parse-integer (nth 11 fields)) (parse-integer (nth 12 fields))) 100.0)))
+
+(test places--an-idle-place-costs-no-cpu
+  "A place and this image, connected and left idle for longer than the
+node's tick interval (15 s), use next to no CPU: a tick is not answered
+with a tick by a side that has just written, else the two nodes bounce
+ticks at full speed."
+  (ensure-test-node)
+  (let* ((place (first (start-places 1)))
+         (pid (place-pid place)))
+    (unwind-protect
+         (let ((here (process-cpu-seconds (ext:getpid)))
+               (there (process-cpu-seconds pid)))
+           (cl:sleep 22)                ; the point of the test: idle time
+           (is (place-alive-p place))
+           (is (< (+ (- (process-cpu-seconds (ext:getpid)) here)
+                     (- (process-cpu-seconds pid) there))
+                  0.5)))
+      (stop-places (list place)))))
