@@ -94,11 +94,10 @@ static void spawn_all(void)
 		CHECK_EQ(wkl_spawn(slot + 1, 0, WK_MODE_COPY, 0, &id), 0);
 }
 
-TEST(preempt__a_long_slice_yields_to_the_short_ones)
+/* Starts a runtime preempting at 2 ms, runs the six slots to their end,
+ * and checks that the long one was cut for the short ones. */
+static void run_preempted(void)
 {
-	uint64_t signals = wkl_preempt_signals();
-
-	tg_boot();
 	REQUIRE(tg_start_preempting(run_slice, NULL,
 				    (cl_objectfn_fixed)preempt_interrupt,
 				    budget_var(ecl_make_double_float(0.002)),
@@ -107,6 +106,14 @@ TEST(preempt__a_long_slice_yields_to_the_short_ones)
 	REQUIRE(t_wait_all());
 	CHECK_EQ(atomic_load(&shorts_done), 5);
 	CHECK(atomic_load(&preempted) > 0);
+}
+
+TEST(preempt__a_long_slice_yields_to_the_short_ones)
+{
+	uint64_t signals = wkl_preempt_signals();
+
+	tg_boot();
+	run_preempted();
 	/* Each preemption took a signal of its own. */
 	CHECK(wkl_preempt_signals() - signals >=
 	      (uint64_t)atomic_load(&preempted));
@@ -138,12 +145,5 @@ TEST_SCHED1(preempt__an_interrupt_left_waiting_is_asked_again)
 	tg_boot();
 	atomic_store(&deferred_ms, 50);
 	atomic_store(&long_ms, 5000);
-	REQUIRE(tg_start_preempting(run_slice, NULL,
-				    (cl_objectfn_fixed)preempt_interrupt,
-				    budget_var(ecl_make_double_float(0.002)),
-				    2 * T_MS));
-	spawn_all();
-	REQUIRE(t_wait_all());
-	CHECK_EQ(atomic_load(&shorts_done), 5);
-	CHECK(atomic_load(&preempted) > 0);
+	run_preempted();
 }
