@@ -159,7 +159,17 @@ behind it runs only after; set back, preemption resumes."
          (setf *preemption-budget* nil)
          (is (equal '(:first :second) (long-then-queued))))
     (setf *preemption-budget* 0.01))
-  (is (equal '(:second :first) (long-then-queued))))
+  ;; The counts say, when it fails, which side let the slice run on: no
+  ;; signal (the monitor), signals but no preemption (the interrupt), or
+  ;; a preemption that did not let the other run (the scheduler).
+  (let* ((signals (workers.ffi::%preempt-signals))
+         (preempts (workers.ffi::%preempts))
+         (order (long-then-queued)))
+    (is (equal '(:second :first) order)
+        "~S with preemption back on: ~D preemption signal~:P sent, ~D slice~:P ~
+         preempted meanwhile"
+        order (- (workers.ffi::%preempt-signals) signals)
+        (- (workers.ffi::%preempts) preempts))))
 
 (test (preemption--stop-ends-a-worker-that-loops-forever :suite schedulers-1)
   "STOP returns with a worker looping forever inside one form: the loop is
