@@ -193,8 +193,8 @@ struct wkint_stack {
 /* A stack of the pool, NULL if none can be made (out of memory). */
 struct wkint_stack *wkint_stack_get(void);
 /* The same, but only a stack already made (no slab, no allocation): from
- * a signal handler.  wkint_stack_reserve, outside one, makes sure that
- * one is made for this thread's next call, if none is. */
+ * a signal handler.  wkint_stack_reserve, outside one, puts one in this
+ * thread's cache for its next call, if the cache is empty. */
 struct wkint_stack *wkint_stack_get_made(void);
 void wkint_stack_reserve(void);
 void wkint_stack_put(struct wkint_stack *s);

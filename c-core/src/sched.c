@@ -575,6 +575,12 @@ __attribute__((noinline)) static void run_one(struct wkint_sched *s,
 		if (cfg->worker_start)
 			cfg->worker_start(w->id, w->data, cfg->hook_ctx);
 	}
+	/* A preemption yields from a signal handler, which takes the stack
+	 * the scheduler goes on with from this thread's cache only: the
+	 * free list may be empty, every stack in use or cached by the other
+	 * threads, and then no yield would succeed for the whole step. */
+	if (w->stackful && cfg->preempt)
+		wkint_stack_reserve();
 	st = w->step(w->data);
 	/* The step may have parked and resumed on another thread: this
 	 * frame reads the thread anew, and the scheduler is that thread's

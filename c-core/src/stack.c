@@ -283,14 +283,16 @@ struct wkint_stack *wkint_stack_get_made(void)
 	return get(false);
 }
 
+/* In the thread's own cache, not the free list: other threads could
+ * empty that before this one's next wk_yield_here. */
 void wkint_stack_reserve(void)
 {
 	struct wkint_tls *t = wkint_tls_now();
 	struct wkint_stack *s;
 
-	if (t->ncache || __atomic_load_n(&free_count, __ATOMIC_RELAXED))
+	if (t->ncache || !t->thread)
 		return;
-	if ((s = new_slab()))
+	if ((s = get(true)))
 		wkint_stack_put(s);
 }
 

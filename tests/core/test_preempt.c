@@ -8,7 +8,8 @@
  * it to yield, through a flag it polls) and 100 other workers finish
  * meanwhile; a budget of 0 calls no hook until a budget is set again; an
  * idle runtime wakes the monitor no more, and work wakes it again;
- * without preempt_ns there is no monitor.
+ * without preempt_ns there is no monitor; a yield finds a stack to go on
+ * even when the step started with none free in the pool.
  */
 #include "runner.h"
 
@@ -257,4 +258,62 @@ TEST(preempt__no_budget_means_no_monitor)
 	START(NULL);
 	CHECK_EQ(wk_set_preempt_ns(T_MS), -WK_ESTATE);
 	CHECK_EQ(wk_preempt_wakeups(), 0);
+}
+
+/* ------------------------------------------------------------ a stack to go on */
+
+/* Pooled stacks stack_init accepts; the others are never used. */
+static _Atomic int stacks_allowed;
+static _Atomic int yield_rc = 1;
+
+static int limited_init(wk_stack *s, void *ctx)
+{
+	return s->native || atomic_fetch_sub(&stacks_allowed, 1) > 0 ? 0 : -1;
+}
+
+/* Parks holding the scheduler's stack; the park takes the pool's last one.
+ * From then on new stacks can be made again. */
+static wk_status parker(void *data)
+{
+	wk_msg *m;
+
+	atomic_store(&stacks_allowed, 1000);
+	if ((m = wk_recv_wait(NULL, NULL, T_PATIENCE)))
+		wk_msg_free(m);
+	return WK_DONE;
+}
+
+static wk_status yield_once(void *data)
+{
+	atomic_store(&yield_rc, wk_yield_here());
+	return WK_DONE;
+}
+
+/*
+ * A preemption yields from a signal handler, which may take the stack
+ * the scheduler goes on with only from the pool (no allocation).  Here
+ * the pool is empty when the step starts: stacks exist, but none is free
+ * (two were made and accepted, the scheduler runs on one and a parked
+ * worker holds the other).  The step's start puts one in the thread's
+ * cache, and the yield succeeds; without that, every yield of the step
+ * would fail (-WK_ENOMEM).
+ */
+TEST_SCHED1(preempt__a_yield_finds_a_stack_though_none_was_free)
+{
+	wk_config c = preempting(60 * T_SEC);
+	wk_spawn_opts o = stackful_on(0);
+	wk_id parked, id;
+	int64_t deadline;
+
+	atomic_store(&stacks_allowed, 2);
+	c.stack_init = limited_init;
+	START(&c);
+	REQUIRE_EQ(wk_spawn(parker, NULL, &o, &parked), 0);
+	REQUIRE_EQ(wk_spawn(yield_once, NULL, &o, &id), 0);
+	deadline = t_now_ns() + T_PATIENCE;
+	while (atomic_load(&yield_rc) == 1 && t_now_ns() < deadline)
+		nap_ns(T_MS);
+	CHECK_EQ(atomic_load(&yield_rc), 0);
+	REQUIRE_EQ(wk_send(parked, "go", 2, WK_MODE_COPY), 0);
+	REQUIRE(t_wait_all());
 }
