@@ -391,8 +391,8 @@ static int is_wake_up(const wk_msg *m, void *unused)
 /* One wait for a wake-up; the worker of a slice (NIL in a thread) is
  * :WAITING meanwhile, with no thread for KILL to interrupt (KILL sends a
  * wake-up instead), as receive.lisp's %PARK-INSIDE has it. */
-static int wait(cl_env_ptr env, cl_object waiter, int64_t timeout_ns,
-		cl_object worker)
+int wkl_chan_wait(cl_env_ptr env, cl_object waiter, int64_t timeout_ns,
+		  cl_object worker)
 {
 	wk_msg *m;
 	int why;
@@ -424,12 +424,6 @@ static int wait(cl_env_ptr env, cl_object waiter, int64_t timeout_ns,
 				    : WKL_CHAN_WOKEN; /* the runtime stops */
 }
 
-int wkl_chan_wait(cl_env_ptr env, cl_object waiter, int64_t timeout_ns,
-		  cl_object worker)
-{
-	return wait(env, waiter, timeout_ns, worker);
-}
-
 int wkl_chan_block(cl_env_ptr env, cl_object ch, int op, cl_object *value,
 		   cl_object *ok, cl_object entry, int64_t timeout_ns,
 		   cl_object worker)
@@ -444,7 +438,7 @@ int wkl_chan_block(cl_env_ptr env, cl_object ch, int op, cl_object *value,
 			*value = ECL_NIL;
 		return WKL_CHAN_DONE;
 	}
-	rc = wait(env, waiter, timeout_ns, worker);
+	rc = wkl_chan_wait(env, waiter, timeout_ns, worker);
 	if (rc == WKL_CHAN_DONE) {
 		*value = CSLOT(waiter, L.w_value);
 		*ok = CSLOT(waiter, L.w_ok);
