@@ -477,8 +477,8 @@ WK_API void wk_set_thread_user(void *user);
  * nothing done, outside a stackful step of a scheduler thread (a step
  * that blocked its thread too); -WK_ENOMEM, with nothing done, if no
  * stack was ready for the scheduler to go on with.  It allocates nothing
- * (a pooled stack already made: each stackful step starts with one in
- * its thread's cache): a binding may call it from a signal handler, at a point
+ * (a pooled stack already made, and one is made ready after each yield
+ * for the next): a binding may call it from a signal handler, at a point
  * where the interrupted code holds no lock that yielding could leave
  * held.
  */

@@ -575,13 +575,11 @@ __attribute__((noinline)) static void run_one(struct wkint_sched *s,
 		if (cfg->worker_start)
 			cfg->worker_start(w->id, w->data, cfg->hook_ctx);
 	}
-	/* wk_yield_here (a preemption, from a signal handler) takes the
-	 * stack the scheduler goes on with from the pool only: the free
-	 * list may be empty, every stack in use or cached by the other
-	 * threads, and then no yield would succeed for the whole step.  So
-	 * a stackful step starts with one in this thread's cache (a resumed
-	 * one finds there the stack its resume left): a load and a branch. */
-	if (w->stackful && !wkint_tls.ncache)
+	/* A preemption yields from a signal handler, which takes the stack
+	 * the scheduler goes on with from this thread's cache only: the
+	 * free list may be empty, every stack in use or cached by the other
+	 * threads, and then no yield would succeed for the whole step. */
+	if (w->stackful && cfg->preempt)
 		wkint_stack_reserve();
 	st = w->step(w->data);
 	/* The step may have parked and resumed on another thread: this
@@ -619,6 +617,7 @@ static void do_after(void)
 
 		place_woken(s, WK_YIELD);
 		apply(s, t->after_worker, WK_YIELD);
+		wkint_stack_reserve(); /* for the next wk_yield_here */
 	}
 }
 
