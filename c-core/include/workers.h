@@ -136,13 +136,15 @@ typedef struct wk_config {
 	 * wk_start returns); thread_start and thread_stop run on it too,
 	 * with sched WK_SCHED_MONITOR.  When a scheduler has run one
 	 * step for preempt_ns or more, the monitor calls preempt(sched,
-	 * thread, ran_ns, ctx) on its own thread, and again at each look
-	 * while that step goes on; thread is the pointer the thread running
-	 * the step gave wk_set_thread_user (the hook is not called while it
-	 * gave none), ran_ns a lower bound of the step's time so far.
+	 * thread, step, ran_ns, ctx) on its own thread, and again at each
+	 * look while that step goes on; thread is the pointer the thread
+	 * running the step gave wk_set_thread_user (the hook is not called
+	 * while it gave none), step the step's number (what wk_current_step
+	 * returns inside it), ran_ns a lower bound of its time so far.
 	 */
 	int64_t preempt_ns;
-	void (*preempt)(int sched, void *thread, int64_t ran_ns, void *ctx);
+	void (*preempt)(int sched, void *thread, uint64_t step, int64_t ran_ns,
+			void *ctx);
 } wk_config;
 
 /* The sched argument of thread_start/thread_stop on the monitor thread. */
@@ -223,6 +225,14 @@ WK_API void *wk_data_of(wk_id id);
 
 /* Scheduler index the caller runs on, -1 if none. */
 WK_API int wk_current_sched(void);
+
+/*
+ * Inside a step: its number, the running count of its scheduler's steps
+ * (a resumed step counts anew), as the preempt hook receives it; 0
+ * outside a step.  A request to yield is made for one step and may
+ * arrive after it ended: the step that receives it compares numbers.
+ */
+WK_API uint64_t wk_current_step(void);
 
 /* Worker only: the timeout of the next WK_WAIT, ns (negative: none). */
 WK_API void wk_wait_timeout(int64_t ns);

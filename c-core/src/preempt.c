@@ -72,7 +72,7 @@ static void poke(void)
 }
 
 /* Calls the hook for the thread that owns s now, if it gave a pointer. */
-static void fire(struct wkint_sched *s, int64_t ran_ns)
+static void fire(struct wkint_sched *s, uint64_t step, int64_t ran_ns)
 {
 	const wk_config *cfg = &wkint_rt.cfg;
 	struct wkint_thread *t;
@@ -80,7 +80,7 @@ static void fire(struct wkint_sched *s, int64_t ran_ns)
 	pthread_mutex_lock(&mon.lock);
 	t = atomic_load_explicit(&s->owner, memory_order_acquire);
 	if (t && t->user)
-		cfg->preempt(s->index, t->user, ran_ns, cfg->hook_ctx);
+		cfg->preempt(s->index, t->user, step, ran_ns, cfg->hook_ctx);
 	pthread_mutex_unlock(&mon.lock);
 }
 
@@ -108,7 +108,7 @@ static int look(struct look *seen, int64_t budget)
 			seen[i].slices = k;
 			seen[i].since = now;
 		} else if (now - seen[i].since >= budget) {
-			fire(s, now - seen[i].since);
+			fire(s, k, now - seen[i].since);
 			found = FIRED;
 		}
 	}

@@ -993,6 +993,16 @@ int wk_current_sched(void)
 	return t && t->sched ? t->sched->index : -1;
 }
 
+uint64_t wk_current_step(void)
+{
+	struct wkint_tls *t = wkint_tls_now();
+	struct wkint_sched *s = t->thread ? t->thread->sched : NULL;
+
+	return s && t->worker
+		       ? atomic_load_explicit(&s->slices, memory_order_relaxed)
+		       : 0;
+}
+
 /* ---------------------------------------------------------------- start */
 
 static void pin_to_cpu(pthread_t th, int i)

@@ -43,6 +43,12 @@
  *    is dropped at once, before ECL's handler sees it (see
  *    only_ours_while_disabled): ECL's way of deferring it runs the queue
  *    at a write that may fall inside its critical code.
+ *  - Only inside the step the monitor found running long.  The monitor
+ *    reads a step counter, then calls the hook, which queues and signals:
+ *    the step may end in between, or before the signal is delivered
+ *    (late under load, or TSan), and a fresh step would be cut for its
+ *    predecessor's time.  The hook notes the step's number; the point
+ *    compares it with the running step's (wk_current_step).
  *  - Lisp decides the rest (%PREEMPT-INTERRUPT): only inside a slice, not
  *    inside WITHOUT-PREEMPTION.
  *
@@ -97,6 +103,10 @@ struct preemptee {
 	cl_object process;
 	_Atomic int queued;
 	int64_t queued_at; /* when it was queued or signalled; the monitor's */
+	/* The step the latest signal was sent for (wk_current_step's
+	 * number): the one running when the interrupt runs may be a later,
+	 * fresh one, and the point then refuses. */
+	_Atomic uint64_t step;
 };
 static __thread struct preemptee *self_preemptee
 	__attribute__((tls_model("initial-exec")));
@@ -266,12 +276,17 @@ void wkl_preempt_thread_stop(void)
 int wkl_preempt_point(void)
 {
 	uintptr_t pc = caught_at;
+	uint64_t step = 0;
 
 	caught_at = 0; /* one interrupt, one answer */
-	if (self_preemptee) /* the hook may queue the next one */
+	if (self_preemptee) { /* the hook may queue the next one */
+		step = atomic_load_explicit(&self_preemptee->step,
+					    memory_order_acquire);
 		atomic_store_explicit(&self_preemptee->queued, 0,
 				      memory_order_relaxed);
-	return pc && !inside_unsafe_library(pc) && !wkl_stacks_switching();
+	}
+	return pc && !inside_unsafe_library(pc) && !wkl_stacks_switching() &&
+	       step && step == wk_current_step();
 }
 
 /* ---------------------------------------------------------------- hook */
@@ -291,7 +306,8 @@ static int64_t lisp_budget(void)
 	return s >= 1e6 ? (int64_t)1e15 : (int64_t)(s * 1e9) + 1;
 }
 
-static void preempt(int sched, void *thread, int64_t ran_ns, void *ctx)
+static void preempt(int sched, void *thread, uint64_t step, int64_t ran_ns,
+		    void *ctx)
 {
 	const cl_env_ptr env = ecl_process_env();
 	struct preemptee *p = thread;
@@ -312,6 +328,8 @@ static void preempt(int sched, void *thread, int64_t ran_ns, void *ctx)
 
 			if (first || now - p->queued_at >= budget) {
 				p->queued_at = now;
+				atomic_store_explicit(&p->step, step,
+						      memory_order_release);
 				ecl_interrupt_process(p->process,
 						      first ? interrupt_fn : ECL_NIL);
 				atomic_fetch_add_explicit(&signals_sent, 1,

@@ -109,7 +109,8 @@ TEST(yield_here__outside_a_stackful_step_does_nothing)
 /* ------------------------------------------------------------ the monitor */
 
 /* The hook raises the flag of the scheduler it names; steps poll it. */
-static _Atomic int want_yield[8];
+/* The step each scheduler was asked to cut; 0: none. */
+static _Atomic uint64_t want_yield[8];
 static _Atomic int hook_calls;
 static int thread_users[256];
 static _Atomic int thread_count_started;
@@ -122,13 +123,15 @@ static void give_user(int sched, void *ctx)
 	wk_set_thread_user(&thread_users[i]);
 }
 
-static void ask_to_yield(int sched, void *thread, int64_t ran_ns, void *ctx)
+static void ask_to_yield(int sched, void *thread, uint64_t step,
+			 int64_t ran_ns, void *ctx)
 {
 	CHECK(sched >= 0 && sched < 8);
 	CHECK(ran_ns > 0);
 	CHECK(thread != NULL);
+	CHECK(step > 0);
 	atomic_fetch_add(&hook_calls, 1);
-	atomic_store(&want_yield[sched], 1);
+	atomic_store(&want_yield[sched], step);
 }
 
 static wk_config preempting(int64_t budget_ns)
@@ -141,12 +144,14 @@ static wk_config preempting(int64_t budget_ns)
 	return c;
 }
 
-/* A step's safe point: yields if the monitor asked. */
+/* A step's safe point: yields if the monitor asked to cut this step (a
+ * request for an earlier one is dropped). */
 static void safe_point(void)
 {
 	int s = wk_current_sched();
 
-	if (s >= 0 && atomic_exchange(&want_yield[s], 0))
+	if (s >= 0 && atomic_load(&want_yield[s]) &&
+	    atomic_exchange(&want_yield[s], 0) == wk_current_step())
 		CHECK_EQ(wk_yield_here(), 0);
 }
 
@@ -251,6 +256,34 @@ TEST(preempt__an_idle_runtime_does_not_wake_the_monitor)
 	REQUIRE(t_wait_all());
 	CHECK(wk_preempt_wakeups() > before);
 	CHECK(atomic_load(&hook_calls) > 0);
+}
+
+static _Atomic uint64_t steps_seen[2];
+
+/* Records the number of its step, then of its next step. */
+static wk_status two_steps(void *data)
+{
+	_Atomic int *round = data;
+	int i = atomic_fetch_add(round, 1);
+
+	atomic_store(&steps_seen[i], wk_current_step());
+	return i == 0 ? WK_YIELD : WK_DONE;
+}
+
+/* A request to yield names its step: each step has its number, and a
+ * thread outside any step has none.  (The looping tests yield only when
+ * the numbers match.) */
+TEST(preempt__each_step_has_its_own_number)
+{
+	static _Atomic int round;
+
+	CHECK_EQ(wk_current_step(), 0);
+	START(NULL);
+	REQUIRE(t_spawn(two_steps, &round, 0));
+	REQUIRE(t_wait_all());
+	CHECK(atomic_load(&steps_seen[0]) > 0);
+	CHECK(atomic_load(&steps_seen[1]) > atomic_load(&steps_seen[0]));
+	CHECK_EQ(wk_current_step(), 0);
 }
 
 TEST(preempt__no_budget_means_no_monitor)

@@ -147,3 +147,87 @@ TEST_SCHED1(preempt__an_interrupt_left_waiting_is_asked_again)
 	atomic_store(&long_ms, 5000);
 	run_preempted();
 }
+
+/* ------------------------------------------------- a preemption that came late */
+
+static _Atomic(cl_object) fresh_process;
+static atomic_int knocked, third_ran, third_before_second;
+
+/* The interrupt this test sends the fresh slice: notes it came. */
+static cl_object knock(void)
+{
+	atomic_store(&knocked, 1);
+	return ECL_NIL;
+}
+
+/*
+ * Slot 0 computes 50 ms with Lisp interrupts deferred and ends, the
+ * preemption sent for it still queued on its thread.  Slot 1, fresh,
+ * runs ECL's interpreter until the test's own interrupt (knock) has come:
+ * its signal runs the thread's queue, the old preemption first.  Slot 2
+ * notes whether it ran before slot 1 ended.
+ */
+static cl_object stale_slice(cl_object index)
+{
+	switch (ecl_fixnum(index)) {
+	case 0:
+		compute_deferred(50);
+		break;
+	case 1:
+		atomic_store(&fresh_process, ecl_process_env()->own_process);
+		cl_funcall(1, ecl_make_symbol("TG-WAIT-FOR-KNOCK", "CL-USER"));
+		break;
+	default:
+		atomic_store(&third_ran, 1);
+		break;
+	}
+	if (ecl_fixnum(index) == 1 && atomic_load(&third_ran))
+		atomic_store(&third_before_second, 1);
+	return ecl_make_fixnum(WK_DONE);
+}
+
+static cl_object knocked_p(void)
+{
+	return atomic_load(&knocked) ? ECL_T : ECL_NIL;
+}
+
+/*
+ * A preemption sent for one step must not cut a later one for the time
+ * of the one before: here the step ends with it still queued, and the
+ * next one receives another signal (as KILL's), which runs the queue.
+ * (wkl_preempt_point refuses it twice over: it runs outside the signal's
+ * handler, where ECL ran the queue first, and the step numbers differ.)
+ * One scheduler: slot 2 runs before slot 1 ends only if slot 1 was cut.
+ */
+TEST_SCHED1(preempt__a_preemption_for_an_ended_step_cuts_no_other)
+{
+	int64_t deadline;
+	wk_id id;
+
+	tg_boot();
+	tg_defun("TG-KNOCKED-P", (cl_objectfn_fixed)knocked_p, 0);
+	/* Interpreted: the slice waits inside ECL's code, never left for
+	 * being the library's (preempt.c). */
+	cl_eval(tg_read("(defun cl-user::tg-wait-for-knock () "
+			"(loop with end = (+ (get-internal-real-time) "
+			"(* 5 internal-time-units-per-second)) "
+			"until (or (cl-user::tg-knocked-p) "
+			"(> (get-internal-real-time) end))))"));
+	cl_object knock_fn = ecl_fdefinition(
+		tg_defun("TG-KNOCK", (cl_objectfn_fixed)knock, 0));
+	REQUIRE(tg_start_preempting(stale_slice, NULL,
+				    (cl_objectfn_fixed)preempt_interrupt,
+				    budget_var(ecl_make_double_float(0.002)),
+				    2 * T_MS));
+	for (uintptr_t slot = 0; slot < 3; slot++)
+		REQUIRE_EQ(wkl_spawn(slot + 1, 0, WK_MODE_COPY, 0, &id), 0);
+	deadline = t_now_ns() + T_PATIENCE;
+	while (!atomic_load(&fresh_process) && t_now_ns() < deadline)
+		;
+	REQUIRE(atomic_load(&fresh_process) != NULL);
+	mp_interrupt_process(atomic_load(&fresh_process), knock_fn);
+	REQUIRE(t_wait_all());
+	CHECK(atomic_load(&knocked));
+	CHECK_EQ(atomic_load(&preempted), 0);
+	CHECK_EQ(atomic_load(&third_before_second), 0);
+}
