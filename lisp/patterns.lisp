@@ -124,7 +124,7 @@ body forms into the forms the runner runs."
                                              (declare (ignore seen))
                                              `(when ,guard ,i))))))
        `(lambda (,index ,message)
-          (declare (ignorable ,message) (fixnum ,index))
+          (declare (ignorable ,index ,message) (fixnum ,index))
           (case ,index
             ,@(loop for (pattern nil body) in parsed
                     for i from 0

@@ -64,9 +64,18 @@ thread is held, and the other workers of its scheduler run meanwhile.  In
 the REPL or another thread that is not a worker, it blocks that thread.
 
 **NOTE** To match the keyword :AFTER itself, write ':AFTER."
+  ;; The clause bodies run inline, in the caller's frame (RUNNER and AFTER
+  ;; are lambda forms, applied in place): no closure is made for a RECEIVE
+  ;; inside a loop, and a RETURN in a clause is a plain local exit.
   (multiple-value-bind (matcher runner timeout after)
       (%receive-parts clauses #'identity)
-    `(%receive ,matcher ,runner ,timeout ,after)))
+    (let ((index (gensym "INDEX"))
+          (message (gensym "MESSAGE")))
+      `(multiple-value-bind (,index ,message) (%receive-index ,matcher ,timeout)
+         (declare (ignorable ,index ,message))
+         (if ,index
+             (,runner ,index ,message)
+             ,(and after `(,after)))))))
 
 (defmacro receive-loop (&body clauses)
   "Handles message after message with the clauses of a RECEIVE, until a
@@ -266,10 +275,12 @@ of memory): the worker did not wait."
             (%core-error why "Parking a worker inside a function"))
           nil))))
 
-(defun %receive (matcher runner timeout after)
-  "RECEIVE nested in a form, or in a thread that is not a worker.  Takes
-messages as a RECEIVE slice does (%NEXT-MESSAGE: one at a time, only those
-that match no clause filed in the inbox)."
+(defun %receive-index (matcher timeout)
+  "The wait of a RECEIVE nested in a form, or in a thread that is not a
+worker: the index of the clause that MATCHER chose and the message, taken
+out; NIL once TIMEOUT seconds passed (NIL: never).  Takes messages as a
+RECEIVE slice does (%NEXT-MESSAGE: one at a time, only those that match no
+clause filed in the inbox)."
   (let ((worker (self))
         (deadline (%deadline timeout)))
     (loop
@@ -277,10 +288,10 @@ that match no clause filed in the inbox)."
       (%check-mailbox-size worker)
       (multiple-value-bind (index message) (%next-message worker matcher)
         (when index
-          (return (funcall (the function runner) index message))))
+          (return (values index message))))
       (let ((remaining (%remaining-ns deadline)))
         (when (zerop remaining)
-          (return (and after (funcall (the function after)))))
+          (return (values nil nil)))
         (if *current-worker*
             ;; The message that woke the worker is tried first: no trip
             ;; through the inbox for the one it waited for.
@@ -288,9 +299,17 @@ that match no clause filed in the inbox)."
               (when message
                 (let ((index (funcall (the function matcher) message)))
                   (if index
-                      (return (funcall (the function runner) index message))
+                      (return (values index message))
                       (%inbox-push worker message)))))
             (%wait-for-message worker remaining))))))
+
+(defun %receive (matcher runner timeout after)
+  "A RECEIVE whose clauses are functions: RUNNER of the index and the
+message, or AFTER (or NIL) once TIMEOUT seconds passed.  For RECEIVE-LOOP."
+  (multiple-value-bind (index message) (%receive-index matcher timeout)
+    (if index
+        (funcall (the function runner) index message)
+        (and after (funcall (the function after))))))
 
 ;;; RECEIVE as a slice of its own: park.
 
