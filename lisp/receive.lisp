@@ -98,14 +98,23 @@ its scheduler's run queue, like Erlang's reduction count:
       (:stop (return n))))
 
 Elsewhere it loops in the calling thread like a nested RECEIVE."
+  ;; As RECEIVE: the clause bodies run inline, inside the LOOP whose
+  ;; block a RETURN leaves.  The matcher and the timeout are evaluated
+  ;; once, outside it.
   (multiple-value-bind (matcher runner timeout after)
-      (%receive-parts clauses #'%loop-body)
-    `(%receive-loop ,matcher ,runner ,timeout ,after)))
-
-(defun %receive-loop (matcher runner timeout after)
-  (loop (multiple-value-bind (status values) (%receive matcher runner timeout after)
-          (when (eq status :stop)
-            (return (values-list values))))))
+      (%receive-parts clauses #'identity)
+    (let ((the-matcher (gensym "MATCHER"))
+          (the-timeout (gensym "TIMEOUT"))
+          (index (gensym "INDEX"))
+          (message (gensym "MESSAGE")))
+      `(let ((,the-matcher ,matcher)
+             (,the-timeout ,timeout))
+         (loop (multiple-value-bind (,index ,message)
+                   (%receive-index ,the-matcher ,the-timeout)
+                 (declare (ignorable ,index ,message))
+                 (if ,index
+                     (,runner ,index ,message)
+                     ,(and after `(,after)))))))))
 
 ;;; The inbox.
 
@@ -302,14 +311,6 @@ clause filed in the inbox)."
                       (return (values index message))
                       (%inbox-push worker message)))))
             (%wait-for-message worker remaining))))))
-
-(defun %receive (matcher runner timeout after)
-  "A RECEIVE whose clauses are functions: RUNNER of the index and the
-message, or AFTER (or NIL) once TIMEOUT seconds passed.  For RECEIVE-LOOP."
-  (multiple-value-bind (index message) (%receive-index matcher timeout)
-    (if index
-        (funcall (the function runner) index message)
-        (and after (funcall (the function after))))))
 
 ;;; RECEIVE as a slice of its own: park.
 

@@ -107,6 +107,20 @@ take turns two messages at a time, whatever *SLICE-MESSAGES* allows."
                            (n (incf sum n))
                            (:after *long* (return :timeout)))))))
 
+(define-concurrency-test receive-loop--nested-returns-values-and-reads-its-timeout-once
+  "A RECEIVE-LOOP inside a function: its :AFTER runs each time it waits too
+long, its timeout form is evaluated once, and a RETURN of several values
+returns them all."
+  (let ((w (spawn (lambda ()
+                    (let ((idle 0) (reads 0))
+                      (multiple-value-list
+                       (receive-loop
+                         (:never nil)
+                         (:after (progn (incf reads) 0.01)
+                          (when (= (incf idle) 3)
+                            (return (values idle reads)))))))))))
+    (is (equal '(3 1) (join w :timeout *long*)))))
+
 (define-concurrency-test servers--a-hundred-thousand-idle-servers-coexist
   "100,000 parked servers fit in one ECL and all answer afterwards.  (How
 fast they are made is bench/'s memory benchmark's business, not a test's:
