@@ -56,6 +56,16 @@ since the program started; a refused point counts too (benchmarks)."
   (ffi:c-inline () () :object "ecl_make_uint64_t(wkl_preempt_signals())"
                 :one-liner t))
 
+(defun %preempt-counts ()
+  "What became of the preemption interrupts since the program started, as
+a plist: points refused by cause, and yields that failed (tests)."
+  (loop for (key index) in '((:outside 0) (:unsafe 1) (:switching 2) (:stale 3)
+                             (:no-yield 4))
+        collect key
+        collect (ffi:c-inline (index) (:int) :object
+                              "ecl_make_uint64_t(wkl_preempt_count(#0))"
+                              :one-liner t)))
+
 (defun %yield-here ()
   "In an interrupt: wk_yield_here, the running stackful slice goes to the
 back of the run queue and this returns when it runs again; 0 or a negated
@@ -63,7 +73,7 @@ WK_E* code.  ECL runs an interrupt on a thread it imported with every
 signal blocked, the collector's too: the thread's own mask comes back
 first, or the scheduler would go on with it.  The caller defers
 interrupts."
-  (ffi:c-inline () () :int "(wkl_restore_sigmask(), wk_yield_here())"
+  (ffi:c-inline () () :int "wkl_preempt_yield()"
                 :one-liner t))
 
 (defun %stop ()

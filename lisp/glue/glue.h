@@ -133,6 +133,21 @@ void wkl_preempt_config(wk_config *c, cl_object preempt_fn,
 			cl_object budget_var, int64_t budget_ns);
 int wkl_preempt_point(void);
 uint64_t wkl_preempt_signals(void);
+/* wk_yield_here from the preemption interrupt, the thread's signal mask
+ * restored first (see %YIELD-HERE); 0 or a negated WK_E* code. */
+int wkl_preempt_yield(void);
+/* What became of the interrupts that came, counted since the program
+ * started, for a failing test to say which side let a slice run on:
+ * points refused, by cause, and yields that failed after a yes. */
+enum {
+	WKL_PREEMPT_OUTSIDE,   /* not where a signal came (a deferred run) */
+	WKL_PREEMPT_UNSAFE,    /* inside the C library, libgc, this library */
+	WKL_PREEMPT_SWITCHING, /* while the thread switched stacks          */
+	WKL_PREEMPT_STALE,     /* for a step that had ended                 */
+	WKL_PREEMPT_NO_YIELD,  /* wk_yield_here failed                      */
+	WKL_PREEMPT_NCOUNTS
+};
+uint64_t wkl_preempt_count(int which);
 
 /* ---------------------------------------------------------------- runtime */
 

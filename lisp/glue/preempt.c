@@ -273,6 +273,15 @@ void wkl_preempt_thread_stop(void)
 	self_preemptee = NULL;
 }
 
+/* wkl_preempt_count's. */
+static _Atomic uint64_t counts[WKL_PREEMPT_NCOUNTS];
+
+static int refuse(int why)
+{
+	atomic_fetch_add_explicit(&counts[why], 1, memory_order_relaxed);
+	return 0;
+}
+
 int wkl_preempt_point(void)
 {
 	uintptr_t pc = caught_at;
@@ -285,8 +294,34 @@ int wkl_preempt_point(void)
 		atomic_store_explicit(&self_preemptee->queued, 0,
 				      memory_order_relaxed);
 	}
-	return pc && !inside_unsafe_library(pc) && !wkl_stacks_switching() &&
-	       step && step == wk_current_step();
+	if (!pc)
+		return refuse(WKL_PREEMPT_OUTSIDE);
+	if (inside_unsafe_library(pc))
+		return refuse(WKL_PREEMPT_UNSAFE);
+	if (wkl_stacks_switching())
+		return refuse(WKL_PREEMPT_SWITCHING);
+	if (!step || step != wk_current_step())
+		return refuse(WKL_PREEMPT_STALE);
+	return 1;
+}
+
+int wkl_preempt_yield(void)
+{
+	int rc;
+
+	wkl_restore_sigmask();
+	rc = wk_yield_here();
+	if (rc)
+		atomic_fetch_add_explicit(&counts[WKL_PREEMPT_NO_YIELD], 1,
+					  memory_order_relaxed);
+	return rc;
+}
+
+uint64_t wkl_preempt_count(int which)
+{
+	return which >= 0 && which < WKL_PREEMPT_NCOUNTS
+		       ? atomic_load_explicit(&counts[which], memory_order_relaxed)
+		       : 0;
 }
 
 /* ---------------------------------------------------------------- hook */

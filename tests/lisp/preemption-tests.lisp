@@ -166,12 +166,15 @@ behind it runs only after; set back, preemption resumes."
   ;; a preemption that did not let the other run (the scheduler).
   (let* ((signals (workers.ffi::%preempt-signals))
          (preempts (workers.ffi::%preempts))
+         (counts (workers.ffi::%preempt-counts))
          (order (long-then-queued)))
     (is (equal '(:second :first) order)
         "~S with preemption back on: ~D preemption signal~:P sent, ~D slice~:P ~
-         preempted meanwhile"
+         preempted meanwhile; refusals and failed yields: ~S"
         order (- (workers.ffi::%preempt-signals) signals)
-        (- (workers.ffi::%preempts) preempts))))
+        (- (workers.ffi::%preempts) preempts)
+        (loop for (key now) on (workers.ffi::%preempt-counts) by #'cddr
+              collect key collect (- now (getf counts key))))))
 
 (test (preemption--stop-ends-a-worker-that-loops-forever :suite schedulers-1)
   "STOP returns with a worker looping forever inside one form: the loop is
