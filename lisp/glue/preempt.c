@@ -39,10 +39,11 @@
  *    (a quarter budget later) while the slice goes on.
  *  - Only where the signal came, never later where ECL runs a deferred
  *    interrupt (the end of its own critical code, a place nobody vetted).
- *    And a preemption that finds ECL's interrupts disabled at the C level
- *    is dropped at once, before ECL's handler sees it (see
- *    only_ours_while_disabled): ECL's way of deferring it runs the queue
- *    at a write that may fall inside its critical code.
+ *    And a signal that finds ECL's interrupts disabled at the C level on
+ *    a thread that runs slices is dropped at once, before ECL's handler
+ *    sees it, whatever waits in the queue (see deferred_while_disabled):
+ *    ECL's way of deferring it runs the queue at a write that may fall
+ *    inside its critical code.
  *  - Only inside the step the monitor found running long.  The monitor
  *    reads a step counter, then calls the hook, which queues and signals:
  *    the step may end in between, or before the signal is delivered
@@ -116,6 +117,8 @@ static __thread struct preemptee *self_preemptee
 static cl_object interrupt_fn = ECL_NIL;
 static cl_object budget_var = ECL_NIL;
 static int64_t budget_in_core; /* monitor thread only */
+/* The runtime was started with a monitor (wkl_preempt_config). */
+static bool monitoring;
 /* Interrupts the hook queued, each one signal (wkl_preempt_signals):
  * what preemption costs the thread it cuts is mostly their delivery. */
 static _Atomic uint64_t signals_sent;
@@ -183,35 +186,30 @@ static uintptr_t pc_of(void *uc)
 }
 
 /*
- * True if this thread runs slices, has interrupts disabled at the C level
- * (inside ECL's allocator, say), and only our preemption interrupts wait
- * in its queue.  ECL's handler would then write-protect the environment
- * and run the queue at the next write to it, which need not be the one
- * that enables interrupts again (a finalizer the allocator runs writes
- * it first): ECL then runs the queue, and enables interrupts, in the
+ * True if this thread runs slices, the monitor runs, and interrupts are
+ * disabled at the C level (inside ECL's allocator, say): then whatever is
+ * queued waits for a later signal, and ECL's handler does not see this
+ * one.  ECL's handler would write-protect the environment and run the
+ * queue at the next write to it, which need not be the one that enables
+ * interrupts again: ECL then runs Lisp, and enables interrupts, in the
  * middle of its own critical code ("Detected write access to the
- * environment while interrupts were disabled"), and a preemption attempt
- * every few milliseconds made that happen.  Such a preemption would be
- * refused anyway (it no longer runs where the signal came); it is
- * dropped instead.  Any other interrupt (KILL's) keeps ECL's way.  The
- * queue is read, not changed: a list other threads only append to.
+ * environment while interrupts were disabled").  Growing a Lisp stack is
+ * such code (ecl_stack_set_size stores the new array, then the new top),
+ * and a pooled environment's Lisp stack starts small and grows often: an
+ * interrupt that ran there (KILL's at STOP, with its throw) found the old
+ * top beside the new array, and the worker looped in "stack advance"
+ * errors.  What waits is delivered all the same: a preemption is asked
+ * again at the monitor's next look, which signals the thread, and runs
+ * the queue, for as long as the step runs; KILL and exit signals are also
+ * acted on at the worker's next wait (%CHECK-SIGNALS).  Without a monitor
+ * (a budget of NIL at START) ECL's way stays, as nothing would signal
+ * again.
  */
-static bool only_ours_while_disabled(void)
+static bool deferred_while_disabled(void)
 {
 	cl_env_ptr env = ecl_process_env_unsafe();
-	cl_object fn, q;
 
-	if (!self_preemptee || !env || !env->disable_interrupts ||
-	    interrupt_fn == ECL_NIL)
-		return false;
-	fn = interrupt_fn->symbol.gfdef;
-	q = env->interrupt_struct->pending_interrupt;
-	if (Null(q))
-		return false;
-	for (; ECL_CONSP(q); q = ECL_CONS_CDR(q))
-		if (ECL_CONS_CAR(q) != fn)
-			return false;
-	return true;
+	return monitoring && self_preemptee && env && env->disable_interrupts;
 }
 
 /*
@@ -232,7 +230,7 @@ static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 		wkl_stacks_defer_interrupt(sig);
 		return;
 	}
-	if (only_ours_while_disabled()) {
+	if (deferred_while_disabled()) {
 		/* The monitor asks again; the hook may queue anew. */
 		atomic_store_explicit(&self_preemptee->queued, 0,
 				      memory_order_relaxed);
@@ -386,6 +384,7 @@ void wkl_preempt_config(wk_config *c, cl_object fn, cl_object var,
 	interrupt_fn = fn;
 	budget_var = var;
 	budget_in_core = budget_ns;
+	monitoring = budget_ns > 0;
 	c->preempt_ns = budget_ns;
 	c->preempt = preempt;
 }
