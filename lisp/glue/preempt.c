@@ -108,6 +108,8 @@ struct preemptee {
 	 * number): the one running when the interrupt runs may be a later,
 	 * fresh one, and the point then refuses. */
 	_Atomic uint64_t step;
+	/* The wrapper dropped a signal (deferred_while_disabled). */
+	_Atomic int dropped;
 };
 static __thread struct preemptee *self_preemptee
 	__attribute__((tls_model("initial-exec")));
@@ -200,7 +202,8 @@ static uintptr_t pc_of(void *uc)
  * top beside the new array, and the worker looped in "stack advance"
  * errors.  What waits is delivered all the same: a preemption is asked
  * again at the monitor's next look, which signals the thread, and runs
- * the queue, for as long as the step runs; KILL and exit signals are also
+ * the queue, for as long as the step runs (with preemption set off, the
+ * hook still signals once after a drop); KILL and exit signals are also
  * acted on at the worker's next wait (%CHECK-SIGNALS).  Without a monitor
  * (a budget of NIL at START) ECL's way stays, as nothing would signal
  * again.
@@ -233,6 +236,8 @@ static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 	if (deferred_while_disabled()) {
 		/* The monitor asks again; the hook may queue anew. */
 		atomic_store_explicit(&self_preemptee->queued, 0,
+				      memory_order_relaxed);
+		atomic_store_explicit(&self_preemptee->dropped, 1,
 				      memory_order_relaxed);
 		return;
 	}
@@ -368,6 +373,12 @@ static void preempt(int sched, void *thread, uint64_t step, int64_t ran_ns,
 				atomic_fetch_add_explicit(&signals_sent, 1,
 							  memory_order_relaxed);
 			}
+		} else if (atomic_exchange_explicit(&p->dropped, 0,
+						    memory_order_relaxed)) {
+			/* Preemption off, or not due: a signal the wrapper
+			 * dropped (deferred_while_disabled) comes again, for
+			 * what waits in the queue (a KILL's interrupt). */
+			ecl_interrupt_process(p->process, ECL_NIL);
 		}
 	} ECL_CATCH_ALL_IF_CAUGHT {
 	} ECL_CATCH_ALL_END;

@@ -171,9 +171,14 @@ static void note_cut(void)
 	}
 }
 
-/* The interrupt this test sends the fresh slice: notes it came. */
+static atomic_int interrupts_off, knocked_while_off;
+
+/* The interrupt these tests send a slice: notes it came, and whether
+ * inside the stretch with interrupts off. */
 static cl_object knock(void)
 {
+	if (atomic_load(&interrupts_off) == 1)
+		atomic_store(&knocked_while_off, 1);
 	atomic_store(&knocked, 1);
 	return ECL_NIL;
 }
@@ -243,4 +248,64 @@ TEST_SCHED1(preempt__a_preemption_for_an_ended_step_cuts_no_other)
 	CHECKF(atomic_load(&fresh_cut_at) < 0 || atomic_load(&fresh_cut_at) >= T_MS,
 	       "slot 1 was cut %.3f ms after it started",
 	       atomic_load(&fresh_cut_at) / 1e6);
+}
+
+/* ------------------------------------------- an interrupt that came while off */
+
+
+/*
+ * Slot 0 computes 50 ms with interrupts disabled at the C level, writing
+ * to its environment meanwhile (as ECL's own critical code does), the
+ * test's knock arriving; then computes on with them enabled until the
+ * knock has run (5 s at most).
+ */
+static cl_object off_slice(cl_object index)
+{
+	const cl_env_ptr env = ecl_process_env();
+	int64_t end;
+	cl_object n = ecl_make_fixnum(0);
+
+	atomic_store(&fresh_process, env->own_process);
+	ecl_disable_interrupts_env(env);
+	atomic_store(&interrupts_off, 1);
+	end = t_now_ns() + 50 * T_MS;
+	while (t_now_ns() < end)
+		env->nvalues = 0;
+	atomic_store(&interrupts_off, 2);
+	ecl_enable_interrupts_env(env);
+	end = t_now_ns() + 5 * T_SEC;
+	while (!atomic_load(&knocked) && t_now_ns() < end)
+		for (int i = 0; i < 1000; i++)
+			n = ecl_plus(n, ecl_make_fixnum(i & 1));
+	return ecl_make_fixnum(WK_DONE);
+}
+
+/*
+ * The signal of an interrupt (a KILL's) that finds interrupts disabled at
+ * the C level on a slice's thread does not reach ECL's handler, which
+ * would run the queue at the next write to the environment, inside the
+ * critical code; the monitor signals again while the step runs on, here
+ * with preemption set off, and the interrupt runs, once they are enabled.
+ */
+TEST_SCHED1(preempt__an_interrupt_that_came_while_off_still_runs)
+{
+	int64_t deadline;
+	wk_id id;
+
+	tg_boot();
+	cl_object knock_fn = ecl_fdefinition(
+		tg_defun("TG-KNOCK", (cl_objectfn_fixed)knock, 0));
+	REQUIRE(tg_start_preempting(off_slice, NULL,
+				    (cl_objectfn_fixed)preempt_interrupt,
+				    budget_var(ECL_NIL), 2 * T_MS));
+	REQUIRE_EQ(wkl_spawn(1, 0, WK_MODE_COPY, 0, &id), 0);
+	deadline = t_now_ns() + T_PATIENCE;
+	while (!atomic_load(&interrupts_off) && t_now_ns() < deadline)
+		;
+	REQUIRE(atomic_load(&interrupts_off));
+	mp_interrupt_process(atomic_load(&fresh_process), knock_fn);
+	REQUIRE(t_wait_all());
+	CHECK(atomic_load(&knocked));
+	CHECK(!atomic_load(&knocked_while_off));
+	CHECK_EQ(atomic_load(&preempted), 0);
 }
