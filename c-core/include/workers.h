@@ -140,7 +140,8 @@ typedef struct wk_config {
 	 * look while that step goes on; thread is the pointer the thread
 	 * running the step gave wk_set_thread_user (the hook is not called
 	 * while it gave none), step the step's number (what wk_current_step
-	 * returns inside it), ran_ns a lower bound of its time so far.
+	 * returns inside it; 0 if the scheduler, awake, has run none yet),
+	 * ran_ns a lower bound of its time so far.
 	 */
 	int64_t preempt_ns;
 	void (*preempt)(int sched, void *thread, uint64_t step, int64_t ran_ns,
