@@ -105,7 +105,7 @@ OUTPUT, a pathname, receives the child's standard output."
                                              "ecl" "--norc" "--shell" script)
                                        :input nil :output output
                                        :if-output-exists :supersede
-                                       :error nil :wait t))
+                                       :error (if output :output nil) :wait t))
       (delete-file script))))
 
 (test runtime--ecl-exits-with-workers-alive
@@ -143,7 +143,9 @@ install`; returns its exit status and its standard output."
   "Each example exits 0; the supervisor example shows two restarts, then
 the supervisor giving up."
   (dolist (name '("hello" "ping-pong" "ring" "parallel-map" "matrix" "echo-server"))
-    (is (eql 0 (example-output name)) "examples/~A.lisp failed" name))
+    (multiple-value-bind (status output) (example-output name)
+      (is (eql 0 status) "examples/~A.lisp exited with ~S; its output ended with:~%~A"
+          name status (subseq output (max 0 (- (length output) 2000))))))
   (multiple-value-bind (status output) (example-output "supervisor")
     (is (eql 0 status))
     (is (= 2 (loop for start = 0 then (1+ at)
