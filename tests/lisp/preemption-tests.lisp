@@ -137,13 +137,17 @@ the order in which they finished, as (:FIRST :SECOND) or (:SECOND :FIRST).
 The first notes its end inside WRAP: once WRAP returns, a slice that ran
 long may be cut at once, and rightly."
   (let* ((log (list nil))
+         (enabled (list :unknown))
          (first (funcall spawn (lambda ()
+                                 (setf (car enabled) ext:*interrupts-enabled*)
                                  (run-200-ms wrap (lambda ()
                                                     (mp:atomic-push :first (car log)))))))
          (second (funcall spawn (lambda () (mp:atomic-push :second (car log))))))
     (join first :timeout *long*)
     (join second :timeout *long*)
-    (reverse (car log))))
+    ;; Second value, for diagnosis: EXT:*INTERRUPTS-ENABLED* as the first
+    ;; worker found it.
+    (values (reverse (car log)) (car enabled))))
 
 (define-concurrency-test preemption--without-preemption-keeps-the-core
     "A worker inside WITHOUT-PREEMPTION computing for 200 ms is not
@@ -164,17 +168,19 @@ behind it runs only after; set back, preemption resumes."
   ;; The counts say, when it fails, which side let the slice run on: no
   ;; signal (the monitor), signals but no preemption (the interrupt), or
   ;; a preemption that did not let the other run (the scheduler).
-  (let* ((signals (workers.ffi::%preempt-signals))
-         (preempts (workers.ffi::%preempts))
-         (counts (workers.ffi::%preempt-counts))
-         (order (long-then-queued)))
-    (is (equal '(:second :first) order)
-        "~S with preemption back on: ~D preemption signal~:P sent, ~D slice~:P ~
-         preempted meanwhile; refusals and failed yields: ~S"
-        order (- (workers.ffi::%preempt-signals) signals)
-        (- (workers.ffi::%preempts) preempts)
-        (loop for (key now) on (workers.ffi::%preempt-counts) by #'cddr
-              collect key collect (- now (getf counts key))))))
+  (let ((signals (workers.ffi::%preempt-signals))
+        (preempts (workers.ffi::%preempts))
+        (counts (workers.ffi::%preempt-counts)))
+    (multiple-value-bind (order enabled) (long-then-queued)
+      (is (equal '(:second :first) order)
+          "~S with preemption back on: ~D preemption signal~:P sent, ~D slice~:P ~
+           preempted meanwhile; refusals and failed yields: ~S; ~
+           EXT:*INTERRUPTS-ENABLED* in the worker: ~S"
+          order (- (workers.ffi::%preempt-signals) signals)
+          (- (workers.ffi::%preempts) preempts)
+          (loop for (key now) on (workers.ffi::%preempt-counts) by #'cddr
+                collect key collect (- now (getf counts key)))
+          enabled))))
 
 (test (preemption--stop-ends-a-worker-that-loops-forever :suite schedulers-1)
   "STOP returns with a worker looping forever inside one form: the loop is
