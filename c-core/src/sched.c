@@ -578,7 +578,9 @@ __attribute__((noinline)) static void run_one(struct wkint_sched *s,
 	/* A preemption yields from a signal handler, which takes the stack
 	 * the scheduler goes on with from this thread's cache only: the
 	 * free list may be empty, every stack in use or cached by the other
-	 * threads, and then no yield would succeed for the whole step. */
+	 * threads, and then no yield would succeed for the whole step.  The
+	 * one reserve: a resumed step finds in the cache the stack its
+	 * resume left (AFTER_FREE_PREV). */
 	if (w->stackful && cfg->preempt)
 		wkint_stack_reserve();
 	st = w->step(w->data);
@@ -617,7 +619,6 @@ static void do_after(void)
 
 		place_woken(s, WK_YIELD);
 		apply(s, t->after_worker, WK_YIELD);
-		wkint_stack_reserve(); /* for the next wk_yield_here */
 	}
 }
 
