@@ -53,18 +53,21 @@ START (tests and benchmarks)."
 (defun %preempt-signals ()
   "How many preemption interrupts (one signal each) the monitor has sent,
 since the program started; a refused point counts too (benchmarks)."
-  (ffi:c-inline () () :object "ecl_make_uint64_t(wkl_preempt_signals())"
+  (ffi:c-inline () () :object "ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_SIGNALS))"
                 :one-liner t))
 
 (defun %preempt-counts ()
   "What became of the preemption interrupts since the program started, as
 a plist: points refused by cause, and yields that failed (tests)."
-  (loop for (key index) in '((:outside 0) (:unsafe 1) (:switching 2) (:stale 3)
-                             (:no-yield 4))
-        collect key
-        collect (ffi:c-inline (index) (:int) :object
-                              "ecl_make_uint64_t(wkl_preempt_count(#0))"
-                              :one-liner t)))
+  (multiple-value-bind (outside unsafe switching stale no-yield)
+      (ffi:c-inline () () (values :object :object :object :object :object)
+                    "{ @(return 0) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_OUTSIDE));
+                       @(return 1) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_UNSAFE));
+                       @(return 2) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_SWITCHING));
+                       @(return 3) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_STALE));
+                       @(return 4) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_NO_YIELD)); }")
+    (list :outside outside :unsafe unsafe :switching switching :stale stale
+          :no-yield no-yield)))
 
 (defun %yield-here ()
   "In an interrupt: wk_yield_here, the running stackful slice goes to the

@@ -118,11 +118,7 @@ void wkl_stacks_defer_interrupt(int sig);
  * wkl_preempt_point, from the interrupt the hook queued, on the
  * interrupted thread: true if the instant the signal came is one a worker
  * may be left at (a slice may call wk_yield_here); each interrupt gets
- * one answer.  wkl_preempt_signals: the preemption interrupts queued
- * since the program started, each one signal to its thread, whether the
- * point it came to was then refused or not (so at least as many as the
- * preemptions); any thread may read it, the count is not ordered with
- * anything else.
+ * one answer.
  */
 int wkl_preempt_install(void);
 /* On a thread that runs slices, from thread_start and thread_stop: what
@@ -132,14 +128,17 @@ void wkl_preempt_thread_stop(void);
 void wkl_preempt_config(wk_config *c, cl_object preempt_fn,
 			cl_object budget_var, int64_t budget_ns);
 int wkl_preempt_point(void);
-uint64_t wkl_preempt_signals(void);
 /* wk_yield_here from the preemption interrupt, the thread's signal mask
  * restored first (see %YIELD-HERE); 0 or a negated WK_E* code. */
 int wkl_preempt_yield(void);
-/* What became of the interrupts that came, counted since the program
- * started, for a failing test to say which side let a slice run on:
- * points refused, by cause, and yields that failed after a yes. */
+/* Counts since the program started (any thread may read them; they are
+ * not ordered with anything else): the preemption signals the hook sent,
+ * whether the point they came to was then refused or not (so at least as
+ * many as the preemptions), and what became of them, for a failing test
+ * to say which side let a slice run on: points refused, by cause, and
+ * yields that failed after a yes. */
 enum {
+	WKL_PREEMPT_SIGNALS,   /* signals sent                             */
 	WKL_PREEMPT_OUTSIDE,   /* not where a signal came (a deferred run) */
 	WKL_PREEMPT_UNSAFE,    /* inside the C library, libgc, this library */
 	WKL_PREEMPT_SWITCHING, /* while the thread switched stacks          */

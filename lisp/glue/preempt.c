@@ -121,9 +121,9 @@ static cl_object budget_var = ECL_NIL;
 static int64_t budget_in_core; /* monitor thread only */
 /* The runtime was started with a monitor (wkl_preempt_config). */
 static bool monitoring;
-/* Interrupts the hook queued, each one signal (wkl_preempt_signals):
- * what preemption costs the thread it cuts is mostly their delivery. */
-static _Atomic uint64_t signals_sent;
+/* wkl_preempt_count's: signals sent (what preemption costs the thread it
+ * cuts is mostly their delivery), points refused, yields failed. */
+static _Atomic uint64_t counts[WKL_PREEMPT_NCOUNTS];
 
 /* ---------------------------------------------------------------- where */
 
@@ -276,8 +276,6 @@ void wkl_preempt_thread_stop(void)
 	self_preemptee = NULL;
 }
 
-/* wkl_preempt_count's. */
-static _Atomic uint64_t counts[WKL_PREEMPT_NCOUNTS];
 
 static int refuse(int why)
 {
@@ -366,12 +364,16 @@ static void preempt(int sched, void *thread, uint64_t step, int64_t ran_ns,
 
 			if (first || now - p->queued_at >= budget) {
 				p->queued_at = now;
+				/* It serves a dropped one too. */
+				atomic_store_explicit(&p->dropped, 0,
+						      memory_order_relaxed);
 				atomic_store_explicit(&p->step, step,
 						      memory_order_release);
 				ecl_interrupt_process(p->process,
 						      first ? interrupt_fn : ECL_NIL);
-				atomic_fetch_add_explicit(&signals_sent, 1,
-							  memory_order_relaxed);
+				atomic_fetch_add_explicit(
+					&counts[WKL_PREEMPT_SIGNALS], 1,
+					memory_order_relaxed);
 			}
 		} else if (atomic_exchange_explicit(&p->dropped, 0,
 						    memory_order_relaxed)) {
@@ -382,11 +384,6 @@ static void preempt(int sched, void *thread, uint64_t step, int64_t ran_ns,
 		}
 	} ECL_CATCH_ALL_IF_CAUGHT {
 	} ECL_CATCH_ALL_END;
-}
-
-uint64_t wkl_preempt_signals(void)
-{
-	return atomic_load_explicit(&signals_sent, memory_order_relaxed);
 }
 
 void wkl_preempt_config(wk_config *c, cl_object fn, cl_object var,

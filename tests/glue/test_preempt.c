@@ -113,12 +113,12 @@ static void run_preempted(void)
 
 TEST(preempt__a_long_slice_yields_to_the_short_ones)
 {
-	uint64_t signals = wkl_preempt_signals();
+	uint64_t signals = wkl_preempt_count(WKL_PREEMPT_SIGNALS);
 
 	tg_boot();
 	run_preempted();
 	/* Each preemption took a signal of its own. */
-	CHECK(wkl_preempt_signals() - signals >=
+	CHECK(wkl_preempt_count(WKL_PREEMPT_SIGNALS) - signals >=
 	      (uint64_t)atomic_load(&preempted));
 }
 
@@ -129,13 +129,13 @@ TEST(preempt__nil_in_the_budget_variable_turns_it_off)
 	REQUIRE(tg_start_preempting(run_slice, NULL,
 				    (cl_objectfn_fixed)preempt_interrupt,
 				    budget_var(ECL_NIL), 2 * T_MS));
-	uint64_t signals = wkl_preempt_signals();
+	uint64_t signals = wkl_preempt_count(WKL_PREEMPT_SIGNALS);
 
 	spawn_all();
 	REQUIRE(t_wait_all());
 	CHECK_EQ(atomic_load(&shorts_done), 5);
 	CHECK_EQ(atomic_load(&preempted), 0);
-	CHECK_EQ(wkl_preempt_signals(), signals); /* none sent */
+	CHECK_EQ(wkl_preempt_count(WKL_PREEMPT_SIGNALS), signals); /* none sent */
 }
 
 /* An interrupt the hook queued that waits, unanswered, on a thread that
