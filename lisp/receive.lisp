@@ -64,11 +64,16 @@ thread is held, and the other workers of its scheduler run meanwhile.  In
 the REPL or another thread that is not a worker, it blocks that thread.
 
 **NOTE** To match the keyword :AFTER itself, write ':AFTER."
-  ;; The clause bodies run inline, in the caller's frame (RUNNER and AFTER
-  ;; are lambda forms, applied in place): no closure is made for a RECEIVE
-  ;; inside a loop, and a RETURN in a clause is a plain local exit.
   (multiple-value-bind (matcher runner timeout after)
       (%receive-parts clauses #'identity)
+    (%receive-inline matcher runner timeout after)))
+
+(eval-when (:compile-toplevel :load-toplevel :execute)
+  (defun %receive-inline (matcher runner timeout after)
+    "The form of one nested receive, from the parts %RECEIVE-PARTS made:
+the wait, then the clause bodies inline, in the caller's frame (RUNNER and
+AFTER are lambda forms, applied in place).  So no closure is made for a
+RECEIVE inside a loop, and a RETURN in a clause is a plain local exit."
     (let ((index (gensym "INDEX"))
           (message (gensym "MESSAGE")))
       `(multiple-value-bind (,index ,message) (%receive-index ,matcher ,timeout)
@@ -98,23 +103,15 @@ its scheduler's run queue, like Erlang's reduction count:
       (:stop (return n))))
 
 Elsewhere it loops in the calling thread like a nested RECEIVE."
-  ;; As RECEIVE: the clause bodies run inline, inside the LOOP whose
-  ;; block a RETURN leaves.  The matcher and the timeout are evaluated
-  ;; once, outside it.
+  ;; As RECEIVE, inside the LOOP whose block a RETURN leaves; the matcher
+  ;; and the timeout are evaluated once, outside it.
   (multiple-value-bind (matcher runner timeout after)
       (%receive-parts clauses #'identity)
     (let ((the-matcher (gensym "MATCHER"))
-          (the-timeout (gensym "TIMEOUT"))
-          (index (gensym "INDEX"))
-          (message (gensym "MESSAGE")))
+          (the-timeout (gensym "TIMEOUT")))
       `(let ((,the-matcher ,matcher)
              (,the-timeout ,timeout))
-         (loop (multiple-value-bind (,index ,message)
-                   (%receive-index ,the-matcher ,the-timeout)
-                 (declare (ignorable ,index ,message))
-                 (if ,index
-                     (,runner ,index ,message)
-                     ,(and after `(,after)))))))))
+         (loop ,(%receive-inline the-matcher runner the-timeout after))))))
 
 ;;; The inbox.
 
