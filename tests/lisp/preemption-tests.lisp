@@ -220,68 +220,6 @@ cuts it, so the other runs first."
     (join second :timeout *long*)
     (is (equal '(:second :first) (reverse (car log))))))
 
-;;; A preemption is sent for one slice and arrives a moment later, or
-;;; waits in the thread's queue until some signal runs it (KILL's, or one
-;;; for the next slice): by then a fresh slice may run, which must not be
-;;; cut for its predecessor's time.
-(defun stale-preemption-round ()
-  "One round: a worker computes 500 ms with Lisp interrupts deferred (the
-runtime's budget is 0.2 s), so the preemption sent for it waits in the
-queue of its thread when its slice ends; the next slice there computes,
-allocating nothing, until another interrupt comes from this thread.  The
-slices that slice was cut in before that interrupt ran (0 when right),
-and how long it had run then, s."
-  (let* ((box (list nil))
-         (seen (list nil))
-         (fresh nil))
-    (spawn* (lambda ()
-              (let ((ext:*interrupts-enabled* nil)
-                    (end (+ (get-internal-real-time)
-                            (/ internal-time-units-per-second 2))))
-                (loop until (> (get-internal-real-time) end))))
-            :core 0)
-    (setf fresh
-          (spawn* (lambda ()
-                    (let ((start (get-internal-real-time))
-                          (before (workers.ffi::%preempts))
-                          (deadline (+ (get-internal-real-time)
-                                       (* 3 internal-time-units-per-second))))
-                      (setf (car box)
-                            (list mp:*current-process*
-                                  (lambda ()
-                                    (setf (car seen)
-                                          (list (- (workers.ffi::%preempts) before)
-                                                (/ (- (get-internal-real-time) start)
-                                                   internal-time-units-per-second 1.0))))))
-                      (loop until (or (car seen) (> (get-internal-real-time) deadline)))))
-                  :core 0))
-    (loop until (car box))              ; spun, not slept: the interrupt comes soon
-    (mp:interrupt-process (first (car box)) (second (car box)))
-    (join fresh :timeout *long*)
-    (values-list (car seen))))
-
-(test (preemption--a-preemption-for-an-ended-slice-cuts-no-other :suite schedulers-1)
-  "The preemption sent for a slice that ended meanwhile does not cut the
-next slice of its thread (see STALE-PREEMPTION-ROUND).  A round counts if
-its interrupt came within 0.1 s (half the budget, so no preemption of its
-own was due); up to 5 rounds are run for one that counts."
-  (stop)
-  ;; Set, not bound: the monitor's thread reads the global value.
-  (setf *preemption-budget* 0.2)
-  (start :schedulers 1)
-  (unwind-protect
-       (loop repeat 5
-             do (multiple-value-bind (cuts after) (stale-preemption-round)
-                  (is (numberp cuts) "no interrupt reached the second slice")
-                  (when (and (numberp cuts) (< after 0.1))
-                    (is (zerop cuts) "the fresh slice was cut ~D time~:P ~,3F s in"
-                        cuts after)
-                    (return)))
-             finally (fail "no interrupt came within 0.1 s in 5 rounds"))
-    (stop)
-    (setf *preemption-budget* 0.01)
-    (start :schedulers 1)))
-
 (test (preemption--a-runtime-started-with-nil-has-no-monitor :suite schedulers-1)
   "START with *PREEMPTION-BUDGET* NIL starts no monitor: a long slice keeps
 its core, and a worker queued behind it runs only after."
