@@ -15,22 +15,29 @@
  * when it imported the thread.
  *
  * What belongs to the thread, not the stack, moves with the thread on
- * every switch (move_thread_part): the special-variable table (below),
- * the generic-function caches, the bignum registers, the interrupt queue,
- * the process object.  ECL finds the running environment through a
- * pthread key, which we set.  The process's `env` stays the one ECL made
- * for the thread: an interrupt queued there lands in the thread's queue,
- * which every environment on the thread shares, and ECL's root scan marks
- * it (see push_roots).
+ * every switch (move_thread_part): the generic-function caches, the
+ * bignum registers, the interrupt queue, the process object.  ECL finds
+ * the running environment through a pthread key, which we set.  The
+ * process's `env` stays the one ECL made for the thread: an interrupt
+ * queued there lands in the thread's queue, which every environment on
+ * the thread shares, and ECL's root scan marks it (see push_roots).
  *
- * Special bindings.  ECL binds specials shallowly: a table per thread
- * holds each symbol's current value, the binding stack the old ones.  A
- * stack being left swaps its bindings out of the table (top to bottom:
- * each entry and its table slot exchange values), the stack being entered
- * swaps its own in (bottom to top).  So a worker's bindings are its own
- * wherever it resumes, and the others never see them.  The bindings of
- * a thread's own stack stay in its table: they are the thread's (ECL
- * binds MP:*CURRENT-PROCESS* there).
+ * Special bindings.  ECL binds specials shallowly: a table holds each
+ * symbol's current value, the binding stack the old ones.  Each
+ * environment has a table of its own (new_env), not the thread's: code
+ * computes a slot's address, then stores or reads through it (ECL_SETQ in
+ * compiled code, ecl_bds_bind itself before it defers interrupts), and a
+ * preemption can fall in between.  The worker may resume on another
+ * thread, or after another worker grew the table it had (ECL replaces a
+ * table to grow it); an address into a thread's table would then be
+ * stale, and the store lost or made in another worker's bindings.  An
+ * environment's table is written by its own worker only, so an address
+ * into it stays right across any switch; a switch moves no binding.  The
+ * one binding a thread gives its code, MP:*CURRENT-PROCESS*, is copied
+ * into the table of the environment entered (a worker's own binding of
+ * that variable does not survive a switch).  A stack freed with bindings
+ * (a worker destroyed while parked) has them undone in its table
+ * (stack_free).
  *
  * The collector.  Boehm scans a running thread's stack from its stack
  * pointer to the bottom it registered, which we set to the stack entered
@@ -87,6 +94,9 @@ static size_t c_margin;
 static cl_index bds_margin, frs_margin, lisp_margin;
 /* The entries of a worker's binding and frame stacks. */
 static cl_index bds_entries, frs_entries;
+/* MP:*CURRENT-PROCESS*'s index in the tables of special bindings, and
+ * the slots of a worker's table as made (env_block). */
+static cl_index process_index, table_entries;
 
 static void (*next_push_roots)(void);
 static struct sigaction gc_suspend_next;
@@ -178,13 +188,20 @@ static void reset_env(cl_env_ptr e, const wk_stack *s)
  * An environment's memory: its own pages for the environment itself, as
  * ECL's are (ECL_USE_MPROTECT: to defer an interrupt, ECL write-protects
  * the running environment's pages and catches the next write), then its
- * binding stack, then its frame stack.  From slabs of ENV_SLAB blocks,
- * mapped as needed and committed as touched; never given back.
+ * table of special bindings and its binding stack, then its frame stack.
+ * From slabs of ENV_SLAB blocks, mapped as needed and committed as
+ * touched; never given back.  The table shares its pages with the
+ * binding stack's first entries, which every slice touches: it costs no
+ * page of its own while it stays under a few KiB (a few hundred special
+ * variables bound so far in the image).  ECL grows it, when a variable
+ * bound later needs a longer one, into collectable memory, as it does a
+ * thread's.
  */
 #define ENV_SLAB 16
 
 struct env_block {
 	cl_env_ptr env;
+	cl_object *table; /* table_entries slots */
 	struct ecl_bds_frame *bds;
 	struct ecl_frame *frs;
 };
@@ -201,7 +218,9 @@ static bool env_block(struct env_block *b)
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	static char *slab, *end;
 	size_t env_size = round_pages(sizeof(struct cl_env_struct));
-	size_t bds_size = round_pages(bds_entries * sizeof(struct ecl_bds_frame));
+	size_t table_size = table_entries * sizeof(cl_object);
+	size_t bds_size = round_pages(table_size +
+				      bds_entries * sizeof(struct ecl_bds_frame));
 	size_t frs_size = round_pages(frs_entries * sizeof(struct ecl_frame));
 	size_t each = env_size + bds_size + frs_size;
 	char *p = NULL;
@@ -224,7 +243,8 @@ static bool env_block(struct env_block *b)
 	if (!p)
 		return false;
 	b->env = (cl_env_ptr)p;
-	b->bds = (struct ecl_bds_frame *)(p + env_size);
+	b->table = (cl_object *)(p + env_size);
+	b->bds = (struct ecl_bds_frame *)(p + env_size + table_size);
 	b->frs = (struct ecl_frame *)(p + env_size + bds_size);
 	return true;
 }
@@ -241,6 +261,7 @@ static void new_env(wk_stack *s)
 	struct env_block b;
 	cl_env_ptr e;
 	cl_index n;
+	cl_object v;
 	void *a;
 
 	if (!env_block(&b))
@@ -274,75 +295,38 @@ static void new_env(wk_stack *s)
 	e->stack_size = n;
 	e->stack_limit_size = LISP_USE;
 
+	/* Its own table of special bindings (env_block), every slot
+	 * unbound, seen by ECL as a vector whose elements are there (our
+	 * root scan marks them: mark_env). */
+	for (n = 0; n < table_entries; n++)
+		b.table[n] = ECL_NO_TL_BINDING;
+	v = ecl_alloc_object(t_vector);
+	v->vector.displaced = ECL_NIL;
+	v->vector.elttype = ecl_aet_object;
+	v->vector.flags = 0;
+	v->vector.dim = v->vector.fillp = table_entries;
+	v->vector.self.t = b.table;
+	e->thread_local_bindings = b.table;
+	e->thread_local_bindings_size = table_entries;
+	e->bindings_array = v;
+
 	reset_env(e, s);
 }
 
-/* Exchanges one binding's value with its table slot.  A binding being
- * made (ECL pushes ECL_DUMMY_TAG, then fills the entry in with interrupts
- * off) has nothing in the table yet: a preemption can fall between the
- * two. */
-static inline void swap_binding(struct ecl_bds_frame *b, cl_object *table)
+/* Undoes e's bindings in its table, top to bottom, as unwinding does.
+ * A binding being made (ECL pushes ECL_DUMMY_TAG, then fills the entry in
+ * with interrupts off) has nothing in the table yet. */
+static void undo_bindings(cl_env_ptr e)
 {
-	if (b->symbol != ECL_DUMMY_TAG) {
-		cl_object *slot = table + b->symbol->symbol.binding;
-		cl_object v = *slot;
-
-		*slot = b->value;
-		b->value = v;
-	}
-}
-
-/* Swaps the stack's special bindings with the thread's table. */
-static void swap_bindings(cl_env_ptr e, cl_object *table, bool out)
-{
-	struct ecl_bds_frame *b;
-
-	if (out) {
-		for (b = e->bds_top; b >= e->bds_org; b--)
-			swap_binding(b, table);
-	} else {
-		for (b = e->bds_org; b <= e->bds_top; b++)
-			swap_binding(b, table);
-	}
-}
-
-/*
- * Makes the thread's table (now e's) long enough for e's bindings: each
- * thread's table grows on its own, so a worker that bound a special on
- * another thread may carry an index past this one's end (stack_leave
- * calls this only when the table is shorter than the one e last ran
- * with).  As ECL grows it (stacks.d): a quarter beyond the indices given
- * out so far.
- */
-static void fit_table(cl_env_ptr e)
-{
-	cl_index need = 0, size;
-	cl_object v;
-
-	for (struct ecl_bds_frame *b = e->bds_org; b <= e->bds_top; b++)
-		if (b->symbol != ECL_DUMMY_TAG &&
-		    b->symbol->symbol.binding + 1 > need)
-			need = b->symbol->symbol.binding + 1;
-	if (need <= e->thread_local_bindings_size)
-		return;
-	size = cl_core.last_var_index + cl_core.last_var_index / 4;
-	if (size < need)
-		size = need;
-	v = si_make_vector(ECL_T, ecl_make_fixnum(size), ECL_NIL, ECL_NIL,
-			   ECL_NIL, ECL_NIL);
-	si_fill_array_with_elt(v, ECL_NO_TL_BINDING, ecl_make_fixnum(0), ECL_NIL);
-	ecl_copy_subarray(v, 0, e->bindings_array, 0,
-			  e->bindings_array->vector.dim);
-	e->bindings_array = v;
-	e->thread_local_bindings_size = v->vector.dim;
-	e->thread_local_bindings = v->vector.self.t;
+	for (struct ecl_bds_frame *b = e->bds_top; b >= e->bds_org; b--)
+		if (b->symbol != ECL_DUMMY_TAG)
+			e->thread_local_bindings[b->symbol->symbol.binding] =
+				b->value;
+	e->bds_top = e->bds_org - 1;
 }
 
 static void move_thread_part(cl_env_ptr f, cl_env_ptr e)
 {
-	e->thread_local_bindings_size = f->thread_local_bindings_size;
-	e->thread_local_bindings = f->thread_local_bindings;
-	e->bindings_array = f->bindings_array;
 #if !defined(ECL_CMU_FORMAT)
 	e->fmt_aux_stream = f->fmt_aux_stream;
 #endif
@@ -383,8 +367,6 @@ static int stack_init(wk_stack *s, void *ctx)
 static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
 {
 	cl_env_ptr f = from->user, e = to->user;
-	/* The table e last ran with: every index it bound fits in it. */
-	cl_index fits = e->thread_local_bindings_size;
 
 	/* From here until stack_enter, the bottom the collector uses is
 	 * whichever stack the thread is on when it stops (suspend_handler),
@@ -395,18 +377,9 @@ static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
 	gc_self.switching = 1;
 	atomic_signal_fence(memory_order_seq_cst);
 
-	/* A thread's own stack keeps its bindings in the table: they are
-	 * the thread's (ECL binds MP:*CURRENT-PROCESS* there), under every
-	 * worker that runs on it.  A fresh stack has none (new_env and
-	 * stack_free empty it). */
-	if (!from->native)
-		swap_bindings(f, f->thread_local_bindings, true);
 	move_thread_part(f, e);
-	if (!to->native) {
-		if (e->thread_local_bindings_size < fits)
-			fit_table(e);
-		swap_bindings(e, e->thread_local_bindings, false);
-	}
+	if (!to->native)
+		e->thread_local_bindings[process_index] = e->own_process;
 	pthread_setspecific(env_key, e);
 }
 
@@ -436,8 +409,10 @@ void wkl_stacks_defer_interrupt(int sig)
 
 static void stack_free(wk_stack *s, void *ctx)
 {
-	if (s->user && !s->native)
+	if (s->user && !s->native) {
+		undo_bindings(s->user);
 		reset_env(s->user, s);
+	}
 }
 
 /* ---------------------------------------------------------------- collector */
@@ -461,6 +436,12 @@ static void mark_env(cl_env_ptr e)
 	GC_push_all_eager(e->frs_org, e->frs_top + 1);
 	GC_push_all_eager(e->bds_org, e->bds_top + 1);
 	GC_push_all_eager((void *)e, (void *)(e + 1));
+	/* The table env_block made, unless ECL has grown it into a vector
+	 * of its own (reachable from bindings_array, pushed above). */
+	cl_object *table = (cl_object *)e->bds_org - table_entries;
+
+	if (e->thread_local_bindings == table)
+		GC_push_all_eager(table, table + table_entries);
 }
 
 static void push_stack(wk_stack *s, void *arg)
@@ -531,6 +512,16 @@ int wkl_stacks_install(void)
 		return -WK_ESTATE;
 	ihs_base.function = ECL_NIL;
 	ihs_base.lex_env = ECL_NIL;
+	/* Bound on every thread ECL knows, this one too: it has its index. */
+	process_index = ecl_make_symbol("*CURRENT-PROCESS*", "MP")->symbol.binding;
+	if (process_index >= ecl_process_env()->thread_local_bindings_size)
+		return -WK_ESTATE;
+	/* As long as ECL makes a thread's: a quarter beyond the indices
+	 * given out so far. */
+	table_entries = cl_core.last_var_index + cl_core.last_var_index / 4;
+	if (table_entries <= process_index)
+		table_entries = process_index + 1;
+	table_entries += table_entries & 1; /* the binding stack's alignment */
 	c_margin = (size_t)ecl_option_values[ECL_OPT_C_STACK_SAFETY_AREA];
 	bds_margin = (cl_index)ecl_option_values[ECL_OPT_BIND_STACK_SAFETY_AREA];
 	frs_margin = (cl_index)ecl_option_values[ECL_OPT_FRAME_STACK_SAFETY_AREA];
