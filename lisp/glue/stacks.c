@@ -16,7 +16,7 @@
  *
  * What belongs to the thread, not the stack, moves with the thread on
  * every switch (move_thread_part): the generic-function caches, the
- * bignum registers, the interrupt queue, the process object.  ECL finds
+ * interrupt queue, the process object.  ECL finds
  * the running environment through a pthread key, which we set.  The
  * process's `env` stays the one ECL made for the thread: an interrupt
  * queued there lands in the thread's queue, which every environment on
@@ -38,6 +38,18 @@
  * that variable does not survive a switch).  A stack freed with bindings
  * (a worker destroyed while parked) has them undone in its table
  * (stack_free).
+ *
+ * Bignum registers and the buffers of foreign calls, for the same reason.
+ * ECL's bignum code computes into one of three bignums of the environment
+ * (_ecl_big_register0 ...) across calls to GMP, and a foreign call through
+ * libffi (SI:CALL-CFUN) reads its result from the environment's buffer
+ * after the foreign code returns: a preemption may fall in between, and
+ * another worker of the thread would use the same register or buffer
+ * meanwhile.  Each environment has its own three registers, made with one
+ * limb (ECL's have 32: a few hundred bytes each, per parked worker); GMP
+ * grows them as needed, and ECL shrinks one that grew large back to its
+ * 32 after use.  The buffers are made at the environment's first such
+ * call, as a thread's are.
  *
  * The collector.  Boehm scans a running thread's stack from its stack
  * pointer to the bottom it registered, which we set to the stack entered
@@ -277,6 +289,13 @@ static void new_env(wk_stack *s)
 	e->function = ECL_NIL;
 	e->stack_frame = NULL;
 	e->frame_id = 0;
+#ifdef HAVE_LIBFFI
+	/* Made at the first foreign call through libffi, as a thread's. */
+	e->ffi_args_limit = 0;
+	e->ffi_types = NULL;
+	e->ffi_values = NULL;
+	e->ffi_values_ptrs = NULL;
+#endif
 	e->bds_org = b.bds;
 	e->bds_top = b.bds - 1;
 	e->bds_size = bds_entries;
@@ -310,6 +329,13 @@ static void new_env(wk_stack *s)
 	e->thread_local_bindings_size = table_entries;
 	e->bindings_array = v;
 
+	for (int i = 0; i < ECL_BIGNUM_REGISTER_NUMBER; i++) {
+		cl_object x = ecl_alloc_object(t_bignum);
+
+		mpz_init2(x->big.big_num, GMP_LIMB_BITS);
+		e->big_register[i] = x;
+	}
+
 	reset_env(e, s);
 }
 
@@ -330,18 +356,11 @@ static void move_thread_part(cl_env_ptr f, cl_env_ptr e)
 #if !defined(ECL_CMU_FORMAT)
 	e->fmt_aux_stream = f->fmt_aux_stream;
 #endif
-	memcpy(e->big_register, f->big_register, sizeof e->big_register);
 	e->own_process = f->own_process;
 	e->interrupt_struct = f->interrupt_struct;
 	e->default_sigmask = f->default_sigmask;
 	e->method_cache = f->method_cache;
 	e->slot_cache = f->slot_cache;
-#ifdef HAVE_LIBFFI
-	e->ffi_args_limit = f->ffi_args_limit;
-	e->ffi_types = f->ffi_types;
-	e->ffi_values = f->ffi_values;
-	e->ffi_values_ptrs = f->ffi_values_ptrs;
-#endif
 	e->trap_fpe_bits = f->trap_fpe_bits;
 	e->cleanup = f->cleanup;
 }

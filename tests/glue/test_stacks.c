@@ -1,7 +1,7 @@
 /*
  * test_stacks.c - ECL on the core's stacks (lisp/glue/stacks.c): special
- * bindings belong to the worker that made them, wherever and whenever it
- * resumes.
+ * bindings and bignum registers belong to the worker that made them,
+ * wherever and whenever it resumes.
  *
  * Each environment has its own table of special bindings.  Code takes
  * the address of a binding's slot, then stores through it (ECL_SETQ in
@@ -153,4 +153,119 @@ TEST_SCHED1(stacks__a_worker_destroyed_with_a_binding_leaves_it_behind_nowhere)
 	wk_stacks_each(look_at_table, NULL);
 	CHECK(atomic_load(&envs) > 0);
 	CHECK_EQ(atomic_load(&still_bound), 0);
+}
+
+/* ------------------------------------------------------ bignum registers */
+
+static atomic_int register_kept, register_same;
+
+/* Slot 0 sets a bignum register of its environment and yields; slot 1
+ * runs meanwhile (one scheduler) and sets its own; slot 0 finds its
+ * value, as ECL's bignum code would across a preemption inside GMP. */
+static cl_object register_slice(cl_object index)
+{
+	cl_object r = _ecl_big_register0();
+
+	if (ecl_fixnum(index) == 0) {
+		mpz_set_ui(r->big.big_num, 1111);
+		CHECK_EQ(wk_yield_here(), 0);
+		atomic_store(&register_same, _ecl_big_register0() == r);
+		atomic_store(&register_kept, mpz_get_ui(r->big.big_num) == 1111);
+	} else {
+		mpz_set_ui(r->big.big_num, 2222);
+	}
+	return ecl_make_fixnum(WK_DONE);
+}
+
+TEST_SCHED1(stacks__a_bignum_register_is_the_workers_own_across_a_switch)
+{
+	REQUIRE(start_workers(register_slice, 2));
+	REQUIRE(t_wait_all());
+	CHECK(atomic_load(&register_same));
+	CHECK(atomic_load(&register_kept));
+}
+
+/* ------------------------------------------------ foreign calls' buffers */
+
+static atomic_int foreign_result = -1, foreign_done, migrated, keeper_runs;
+
+/* A foreign function that yields inside, as foreign code may be
+ * preempted (a binding's signal handler would call wk_yield_here): until
+ * slot 1 runs, and once after. */
+static int yields_then_answers(int n)
+{
+	int64_t end = t_now_ns() + T_PATIENCE;
+
+	do
+		CHECK_EQ(wk_yield_here(), 0);
+	while (!atomic_load(&keeper_runs) && t_now_ns() < end);
+	return n + 1;
+}
+
+/* Calls fn(n) through libffi (SI:CALL-CFUN), as ECL calls a foreign
+ * function its compiler did not see. */
+static int call_foreign(int (*fn)(int), int n)
+{
+	cl_object fixnum = ecl_make_keyword("INT");
+
+	return ecl_fixnum(si_call_cfun(4, ecl_make_pointer((void *)fn), fixnum,
+				       ecl_list1(fixnum),
+				       ecl_list1(ecl_make_fixnum(n))));
+}
+
+static int plus_one(int n)
+{
+	return n + 1;
+}
+
+/*
+ * Slot 0 calls a foreign function that yields; with several schedulers,
+ * slot 1 (spawned by slot 0, pinned to its scheduler) keeps that
+ * scheduler until slot 0 has answered, and queues four more workers
+ * there (slot 3, which does nothing) so that an idle scheduler comes to
+ * steal: slot 0's foreign call returns on another thread, where slot 2's
+ * call left its result in the thread's buffer, had the buffers been the
+ * thread's (ECL reads the result from the environment's buffer once the
+ * call is over).  The call must return its own result.
+ */
+static cl_object foreign_slice(cl_object index)
+{
+	if (ecl_fixnum(index) == 0) {
+		int before = wk_current_sched();
+		wk_id id;
+
+		CHECK_EQ(call_foreign(plus_one, 1000), 1001);
+		CHECK_EQ(wkl_spawn(2, wk_current_sched(), WK_MODE_COPY, 0, &id), 0);
+		atomic_store(&foreign_result, call_foreign(yields_then_answers, 41));
+		atomic_store(&migrated, before != wk_current_sched());
+		atomic_store(&foreign_done, 1);
+	} else if (ecl_fixnum(index) == 1) {
+		int64_t end = t_now_ns() + T_PATIENCE;
+		wk_id id;
+
+		for (int i = 0; i < 4; i++)
+			CHECK_EQ(wkl_spawn(4, -1, WK_MODE_COPY, 0, &id), 0);
+		atomic_store(&keeper_runs, 1);
+		while (t_scheds > 1 && !atomic_load(&foreign_done) && t_now_ns() < end)
+			;
+	} else if (ecl_fixnum(index) == 2) {
+		/* The other schedulers' threads make a foreign call each. */
+		CHECK_EQ(call_foreign(plus_one, 2000), 2001);
+	}
+	return ecl_make_fixnum(WK_DONE);
+}
+
+TEST(stacks__a_foreign_call_returns_its_own_result_across_a_switch)
+{
+	wk_id id;
+
+	REQUIRE(start_workers(foreign_slice, 0));
+	for (int sched = 0; sched < t_scheds; sched++)
+		REQUIRE_EQ(wkl_spawn(3, sched, WK_MODE_COPY, 0, &id), 0);
+	REQUIRE(t_wait_all());
+	REQUIRE_EQ(wkl_spawn(1, -1, WK_MODE_COPY, 0, &id), 0);
+	REQUIRE(t_wait_all());
+	CHECK_EQ(atomic_load(&foreign_result), 42);
+	if (t_scheds > 1)
+		CHECK(atomic_load(&migrated));
 }
