@@ -445,12 +445,24 @@ static void stack_free(wk_stack *s, void *ctx)
  * (the collector rescans).  The Lisp stack is collectable memory, kept
  * alive here; the binding and frame stacks and the environment itself
  * are mapped (env_block).
+ *
+ * The Lisp stack is read as ECL leaves it at any instant: a thread stopped
+ * while ECL grows it (ecl_stack_set_size, which blocks signals, but not
+ * the collector's: Boehm's sigmask wrapper keeps that one open) may have
+ * stored the new array, already a full copy, and not yet the top, which
+ * still points into the old array.  Then the whole new array is pushed.
  */
 static void mark_env(cl_env_ptr e)
 {
-	if (e->stack) { /* NULL until new_env made it */
-		GC_push_all_eager(e->stack, e->stack_top);
-		GC_set_mark_bit(e->stack);
+	cl_object *base = e->stack, *top = e->stack_top;
+
+	if (base) { /* NULL until new_env made it */
+		cl_object *end = base + GC_size(base) / sizeof(cl_object);
+
+		if (top < base || top > end)
+			top = end;
+		GC_push_all_eager(base, top);
+		GC_set_mark_bit(base);
 	}
 	GC_push_all_eager(e->frs_org, e->frs_top + 1);
 	GC_push_all_eager(e->bds_org, e->bds_top + 1);

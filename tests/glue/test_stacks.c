@@ -15,6 +15,9 @@
  */
 #include "tg.h"
 
+#include <gc/gc.h>
+#include <string.h>
+
 static cl_object special; /* CL-USER::TG-SPECIAL, a symbol of its package */
 static atomic_int parked, stored_right, grew, unwound, process_wrong;
 
@@ -268,4 +271,65 @@ TEST(stacks__a_foreign_call_returns_its_own_result_across_a_switch)
 	CHECK_EQ(atomic_load(&foreign_result), 42);
 	if (t_scheds > 1)
 		CHECK(atomic_load(&migrated));
+}
+
+/* ------------------------------------------------ a Lisp stack half grown */
+
+static GC_hidden_pointer kept; /* cleared by the collector if it frees */
+static atomic_int collected = -1;
+
+/* A fresh list, known to the collector through `kept` only; made in a
+ * frame of its own, which wipe_stack then overwrites. */
+static __attribute__((noinline)) cl_object fresh_list(void)
+{
+	cl_object x = cl_list(3, ecl_make_fixnum(1), ecl_make_fixnum(2),
+			      ecl_make_fixnum(3));
+
+	kept = GC_HIDE_POINTER(x);
+	GC_general_register_disappearing_link((void **)&kept, x);
+	ecl_process_env()->values[0] = ECL_NIL; /* cl_list's return value */
+	return x;
+}
+
+static __attribute__((noinline)) void wipe_stack(void)
+{
+	volatile char junk[8192];
+
+	memset((char *)junk, 0, sizeof junk);
+}
+
+/*
+ * The instant a thread can be stopped at while ECL grows its Lisp stack:
+ * the environment holds the new array, a full copy, and still the old
+ * top, here below the new array.  The list is on the new array only.
+ */
+static __attribute__((noinline)) void collect_half_grown(void)
+{
+	cl_env_ptr env = ecl_process_env();
+	cl_object *old = env->stack, *old_top = env->stack_top;
+	cl_index used = (cl_index)(old_top - old);
+	cl_object *grown = ecl_alloc_atomic((used + 64) * sizeof(cl_object));
+
+	memcpy(grown, old, used * sizeof(cl_object));
+	grown[used] = fresh_list();
+	env->stack = grown;
+	env->stack_top = grown - 1; /* an old array's, below the new one */
+	wipe_stack();
+	tg_gc();
+	atomic_store(&collected, kept == 0);
+	env->stack = old;
+	env->stack_top = old_top;
+}
+
+static cl_object half_grown_slice(cl_object index)
+{
+	collect_half_grown();
+	return ecl_make_fixnum(WK_DONE);
+}
+
+TEST_SCHED1(stacks__a_lisp_stack_caught_growing_keeps_what_it_holds)
+{
+	REQUIRE(start_workers(half_grown_slice, 1));
+	REQUIRE(t_wait_all());
+	CHECK_EQ(atomic_load(&collected), 0);
 }
