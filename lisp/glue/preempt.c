@@ -224,8 +224,34 @@ static bool deferred_while_disabled(void)
  * (The yield may resume this frame on another thread: clearing that
  * thread's caught_at then is as harmless.)
  */
+/*
+ * Room on the Lisp stack lent to the code an interrupt runs, slots.  The
+ * interrupted code may be inside ECL_STACK_PUSH, which raises the top
+ * before it stores the value below it: were the interrupt to grow the
+ * stack then (a push past the limit makes a new array, a copy), the
+ * store would land in the old array and the new one keep the slot's
+ * previous value (seen as a bignum sum off by one term: an argument
+ * pushed by the interpreter, (EXPT 10 30), read back as the 10 pushed
+ * there before).  Pooled environments start with a small stack whose
+ * code often runs near its limit.  So while ECL's handler runs, the limit
+ * is raised by HANDLER_ROOM: the interrupt's own pushes (a few frames)
+ * stay in the array, whose room beyond the limit is larger (stacks.c:
+ * LISP_MARGIN twice; ECL's own arrays, twice its safety area).  Set
+ * absolutely, not added, so that an interrupt that throws past the
+ * restore (KILL) leaves it raised once, not more.
+ */
+#define HANDLER_ROOM 32
+
+static void set_lisp_limit(cl_env_ptr env, cl_index room)
+{
+	if (env && env->stack)
+		env->stack_limit = env->stack + env->stack_limit_size + room;
+}
+
 static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 {
+	cl_env_ptr env;
+
 	/* Mid-switch, ECL would run Lisp (a KILL's throw, say) with one
 	 * stack's environment on another's C stack: the interrupt stays
 	 * queued, and its signal comes again when the switch is over. */
@@ -241,9 +267,14 @@ static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 				      memory_order_relaxed);
 		return;
 	}
+	/* The environment of the stack this frame is on: the same after a
+	 * yield inside, wherever the thread. */
+	env = ecl_process_env_unsafe();
+	set_lisp_limit(env, HANDLER_ROOM);
 	caught_at = pc_of(uc);
 	wkl_call_chained(&interrupt_next, sig, info, uc);
 	caught_at = 0;
+	set_lisp_limit(env, 0);
 }
 
 int wkl_preempt_install(void)

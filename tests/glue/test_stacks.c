@@ -16,7 +16,11 @@
 #include "tg.h"
 
 #include <gc/gc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+
+extern cl_fixnum ecl_option_values[];
 
 static cl_object special; /* CL-USER::TG-SPECIAL, a symbol of its package */
 static atomic_int parked, stored_right, grew, unwound, process_wrong;
@@ -332,4 +336,78 @@ TEST_SCHED1(stacks__a_lisp_stack_caught_growing_keeps_what_it_holds)
 	REQUIRE(start_workers(half_grown_slice, 1));
 	REQUIRE(t_wait_all());
 	CHECK_EQ(atomic_load(&collected), 0);
+}
+
+/* ------------------------------------------- an interrupt inside a push */
+
+static atomic_int push_kept = -1, stack_moved = -1, pushed_many, queued;
+static _Atomic(cl_object) pusher; /* the process of push_slice's thread */
+
+/* The interrupt: pushes 20 values on the Lisp stack and pops them, as the
+ * code an interrupt runs does with its frames. */
+static cl_object push_many(void)
+{
+	cl_env_ptr env = ecl_process_env();
+
+	for (int i = 0; i < 20; i++)
+		ECL_STACK_PUSH(env, ECL_NIL);
+	ECL_STACK_POP_N_UNSAFE(env, 20);
+	atomic_store(&pushed_many, 1);
+	return ECL_NIL;
+}
+
+/*
+ * With the interrupt signal blocked, has the test queue the interrupt
+ * (from its own thread: ECL runs one a thread queues for itself at once),
+ * fills the Lisp stack to one slot below its limit, then does what
+ * ECL_STACK_PUSH does, the interrupt falling between its two stores: the
+ * top raised (the signal unblocked: it comes at once), then the value
+ * stored.  The stack must not have moved, and the value must be on it.
+ */
+static cl_object push_slice(cl_object index)
+{
+	cl_env_ptr env = ecl_process_env();
+	cl_object *base, *slot;
+	sigset_t sig, old;
+	cl_index n = 0;
+
+	sigemptyset(&sig);
+	sigaddset(&sig, (int)ecl_option_values[ECL_OPT_THREAD_INTERRUPT_SIGNAL]);
+	pthread_sigmask(SIG_BLOCK, &sig, &old);
+	atomic_store(&pusher, env->own_process);
+	while (!atomic_load(&queued))
+		;
+	base = env->stack;
+	while (env->stack_top < env->stack_limit - 1) {
+		ECL_STACK_PUSH(env, ECL_NIL);
+		n++;
+	}
+	slot = env->stack_top;
+	env->stack_top = slot + 1;
+	pthread_sigmask(SIG_SETMASK, &old, NULL); /* the interrupt runs */
+	*slot = ECL_T;
+	atomic_store(&stack_moved, env->stack != base);
+	atomic_store(&push_kept, env->stack[slot - base] == ECL_T);
+	ECL_STACK_POP_N_UNSAFE(env, n + 1);
+	return ecl_make_fixnum(WK_DONE);
+}
+
+TEST_SCHED1(stacks__an_interrupt_inside_a_push_leaves_the_value_on_the_stack)
+{
+	tg_boot();
+	cl_object fn = ecl_fdefinition(
+		tg_defun("TG-PUSH-MANY", (cl_objectfn_fixed)push_many, 0));
+	int64_t end;
+
+	REQUIRE(start_workers(push_slice, 1));
+	end = t_now_ns() + T_PATIENCE;
+	while (!atomic_load(&pusher) && t_now_ns() < end)
+		;
+	REQUIRE(atomic_load(&pusher) != NULL);
+	mp_interrupt_process(atomic_load(&pusher), fn);
+	atomic_store(&queued, 1);
+	REQUIRE(t_wait_all());
+	CHECK(atomic_load(&pushed_many));
+	CHECK_EQ(atomic_load(&stack_moved), 0);
+	CHECK_EQ(atomic_load(&push_kept), 1);
 }
