@@ -58,16 +58,20 @@ since the program started; a refused point counts too (benchmarks)."
 
 (defun %preempt-counts ()
   "What became of the preemption interrupts since the program started, as
-a plist: points refused by cause, and yields that failed (tests)."
-  (multiple-value-bind (outside unsafe switching stale no-yield)
-      (ffi:c-inline () () (values :object :object :object :object :object)
+a plist: points refused by cause, yields that failed, and the signals of
+ECL interrupts that found interrupts off in Lisp (ECL defers them) or in
+C (dropped) on a thread that runs slices (tests)."
+  (multiple-value-bind (outside unsafe switching stale no-yield lisp-off c-off)
+      (ffi:c-inline () () (values :object :object :object :object :object :object :object)
                     "{ @(return 0) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_OUTSIDE));
                        @(return 1) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_UNSAFE));
                        @(return 2) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_SWITCHING));
                        @(return 3) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_STALE));
-                       @(return 4) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_NO_YIELD)); }")
+                       @(return 4) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_NO_YIELD));
+                       @(return 5) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_LISP_OFF));
+                       @(return 6) = ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_C_OFF)); }")
     (list :outside outside :unsafe unsafe :switching switching :stale stale
-          :no-yield no-yield)))
+          :no-yield no-yield :lisp-off lisp-off :c-off c-off)))
 
 (defun %yield-here ()
   "In an interrupt: wk_yield_here, the running stackful slice goes to the

@@ -144,6 +144,10 @@ enum {
 	WKL_PREEMPT_SWITCHING, /* while the thread switched stacks          */
 	WKL_PREEMPT_STALE,     /* for a step that had ended                 */
 	WKL_PREEMPT_NO_YIELD,  /* wk_yield_here failed                      */
+	/* What the signals of ECL interrupts (KILL's too) found on a thread
+	 * that runs slices, before ECL's handler saw them: */
+	WKL_PREEMPT_LISP_OFF,  /* EXT:*INTERRUPTS-ENABLED* NIL: ECL defers  */
+	WKL_PREEMPT_C_OFF,     /* interrupts off in C: dropped              */
 	WKL_PREEMPT_NCOUNTS
 };
 uint64_t wkl_preempt_count(int which);

@@ -115,15 +115,22 @@ static __thread struct preemptee *self_preemptee
 	__attribute__((tls_model("initial-exec")));
 
 /* What the hook interrupts with, and the budget variable it reads: both
- * symbols, reachable from their package. */
+ * symbols, reachable from their package; and EXT:*INTERRUPTS-ENABLED*,
+ * read by the signal wrapper. */
 static cl_object interrupt_fn = ECL_NIL;
 static cl_object budget_var = ECL_NIL;
+static cl_object interrupts_enabled_var = ECL_NIL;
 static int64_t budget_in_core; /* monitor thread only */
 /* The runtime was started with a monitor (wkl_preempt_config). */
 static bool monitoring;
 /* wkl_preempt_count's: signals sent (what preemption costs the thread it
  * cuts is mostly their delivery), points refused, yields failed. */
 static _Atomic uint64_t counts[WKL_PREEMPT_NCOUNTS];
+
+static void count(int which)
+{
+	atomic_fetch_add_explicit(&counts[which], 1, memory_order_relaxed);
+}
 
 /* ---------------------------------------------------------------- where */
 
@@ -260,6 +267,7 @@ static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 		return;
 	}
 	if (deferred_while_disabled()) {
+		count(WKL_PREEMPT_C_OFF);
 		/* The monitor asks again; the hook may queue anew. */
 		atomic_store_explicit(&self_preemptee->queued, 0,
 				      memory_order_relaxed);
@@ -270,6 +278,9 @@ static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 	/* The environment of the stack this frame is on: the same after a
 	 * yield inside, wherever the thread. */
 	env = ecl_process_env_unsafe();
+	if (self_preemptee && env &&
+	    ECL_SYM_VAL(env, interrupts_enabled_var) == ECL_NIL)
+		count(WKL_PREEMPT_LISP_OFF);
 	set_lisp_limit(env, HANDLER_ROOM);
 	caught_at = pc_of(uc);
 	wkl_call_chained(&interrupt_next, sig, info, uc);
@@ -284,6 +295,7 @@ int wkl_preempt_install(void)
 
 	if (done)
 		return 0;
+	interrupts_enabled_var = ecl_make_symbol("*INTERRUPTS-ENABLED*", "EXT");
 	dl_iterate_phdr(note_library, NULL);
 	if (sig <= 0 || wkl_chain_signal(sig, interrupt_handler, &interrupt_next))
 		return -WK_ESTATE;
@@ -310,7 +322,7 @@ void wkl_preempt_thread_stop(void)
 
 static int refuse(int why)
 {
-	atomic_fetch_add_explicit(&counts[why], 1, memory_order_relaxed);
+	count(why);
 	return 0;
 }
 

@@ -145,10 +145,15 @@ TEST(preempt__nil_in_the_budget_variable_turns_it_off)
  * the long one gives up after 5 s, and nothing was preempted. */
 TEST_SCHED1(preempt__an_interrupt_left_waiting_is_asked_again)
 {
+	uint64_t lisp_off = wkl_preempt_count(WKL_PREEMPT_LISP_OFF);
+
 	tg_boot();
 	atomic_store(&deferred_ms, 50);
 	atomic_store(&long_ms, 5000);
 	run_preempted();
+	/* A signal came in the deferred stretch (what this test is about),
+	 * and the wrapper counted it. */
+	CHECK(wkl_preempt_count(WKL_PREEMPT_LISP_OFF) > lisp_off);
 }
 
 /* ------------------------------------------------- a preemption that came late */
