@@ -36,7 +36,11 @@
  *    A wrapper of ECL's interrupt-signal handler records where the signal
  *    caught the thread; the ranges of those objects are read once.  A
  *    refused point costs nothing: the monitor asks again at its next look
- *    (a quarter budget later) while the slice goes on.
+ *    (a quarter budget later) while the slice goes on.  On a thread that
+ *    runs slices, with the monitor on, the wrapper drops a signal that
+ *    caught it in those objects before ECL's handler sees it: that handler
+ *    allocates before it runs anything, and inside the collector, which
+ *    may hold its lock there, it would deadlock.
  *  - Only where the signal came, never later where ECL runs a deferred
  *    interrupt (the end of its own critical code, a place nobody vetted).
  *    And a signal that finds ECL's interrupts disabled at the C level on
@@ -108,7 +112,7 @@ struct preemptee {
 	 * number): the one running when the interrupt runs may be a later,
 	 * fresh one, and the point then refuses. */
 	_Atomic uint64_t step;
-	/* The wrapper dropped a signal (deferred_while_disabled). */
+	/* The wrapper dropped a signal (drop). */
 	_Atomic int dropped;
 };
 static __thread struct preemptee *self_preemptee
@@ -255,6 +259,15 @@ static void set_lisp_limit(cl_env_ptr env, cl_index room)
 		env->stack_limit = env->stack + env->stack_limit_size + room;
 }
 
+/* Leaves a signal to the monitor's next look, counted: whatever is
+ * queued waits for a later signal (the hook may queue anew). */
+static void drop(int why)
+{
+	count(why);
+	atomic_store_explicit(&self_preemptee->queued, 0, memory_order_relaxed);
+	atomic_store_explicit(&self_preemptee->dropped, 1, memory_order_relaxed);
+}
+
 static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 {
 	cl_env_ptr env;
@@ -267,12 +280,16 @@ static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 		return;
 	}
 	if (deferred_while_disabled()) {
-		count(WKL_PREEMPT_C_OFF);
-		/* The monitor asks again; the hook may queue anew. */
-		atomic_store_explicit(&self_preemptee->queued, 0,
-				      memory_order_relaxed);
-		atomic_store_explicit(&self_preemptee->dropped, 1,
-				      memory_order_relaxed);
+		drop(WKL_PREEMPT_C_OFF);
+		return;
+	}
+	/* Inside libgc, ECL's handler would deadlock: it allocates (fresh
+	 * bignum registers for the interrupt) under the collector's lock,
+	 * which the thread may hold (ecl_bds_bind registers a finalizer for
+	 * a symbol's new binding index with interrupts on).  Nor is any
+	 * other unsafe place left (wkl_preempt_point would refuse it). */
+	if (monitoring && self_preemptee && inside_unsafe_library(pc_of(uc))) {
+		drop(WKL_PREEMPT_UNSAFE);
 		return;
 	}
 	/* The environment of the stack this frame is on: the same after a

@@ -7,6 +7,8 @@
  */
 #include "tg.h"
 
+#include <gc/gc.h>
+
 static atomic_int shorts_done, preempted;
 static atomic_long long_ms = -1; /* the long slice's length; -1: until done */
 /* The long slice's first stretch with Lisp interrupts deferred, ms. */
@@ -313,4 +315,53 @@ TEST_SCHED1(preempt__an_interrupt_that_came_while_off_still_runs)
 	CHECK(atomic_load(&knocked));
 	CHECK(!atomic_load(&knocked_while_off));
 	CHECK_EQ(atomic_load(&preempted), 0);
+}
+
+/* ------------------------------------------ a signal inside the collector */
+
+static atomic_int collector_calls;
+
+static void no_finalizer(void *obj, void *data)
+{
+}
+
+/* For 200 ms, registers and removes a finalizer: most of the time inside
+ * libgc, its lock held, signals open (ECL does it so for a symbol's new
+ * binding index). */
+static cl_object collecting_slice(cl_object index)
+{
+	int64_t end = t_now_ns() + 200 * T_MS;
+	void *obj = GC_malloc(64);
+
+	while (t_now_ns() < end) {
+		for (int i = 0; i < 100; i++) {
+			GC_register_finalizer(obj, no_finalizer, NULL, NULL, NULL);
+			GC_register_finalizer(obj, NULL, NULL, NULL, NULL);
+		}
+		atomic_fetch_add(&collector_calls, 1);
+	}
+	return ecl_make_fixnum(WK_DONE);
+}
+
+/*
+ * A preemption signal that catches a thread inside the collector is left
+ * to the monitor's next look, before ECL's handler, which allocates
+ * (fresh bignum registers for the interrupt) and would wait for the
+ * collector's lock that the thread holds: a deadlock, and this test's
+ * time out.
+ */
+TEST_SCHED1(preempt__a_signal_inside_the_collector_deadlocks_nothing)
+{
+	uint64_t unsafe = wkl_preempt_count(WKL_PREEMPT_UNSAFE);
+	wk_id id;
+
+	tg_boot();
+	REQUIRE(tg_start_preempting(collecting_slice, NULL,
+				    (cl_objectfn_fixed)preempt_interrupt,
+				    budget_var(ecl_make_double_float(0.001)),
+				    1 * T_MS));
+	REQUIRE_EQ(wkl_spawn(1, 0, WK_MODE_COPY, 0, &id), 0);
+	REQUIRE(t_wait_all());
+	CHECK(atomic_load(&collector_calls) > 0);
+	CHECK(wkl_preempt_count(WKL_PREEMPT_UNSAFE) > unsafe);
 }
