@@ -140,9 +140,13 @@ static void count(int which)
 
 static bool unsafe_name(const char *name)
 {
+	/* The sanitizers' runtimes too: they stand in for the C library's
+	 * functions (pthread_mutex_unlock, with libgc's lock held). */
 	static const char *const libs[] = { "/libc.so", "/ld-linux", "/libgc.",
 					    "/libpthread.", "/libdl.",
-					    "/librt.", "/libatomic_ops." };
+					    "/librt.", "/libatomic_ops.",
+					    "/libasan.", "/libtsan.",
+					    "/libubsan." };
 
 	for (size_t i = 0; i < sizeof libs / sizeof *libs; i++)
 		if (strstr(name, libs[i]))
