@@ -435,9 +435,7 @@ static void preempt(int sched, void *thread, uint64_t step, int64_t ran_ns,
 						      memory_order_release);
 				ecl_interrupt_process(p->process,
 						      first ? interrupt_fn : ECL_NIL);
-				atomic_fetch_add_explicit(
-					&counts[WKL_PREEMPT_SIGNALS], 1,
-					memory_order_relaxed);
+				count(WKL_PREEMPT_SIGNALS);
 			}
 		} else if (atomic_exchange_explicit(&p->dropped, 0,
 						    memory_order_relaxed)) {
