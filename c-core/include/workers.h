@@ -87,6 +87,14 @@ typedef struct wk_stack {
 	void *user;        /* the binding's: stack_init sets it              */
 	int native;        /* a thread's own stack, not one of the pool's    */
 	int fresh;         /* 1 while it starts anew (the first stack_enter) */
+	/* Squeezed (a worker parked on it long, see "Stacks"): while     */
+	/* `squeezed` is 1 its contents are not in its pages but in       */
+	/* `saved` (the live part [sp, hi), saved_size bytes, the core's) */
+	/* and `user_saved` (the binding's, stack_save's).                */
+	volatile int squeezed;
+	void *saved;
+	size_t saved_size;
+	void *user_saved;
 } wk_stack;
 
 /* Releases a shared payload nobody will read (receiver died or stopped). */
@@ -130,6 +138,25 @@ typedef struct wk_config {
 	void (*stack_leave)(wk_stack *from, wk_stack *to, void *ctx);
 	void (*stack_enter)(wk_stack *from, wk_stack *to, void *ctx);
 	void (*stack_free)(wk_stack *s, void *ctx);
+	/*
+	 * Squeezing.  Each scheduler keeps the stacks of the last
+	 * resident_stacks workers that parked on it inside a step in
+	 * memory (0 means 1024; negative: all, never squeeze); when one
+	 * more parks, the oldest still parked is squeezed: its live part
+	 * is copied to the heap and its pages given back, and it is
+	 * copied back, at the same addresses, when the worker runs again.
+	 * Hooks for the binding's own memory of a stack, any may be NULL,
+	 * on whichever thread squeezes or restores (never s's, and s does
+	 * not run meanwhile): stack_save copies it into a malloc'd block
+	 * it stores in s->user_saved (nonzero: it cannot, s stays as it
+	 * is); stack_drop gives its pages back (s->squeezed is 1 by
+	 * then: a root scan reads the copies); stack_restore copies it
+	 * back (the core frees user_saved after).
+	 */
+	int resident_stacks;
+	int (*stack_save)(wk_stack *s, void *ctx);
+	void (*stack_drop)(wk_stack *s, void *ctx);
+	void (*stack_restore)(wk_stack *s, void *ctx);
 	/*
 	 * Preemption (see "Preemption" below).  preempt_ns > 0 and preempt
 	 * set start a monitor thread (its thread_start has run when
@@ -341,6 +368,15 @@ WK_API int wk_recv_status(void);
  * the pool keeps the rest (their memory beyond the first few is given
  * back to the OS).  A pooled stack is reserved, not committed: memory is
  * used only as deep as the step went.
+ *
+ * A worker parked long on a stack is squeezed (wk_config's
+ * resident_stacks): the live part of its stack, a few KiB for most, is
+ * copied to the heap and the stack's pages go back to the OS; it keeps
+ * the stack's addresses, and the copy goes back there when it runs again
+ * (a copy and a page fault or two).  So memory holds what parked workers
+ * use, not whole pages.  Nothing outside the worker may write to its
+ * stack while it is parked (an address of a local given to another
+ * worker, say): such a write is lost.
  */
 
 /*
@@ -505,6 +541,8 @@ typedef struct wk_sched_stats {
 	uint64_t exited;    /* workers that ended on this scheduler        */
 	uint64_t handoffs;  /* times a blocked step handed this away       */
 	uint64_t preempts;  /* steps that stopped in wk_yield_here         */
+	uint64_t squeezes;  /* parked stacks this scheduler squeezed       */
+	uint64_t restores;  /* squeezed stacks restored to run here        */
 } wk_sched_stats;
 
 /* Times the preemption monitor woke up since wk_start (0: no monitor). */

@@ -188,6 +188,20 @@ struct wkint_stack {
 	void *asan_fake;               /* ASan's fake stack while away       */
 	void *tsan_fiber;
 	uint8_t dead;                  /* a native stack whose thread ended  */
+	/* Squeezing (stack.c): SQ_*, and the park that made it RESIDENT. */
+	_Atomic uint8_t sq;
+	_Atomic uint64_t park_seq;
+};
+
+/* The stacks a scheduler saw park, oldest first: a ring, owner only. */
+struct wkint_resident {
+	struct wkint_resident_entry {
+		struct wkint_stack *stack;
+		uint64_t seq;
+	} *v;                  /* mask + 1 entries, cap of them used       */
+	uint32_t cap, mask, head, count;
+	uint64_t parks;
+	bool off;              /* resident_stacks < 0, or no memory: none  */
 };
 
 /* A stack of the pool, NULL if none can be made (out of memory). */
@@ -209,6 +223,17 @@ void wkint_stack_thread_end(void);
  */
 void wkint_stack_switch(struct wkint_stack *from, struct wkint_stack *to,
 			bool from_dies);
+/*
+ * Squeezing (stack.c).  wkint_stack_parked: s was just parked on by a
+ * worker of scheduler sch (its owner calls it): s may be squeezed from now
+ * on, and the oldest of the scheduler's parked stacks past its
+ * resident_stacks is.  wkint_stack_claim: before anything runs on s again
+ * or frees it; s is then its caller's, resident (restored if squeezed).
+ */
+struct wkint_sched;
+void wkint_stack_parked(struct wkint_sched *sch, struct wkint_stack *s);
+void wkint_stack_claim(struct wkint_stack *s);
+void wkint_stack_resident_free(struct wkint_resident *r);
 /* First thing on arriving on a stack (the switch does it on return). */
 void wkint_stack_arrived(struct wkint_stack *self);
 /* Where a fresh stack starts (sched.c). */
@@ -277,7 +302,10 @@ struct wkint_sched {
 
 	/* Counters: one writer at a time (the owner), read by anyone. */
 	alignas(WK_CACHELINE) _Atomic uint64_t slices, steals, sleeps,
-		spawned, exited, handoffs, preempts;
+		spawned, exited, handoffs, preempts, squeezes, restores;
+
+	/* Its parked stacks, for squeezing: the owner's. */
+	struct wkint_resident resident;
 
 	/* The thread that owns the scheduler now, for the preemption
 	 * monitor: stored by that thread (NULL while handed over), read by

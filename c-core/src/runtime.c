@@ -153,8 +153,10 @@ int wk_stop(void)
 	wkint_preempt_stop(); /* it preempted long steps until the joins */
 	/* Every thread is joined: what is left sits in queues or parked. */
 	wkint_worker_each(destroy_leftover, NULL);
-	for (int i = 0; i < wkint_rt.nsched; i++)
+	for (int i = 0; i < wkint_rt.nsched; i++) {
 		wkint_timer_free(&wkint_rt.scheds[i].timers);
+		wkint_stack_resident_free(&wkint_rt.scheds[i].resident);
+	}
 	atomic_store(&wkint_rt.running, 0);
 	free(wkint_rt.scheds);
 	wkint_rt.scheds = NULL;
@@ -210,6 +212,8 @@ int wk_stats(int i, wk_sched_stats *out)
 	out->exited = atomic_load_explicit(&s->exited, memory_order_relaxed);
 	out->handoffs = atomic_load_explicit(&s->handoffs, memory_order_relaxed);
 	out->preempts = atomic_load_explicit(&s->preempts, memory_order_relaxed);
+	out->squeezes = atomic_load_explicit(&s->squeezes, memory_order_relaxed);
+	out->restores = atomic_load_explicit(&s->restores, memory_order_relaxed);
 	return 0;
 }
 

@@ -544,6 +544,7 @@ static _Noreturn void resume(struct wkint_worker *w)
 	struct wkint_stack *to = w->stack;
 
 	w->stack = NULL;
+	wkint_stack_claim(to);
 	t->after = AFTER_FREE_PREV;
 	wkint_stack_switch(t->stack, to, true);
 	__builtin_unreachable();
@@ -611,9 +612,12 @@ static void do_after(void)
 		wkint_stack_put(t->prev);
 	} else if (after == AFTER_PARK) {
 		struct wkint_sched *s = t->thread->sched;
+		struct wkint_worker *w = t->after_worker;
 
+		/* Before the park is seen: from then on w may run anywhere. */
+		wkint_stack_parked(s, w->stack);
 		place_woken(s, WK_WAIT);
-		park(s, t->after_worker);
+		park(s, w);
 	} else if (after == AFTER_YIELD) {
 		struct wkint_sched *s = t->thread->sched;
 
@@ -667,6 +671,7 @@ bool wkint_sched_park_here(struct wkint_worker *w, int *err)
 		wkint_counter_add(&s->slices, 1);
 		next = x->stack;
 		x->stack = NULL;
+		wkint_stack_claim(next);
 		t->worker = x;
 	} else if ((next = wkint_stack_get())) {
 		t->worker = NULL;

@@ -33,6 +33,30 @@
  * the thread anywhere in between sees both stacks (one through `sp`, the
  * other as the thread's running stack).
  *
+ * Squeezing.  A stack a worker parked on (wkint_stack_parked) can be
+ * squeezed by the owner of the scheduler it parked on, once that
+ * scheduler has seen resident_stacks more parks and the worker has not
+ * run since: its live part [sp, hi) is copied to the heap (`saved`), the
+ * binding copies its own part (stack_save), and the pages go back to the
+ * OS.  Whoever runs or frees the stack next claims it first
+ * (wkint_stack_claim), which copies everything back to the same
+ * addresses.  A stack's `sq`:
+ *
+ *   NONE      -> RESIDENT   the parking thread, before the park is seen
+ *   RESIDENT  -> NONE       a claimer, by CAS: it runs the stack
+ *   RESIDENT  -> BUSY       a squeezer, by CAS, for the park it recorded
+ *   BUSY      -> SQUEEZED   that squeezer, once the pages are given back
+ *                           (a claimer that finds BUSY spins: a copy
+ *                           and two madvise calls)
+ *   SQUEEZED  -> RESTORING  a claimer, by CAS
+ *   RESTORING -> NONE       that claimer, once all is copied back
+ *
+ * A root scan reads a stack's contents from its pages, or from the copies
+ * while pub.squeezed is 1: set once the copies are whole and before the
+ * pages go, cleared once the pages are whole again and before the copies
+ * go.  So a collection that stops the squeezer or the claimer anywhere
+ * finds every word once, in one of the two places.
+ *
  * Threads and code that spans a switch.  A step that parks resumes on
  * whichever thread runs it next, so a frame that lives across a switch
  * must not keep a thread-local address: the compiler may compute one once
@@ -41,6 +65,7 @@
  */
 #include "internal.h"
 #include "fault.h"
+#include "counter.h"
 #include "spin.h"
 
 #include <stdlib.h>
@@ -300,6 +325,7 @@ void wkint_stack_put(struct wkint_stack *s)
 {
 	struct wkint_tls *t = wkint_tls_now();
 
+	wkint_stack_claim(s); /* a worker destroyed while squeezed */
 	set_sp(s, NULL);
 	if (wkint_rt.cfg.stack_free)
 		wkint_rt.cfg.stack_free(&s->pub, wkint_rt.cfg.hook_ctx);
@@ -340,6 +366,161 @@ void wk_stacks_each(void (*fn)(wk_stack *s, void *arg), void *arg)
 	     s; s = s->next_all)
 		if (!__atomic_load_n(&s->dead, __ATOMIC_ACQUIRE))
 			fn(&s->pub, arg);
+}
+
+/* ---------------------------------------------------------------- squeezing */
+
+enum { SQ_NONE, SQ_RESIDENT, SQ_BUSY, SQ_SQUEEZED, SQ_RESTORING };
+
+#define RESIDENT_DEFAULT 1024
+
+/* Copies words between a parked stack and the heap: neither sanitizer
+ * may check them (the stack's frames keep their own poisoning), nor the
+ * compiler turn the loop into a memcpy call that they intercept. */
+__attribute__((no_sanitize_address, no_sanitize_thread,
+	       optimize("no-tree-loop-distribute-patterns")))
+static void copy_words(uint64_t *to, const uint64_t *from, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		to[i] = from[i];
+}
+
+/* Squeezes s if it is still parked from park `seq` (see the top). */
+static bool squeeze(struct wkint_stack *s, uint64_t seq)
+{
+	const wk_config *cfg = &wkint_rt.cfg;
+	uint8_t resident = SQ_RESIDENT;
+	char *sp;
+	size_t size;
+	void *copy;
+
+	if (atomic_load_explicit(&s->sq, memory_order_relaxed) != SQ_RESIDENT ||
+	    atomic_load_explicit(&s->park_seq, memory_order_relaxed) != seq ||
+	    !atomic_compare_exchange_strong_explicit(&s->sq, &resident, SQ_BUSY,
+						     memory_order_acquire,
+						     memory_order_relaxed))
+		return false;
+	if (atomic_load_explicit(&s->park_seq, memory_order_relaxed) != seq)
+		goto keep; /* run and parked again meanwhile: a newer entry */
+	sp = (char *)((uintptr_t)s->pub.sp & ~(uintptr_t)7);
+	size = (size_t)(s->pub.hi - sp);
+	if (!(copy = malloc(size)))
+		goto keep;
+	s->pub.user_saved = NULL;
+	if (cfg->stack_save && cfg->stack_save(&s->pub, cfg->hook_ctx)) {
+		free(copy);
+		goto keep;
+	}
+	copy_words(copy, (const uint64_t *)sp, size / 8);
+	s->pub.saved = copy;
+	s->pub.saved_size = size;
+	atomic_signal_fence(memory_order_seq_cst);
+	s->pub.squeezed = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+	madvise(s->pub.lo, (size_t)(s->pub.hi - s->pub.lo), MADV_DONTNEED);
+	if (cfg->stack_drop)
+		cfg->stack_drop(&s->pub, cfg->hook_ctx);
+	atomic_store_explicit(&s->sq, SQ_SQUEEZED, memory_order_release);
+	return true;
+keep:
+	atomic_store_explicit(&s->sq, SQ_RESIDENT, memory_order_release);
+	return false;
+}
+
+static void restore(struct wkint_stack *s)
+{
+	const wk_config *cfg = &wkint_rt.cfg;
+	struct wkint_thread *th = wkint_tls_now()->thread;
+	size_t size = s->pub.saved_size;
+
+	copy_words((uint64_t *)(s->pub.hi - size), s->pub.saved, size / 8);
+	if (cfg->stack_restore)
+		cfg->stack_restore(&s->pub, cfg->hook_ctx);
+	atomic_signal_fence(memory_order_seq_cst);
+	s->pub.squeezed = 0;
+	atomic_signal_fence(memory_order_seq_cst);
+	free(s->pub.saved);
+	free(s->pub.user_saved);
+	s->pub.saved = NULL;
+	s->pub.saved_size = 0;
+	s->pub.user_saved = NULL;
+	atomic_store_explicit(&s->sq, SQ_NONE, memory_order_release);
+	if (th && th->sched)
+		wkint_counter_add(&th->sched->restores, 1);
+}
+
+void wkint_stack_claim(struct wkint_stack *s)
+{
+	unsigned spins = 0;
+
+	for (;;) {
+		uint8_t v = atomic_load_explicit(&s->sq, memory_order_acquire);
+
+		if (v == SQ_NONE)
+			return;
+		if ((v == SQ_RESIDENT || v == SQ_SQUEEZED) &&
+		    atomic_compare_exchange_weak_explicit(
+			    &s->sq, &v,
+			    v == SQ_RESIDENT ? SQ_NONE : SQ_RESTORING,
+			    memory_order_acquire, memory_order_relaxed)) {
+			if (v == SQ_SQUEEZED)
+				restore(s);
+			return;
+		}
+		if (v == SQ_BUSY)
+			wkint_spin_backoff(&spins);
+	}
+}
+
+/* The ring's first use: entries for resident_stacks, a power of two. */
+static bool resident_init(struct wkint_resident *r)
+{
+	int n = wkint_rt.cfg.resident_stacks;
+	uint32_t size = 1;
+
+	if (n < 0)
+		return false;
+	r->cap = n == 0 ? RESIDENT_DEFAULT : (uint32_t)n;
+	while (size < r->cap)
+		size <<= 1;
+	r->mask = size - 1;
+	r->v = calloc(size, sizeof(*r->v));
+	return r->v != NULL; /* else nothing is squeezed */
+}
+
+void wkint_stack_parked(struct wkint_sched *sch, struct wkint_stack *s)
+{
+	struct wkint_resident *r = &sch->resident;
+	uint64_t seq;
+
+	if (!r->v && (r->off || !resident_init(r))) {
+		r->off = true;
+		return;
+	}
+	/* Unique across schedulers: the park count, then the index. */
+	seq = ++r->parks << 11 | (uint64_t)sch->index;
+	atomic_store_explicit(&s->park_seq, seq, memory_order_relaxed);
+	atomic_store_explicit(&s->sq, SQ_RESIDENT, memory_order_release);
+	if (r->count == r->cap) {
+		struct wkint_resident_entry *old = &r->v[r->head];
+
+		/* Most entries are stale (run since): told by the seq. */
+		if (atomic_load_explicit(&old->stack->park_seq,
+					 memory_order_relaxed) == old->seq &&
+		    squeeze(old->stack, old->seq))
+			wkint_counter_add(&sch->squeezes, 1);
+		r->head = (r->head + 1) & r->mask;
+		r->count--;
+	}
+	r->v[(r->head + r->count) & r->mask] =
+		(struct wkint_resident_entry){ s, seq };
+	r->count++;
+}
+
+void wkint_stack_resident_free(struct wkint_resident *r)
+{
+	free(r->v);
+	*r = (struct wkint_resident){ 0 };
 }
 
 /* ---------------------------------------------------------------- native */

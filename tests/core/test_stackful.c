@@ -8,11 +8,15 @@
  * migrations between schedulers (ping-pong and a ring, stealing on); a
  * timeout inside a step returns NULL with -WK_ETIMEDOUT; a stop destroys
  * workers parked inside their steps; the stack hooks pair up; every parked
- * stack is seen by wk_stacks_each with its saved stack pointer inside it.
+ * stack is seen by wk_stacks_each with its saved stack pointer inside it;
+ * squeezed stacks (one resident per scheduler) come back whole, binding's
+ * part included, and a stop destroys squeezed workers.
  */
 #include "runner.h"
 
 #include <dirent.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Threads of this process now. */
@@ -98,13 +102,32 @@ static bool all_parked(void *arg)
 	return atomic_load(&parked_inside) >= (int)(uintptr_t)arg;
 }
 
+/* Sends each counter a "get" (adds 1, answers its sum); the answers'
+ * total, or 0 if one did not come. */
+static uint64_t ask_all(const wk_id *ids, int n)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < n; i++)
+		if (!CHECK_EQ(t_send_u64(ids[i], 1), 0))
+			return 0;
+	for (int i = 0; i < n; i++) {
+		wk_msg *m = wk_recv_wait(NULL, NULL, T_PATIENCE);
+
+		if (!CHECK(m != NULL))
+			return 0;
+		sum += t_take_u64(m);
+	}
+	return sum;
+}
+
 TEST(stackful__counters_park_inside_nested_calls_and_all_answer)
 {
 	static wk_id ids[10000];
 	int n = (int)t_scaled(10000, 200);
 	int threads_before;
 	wk_spawn_opts o = stackful();
-	uint64_t sum = 0, want = 0;
+	uint64_t want = 0;
 
 	START(NULL);
 	main_id = wk_attach();
@@ -117,15 +140,8 @@ TEST(stackful__counters_park_inside_nested_calls_and_all_answer)
 	CHECKF(thread_count() <= threads_before, "%d threads, %d before",
 	       thread_count(), threads_before);
 	for (int i = 0; i < n; i++)
-		REQUIRE_EQ(t_send_u64(ids[i], 1), 0);
-	for (int i = 0; i < n; i++) {
-		wk_msg *m = wk_recv_wait(NULL, NULL, T_PATIENCE);
-
-		REQUIRE(m != NULL);
-		sum += t_take_u64(m);
 		want += (uint64_t)i + 1;
-	}
-	CHECK_EQ(sum, want);
+	CHECK_EQ(ask_all(ids, n), want);
 	CHECK_EQ(atomic_load(&answered), n);
 	for (int i = 0; i < n; i++)
 		t_send_u64(ids[i], 0);
@@ -321,6 +337,142 @@ TEST(stackful__stop_destroys_workers_parked_inside_their_steps)
 		CHECK_EQ(atomic_load(&ended_shutdown), n);
 		CHECK_EQ(wk_live_workers(), 0);
 	}
+}
+
+/* ------------------------------------------------------------ squeezing */
+
+/*
+ * With one resident stack per scheduler, nearly every parked worker is
+ * squeezed: its frames (wait_deep's patterns, four calls deep) and the
+ * binding's part (a block naming its stack) must come back whole, each
+ * time it runs, on whichever scheduler; a stop destroys the squeezed ones.
+ */
+static _Atomic int saves, drops, restores_seen, bad_blocks;
+
+static int sq_save(wk_stack *s, void *ctx)
+{
+	wk_stack **block = malloc(sizeof(*block));
+
+	if (!block)
+		return -1;
+	*block = s;
+	s->user_saved = block;
+	atomic_fetch_add(&saves, 1);
+	return 0;
+}
+static void sq_drop(wk_stack *s, void *ctx)
+{
+	if (!s->squeezed || !s->saved || s->saved_size == 0)
+		atomic_fetch_add(&bad_blocks, 1);
+	atomic_fetch_add(&drops, 1);
+}
+static void sq_restore(wk_stack *s, void *ctx)
+{
+	if (!s->user_saved || *(wk_stack **)s->user_saved != s)
+		atomic_fetch_add(&bad_blocks, 1);
+	atomic_fetch_add(&restores_seen, 1);
+}
+
+static bool saved_at_least(void *arg)
+{
+	return atomic_load(&saves) >= (int)(uintptr_t)arg;
+}
+
+static wk_config squeezing(void)
+{
+	wk_config c = t_config();
+
+	c.resident_stacks = 1;
+	c.stack_save = sq_save;
+	c.stack_drop = sq_drop;
+	c.stack_restore = sq_restore;
+	return c;
+}
+
+static uint64_t sched_sum(size_t offset)
+{
+	uint64_t n = 0;
+	wk_sched_stats st;
+
+	for (int i = 0; wk_stats(i, &st) == 0; i++)
+		n += *(uint64_t *)((char *)&st + offset);
+	return n;
+}
+
+/* The schedulers' count, which the squeezer adds to just after. */
+static bool squeezed_at_least(void *arg)
+{
+	return sched_sum(offsetof(wk_sched_stats, squeezes)) >= (uintptr_t)arg;
+}
+
+TEST(stackful__squeezed_stacks_come_back_whole)
+{
+	static wk_id ids[2000];
+	int n = (int)t_scaled(2000, 100);
+	wk_config c = squeezing();
+	wk_spawn_opts o = stackful();
+	uint64_t sum = 0, want = 0;
+
+	atomic_store(&parked_inside, 0);
+	atomic_store(&answered, 0);
+	atomic_store(&saves, 0);
+	atomic_store(&drops, 0);
+	atomic_store(&restores_seen, 0);
+	START(&c);
+	main_id = wk_attach();
+	for (int i = 0; i < n; i++)
+		REQUIRE((ids[i] = t_spawn_opts(counter, (void *)(uintptr_t)i, &o)));
+	REQUIRE(t_eventually(all_parked, (void *)(uintptr_t)n, T_PATIENCE));
+	REQUIRE(t_eventually(walk_sees, (void *)(uintptr_t)n, T_PATIENCE));
+	/* All but the last to park on each scheduler. */
+	CHECK(t_eventually(saved_at_least, (void *)(uintptr_t)(n - t_scheds),
+			   T_PATIENCE));
+	CHECK(t_eventually(squeezed_at_least, (void *)(uintptr_t)(n - t_scheds),
+			   T_PATIENCE));
+	/* Two rounds: each worker is restored, parks, is squeezed again. */
+	for (int round = 0; round < 2; round++) {
+		sum += ask_all(ids, n);
+		for (int i = 0; i < n; i++)
+			want += (uint64_t)i + 1 + (uint64_t)round;
+	}
+	CHECK_EQ(sum, want);
+	CHECK_EQ(atomic_load(&answered), 2 * n);
+	CHECK(sched_sum(offsetof(wk_sched_stats, restores)) >= (uint64_t)n);
+	for (int i = 0; i < n; i++)
+		t_send_u64(ids[i], 0);
+	CHECK(t_wait_all());
+	/* Each squeeze was whole and undone once (a worker that ended was
+	 * restored to run): none is left half done. */
+	CHECK_EQ(atomic_load(&saves), atomic_load(&drops));
+	CHECK_EQ(atomic_load(&restores_seen), atomic_load(&saves));
+	CHECK_EQ(atomic_load(&bad_blocks), 0);
+	wk_detach();
+}
+
+TEST(stackful__stop_destroys_squeezed_workers)
+{
+	wk_config c = squeezing();
+	wk_spawn_opts o = stackful();
+	int n = (int)t_scaled(1000, 100);
+
+	c.worker_end = count_end;
+	atomic_store(&parked_inside, 0);
+	atomic_store(&ended_shutdown, 0);
+	atomic_store(&saves, 0);
+	atomic_store(&drops, 0);
+	atomic_store(&restores_seen, 0);
+	START(&c);
+	for (int i = 0; i < n; i++)
+		REQUIRE(t_spawn_opts(wait_forever_inside, NULL, &o));
+	REQUIRE(t_eventually(walk_sees, (void *)(uintptr_t)n, T_PATIENCE));
+	/* The squeezes run just after each park: wait for them too. */
+	CHECK(t_eventually(saved_at_least, (void *)(uintptr_t)(n - t_scheds),
+			   T_PATIENCE));
+	REQUIRE_EQ(wk_stop(), 0);
+	CHECK_EQ(atomic_load(&ended_shutdown), n);
+	CHECK_EQ(wk_live_workers(), 0);
+	/* Restored to be freed: the binding gets its blocks back. */
+	CHECK_EQ(atomic_load(&restores_seen), atomic_load(&saves));
 }
 
 /* ------------------------------------------------------------ hooks */
