@@ -25,16 +25,18 @@ as source (FFI:CLINES then signals an error)."
 ;;; The runtime.
 
 (defun %start (schedulers arena-size run-slice worker-ended
-               preempt-interrupt budget-var preempt-ns)
+               preempt-interrupt budget-var preempt-ns resident-stacks)
   "wk_start with the binding's hooks; RUN-SLICE and WORKER-ENDED are the
 symbols of the Lisp functions the step and the worker-end hook call.
 PREEMPT-NS > 0 starts the preemption monitor: it interrupts a long slice
-with PREEMPT-INTERRUPT (a symbol) while BUDGET-VAR's value allows."
+with PREEMPT-INTERRUPT (a symbol) while BUDGET-VAR's value allows.
+RESIDENT-STACKS is wk_config's (0: the default, -1: never squeeze)."
   (ffi:c-inline (schedulers arena-size run-slice worker-ended
-                 preempt-interrupt budget-var preempt-ns)
-                (:int :unsigned-long :object :object :object :object :object)
+                 preempt-interrupt budget-var preempt-ns resident-stacks)
+                (:int :unsigned-long :object :object :object :object :object
+                 :int)
                 :int
-                "wkl_start(#0, #1, #2, #3, #4, #5, ecl_to_int64_t(#6))"
+                "wkl_start(#0, #1, #2, #3, #4, #5, ecl_to_int64_t(#6), #7)"
                 :one-liner t))
 
 (defun %preempt-point-p ()
@@ -49,6 +51,16 @@ START (tests and benchmarks)."
                 "{ uint64_t n = 0; wk_sched_stats st;
                    for (int i = 0; wk_stats(i, &st) == 0; i++) n += st.preempts;
                    @(return) = ecl_make_uint64_t(n); }"))
+
+(defun %squeezes ()
+  "How many parked stacks were squeezed, and how many restored, on all
+schedulers since START: two values (tests and benchmarks)."
+  (ffi:c-inline () () (values :object :object)
+                "{ uint64_t n = 0, r = 0; wk_sched_stats st;
+                   for (int i = 0; wk_stats(i, &st) == 0; i++) {
+                           n += st.squeezes; r += st.restores; }
+                   @(return 0) = ecl_make_uint64_t(n);
+                   @(return 1) = ecl_make_uint64_t(r); }"))
 
 (defun %preempt-signals ()
   "How many preemption interrupts (one signal each) the monitor has sent,

@@ -11,11 +11,17 @@
   "The number of scheduler threads; 0 when the runtime is stopped."
   (workers.ffi::%schedulers))
 
-(defun start (&key schedulers arena-size)
+(defun start (&key schedulers arena-size resident-stacks)
   "Starts the runtime: SCHEDULERS scheduler threads (default: the
 environment variable WORKERS_SCHEDULERS, else one per online CPU), each
 worker with an arena of ARENA-SIZE bytes (default 256 KiB).  Returns T, or
 NIL if the runtime was already running (it is left as it is).
+
+A worker that waits inside a function keeps its stack.  Each scheduler
+keeps the stacks of the last RESIDENT-STACKS such workers that parked on it
+in memory (default 1024); beyond them, the oldest still parked is squeezed:
+what its stack holds (a few KiB) is copied aside and its pages are given
+back, to be copied back when the worker runs again.  :ALL never squeezes.
 
 Every operation starts the runtime with the defaults if needed, so START is
 only needed to choose the options.  *PREEMPTION-BUDGET* is read here: NIL
@@ -24,6 +30,7 @@ and a TYPE-ERROR when *PREEMPTION-BUDGET* is neither NIL nor a positive
 real."
   (check-type schedulers (or null (integer 1 128)))
   (check-type arena-size (or null (integer 0)))
+  (check-type resident-stacks (or null (member :all) (integer 1 #.(1- (expt 2 31)))))
   (check-type *preemption-budget* (or null (real (0))))
   (%fork-snapshot-before-start)
   (mp:with-lock (*runtime-lock*)
@@ -31,7 +38,11 @@ real."
       (let ((rc (workers.ffi::%start (or schedulers 0) (or arena-size 0)
                                      '%run-slice '%worker-ended
                                      '%preempt-interrupt '*preemption-budget*
-                                     (%budget-ns *preemption-budget*))))
+                                     (%budget-ns *preemption-budget*)
+                                     (case resident-stacks
+                                       ((nil) 0)
+                                       (:all -1)
+                                       (t resident-stacks)))))
         (unless (zerop rc)
           (%core-error rc "Starting the workers runtime")))
       (setf *running* t))))

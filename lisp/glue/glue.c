@@ -173,7 +173,7 @@ static void worker_end(wk_id id, void *data, uintptr_t reason, void *ctx)
 
 int wkl_start(int schedulers, size_t arena_size, cl_object run_slice_fn,
 	      cl_object worker_ended_fn, cl_object preempt_fn,
-	      cl_object budget_var, int64_t preempt_ns)
+	      cl_object budget_var, int64_t preempt_ns, int resident_stacks)
 {
 	wk_config c;
 	int err;
@@ -188,6 +188,7 @@ int wkl_start(int schedulers, size_t arena_size, cl_object run_slice_fn,
 	worker_ended = worker_ended_fn;
 	c.schedulers = schedulers;
 	c.arena_size = arena_size;
+	c.resident_stacks = resident_stacks;
 	c.thread_start = thread_start;
 	c.thread_stop = thread_stop;
 	c.worker_end = worker_end;

@@ -171,7 +171,8 @@ uint64_t wkl_preempt_count(int which);
  */
 int wkl_start(int schedulers, size_t arena_size, cl_object run_slice,
 	      cl_object worker_ended, cl_object preempt_fn,
-	      cl_object budget_var, int64_t preempt_ns);
+	      cl_object budget_var, int64_t preempt_ns,
+	      int resident_stacks);
 
 /*
  * Spawns a Lisp worker: the binding's step with data (the worker's slot

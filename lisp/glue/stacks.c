@@ -72,6 +72,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -225,16 +226,28 @@ static size_t round_pages(size_t n)
 	return (n + page - 1) & ~(page - 1);
 }
 
+/* A block's parts, bytes, set once (wkl_stacks_install): the
+ * environment's pages, the table's and binding stack's, the frame
+ * stack's, and all of them (what stack_drop gives back). */
+static size_t env_size, bds_size, frs_size, block_size;
+
+static void block_layout(void)
+{
+	size_t table_size = table_entries * sizeof(cl_object);
+
+	env_size = round_pages(sizeof(struct cl_env_struct));
+	bds_size = round_pages(table_size +
+			       bds_entries * sizeof(struct ecl_bds_frame));
+	frs_size = round_pages(frs_entries * sizeof(struct ecl_frame));
+	block_size = env_size + bds_size + frs_size;
+}
+
 static bool env_block(struct env_block *b)
 {
 	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 	static char *slab, *end;
-	size_t env_size = round_pages(sizeof(struct cl_env_struct));
 	size_t table_size = table_entries * sizeof(cl_object);
-	size_t bds_size = round_pages(table_size +
-				      bds_entries * sizeof(struct ecl_bds_frame));
-	size_t frs_size = round_pages(frs_entries * sizeof(struct ecl_frame));
-	size_t each = env_size + bds_size + frs_size;
+	size_t each = block_size;
 	char *p = NULL;
 
 	pthread_mutex_lock(&lock);
@@ -434,6 +447,99 @@ static void stack_free(wk_stack *s, void *ctx)
 	}
 }
 
+/* ---------------------------------------------------------------- squeezing */
+
+/*
+ * A squeezed stack's environment (the core's squeezing, workers.h): the
+ * environment itself, the entries of its binding and frame stacks in
+ * use, and the bindings its own table holds (few: the rest of the table
+ * is unbound), copied to one malloc'd block, after which the whole
+ * env_block goes back to the OS.  The Lisp stack, the table ECL may have
+ * grown, the bignum registers are collectable memory and stay where they
+ * are: the copy of the environment points to them.
+ */
+struct saved_env {
+	size_t size;                 /* bytes, this header included      */
+	cl_index nbds, nfrs, npairs;
+	struct cl_env_struct env;
+	/* then nbds ecl_bds_frame, nfrs ecl_frame, npairs (index, value) */
+};
+
+static cl_object *own_table(cl_env_ptr e)
+{
+	return (cl_object *)e->bds_org - table_entries;
+}
+
+static int stack_save(wk_stack *s, void *ctx)
+{
+	cl_env_ptr e = s->user;
+	cl_object *table = own_table(e);
+	bool own = e->thread_local_bindings == table;
+	cl_index nbds = (cl_index)(e->bds_top + 1 - e->bds_org);
+	cl_index nfrs = (cl_index)(e->frs_top + 1 - e->frs_org);
+	cl_index npairs = 0;
+	struct saved_env *v;
+	size_t size;
+	char *p;
+
+	if (own)
+		for (cl_index i = 0; i < table_entries; i++)
+			npairs += table[i] != ECL_NO_TL_BINDING;
+	size = sizeof(*v) + nbds * sizeof(struct ecl_bds_frame) +
+	       nfrs * sizeof(struct ecl_frame) + npairs * 2 * sizeof(cl_object);
+	if (!(v = malloc(size)))
+		return -1;
+	v->size = size;
+	v->nbds = nbds;
+	v->nfrs = nfrs;
+	v->npairs = npairs;
+	memcpy(&v->env, e, sizeof(*e));
+	p = (char *)(v + 1);
+	memcpy(p, e->bds_org, nbds * sizeof(struct ecl_bds_frame));
+	p += nbds * sizeof(struct ecl_bds_frame);
+	memcpy(p, e->frs_org, nfrs * sizeof(struct ecl_frame));
+	p += nfrs * sizeof(struct ecl_frame);
+	if (own) {
+		cl_object *pair = (cl_object *)p;
+
+		for (cl_index i = 0; i < table_entries; i++)
+			if (table[i] != ECL_NO_TL_BINDING) {
+				*pair++ = (cl_object)(uintptr_t)i;
+				*pair++ = table[i];
+			}
+	}
+	s->user_saved = v;
+	return 0;
+}
+
+static void stack_drop(wk_stack *s, void *ctx)
+{
+	madvise(s->user, block_size, MADV_DONTNEED);
+}
+
+static void stack_restore(wk_stack *s, void *ctx)
+{
+	cl_env_ptr e = s->user;
+	const struct saved_env *v = s->user_saved;
+	const char *p = (const char *)(v + 1);
+	cl_object *table;
+
+	memcpy(e, &v->env, sizeof(*e));
+	memcpy(e->bds_org, p, v->nbds * sizeof(struct ecl_bds_frame));
+	p += v->nbds * sizeof(struct ecl_bds_frame);
+	memcpy(e->frs_org, p, v->nfrs * sizeof(struct ecl_frame));
+	p += v->nfrs * sizeof(struct ecl_frame);
+	table = own_table(e);
+	if (e->thread_local_bindings == table) {
+		const cl_object *pair = (const cl_object *)p;
+
+		for (cl_index i = 0; i < table_entries; i++)
+			table[i] = ECL_NO_TL_BINDING;
+		for (cl_index i = 0; i < v->npairs; i++, pair += 2)
+			table[(uintptr_t)pair[0]] = pair[1];
+	}
+}
+
 /* ---------------------------------------------------------------- collector */
 
 /*
@@ -452,10 +558,8 @@ static void stack_free(wk_stack *s, void *ctx)
  * stored the new array, already a full copy, and not yet the top, which
  * still points into the old array.  Then the whole new array is pushed.
  */
-static void mark_env(cl_env_ptr e)
+static void mark_lisp_stack(cl_object *base, cl_object *top)
 {
-	cl_object *base = e->stack, *top = e->stack_top;
-
 	if (base) { /* NULL until new_env made it */
 		cl_object *end = base + GC_size(base) / sizeof(cl_object);
 
@@ -464,12 +568,17 @@ static void mark_env(cl_env_ptr e)
 		GC_push_all_eager(base, top);
 		GC_set_mark_bit(base);
 	}
+}
+
+static void mark_env(cl_env_ptr e)
+{
+	mark_lisp_stack(e->stack, e->stack_top);
 	GC_push_all_eager(e->frs_org, e->frs_top + 1);
 	GC_push_all_eager(e->bds_org, e->bds_top + 1);
 	GC_push_all_eager((void *)e, (void *)(e + 1));
 	/* The table env_block made, unless ECL has grown it into a vector
 	 * of its own (reachable from bindings_array, pushed above). */
-	cl_object *table = (cl_object *)e->bds_org - table_entries;
+	cl_object *table = own_table(e);
 
 	if (e->thread_local_bindings == table)
 		GC_push_all_eager(table, table + table_entries);
@@ -479,6 +588,14 @@ static void push_stack(wk_stack *s, void *arg)
 {
 	char *sp = __atomic_load_n((char **)&s->sp, __ATOMIC_RELAXED);
 
+	if (s->squeezed) { /* its pages are gone: the copies (stack.c) */
+		const struct saved_env *v = s->user_saved;
+
+		mark_lisp_stack(v->env.stack, v->env.stack_top);
+		GC_push_all_eager((void *)v, (char *)v + v->size);
+		GC_push_all_eager(s->saved, (char *)s->saved + s->saved_size);
+		return;
+	}
 	if (s->user && !s->native)
 		mark_env(s->user);
 	if (sp && sp < s->hi)
@@ -561,6 +678,7 @@ int wkl_stacks_install(void)
 		      2 * bds_margin;
 	frs_entries = (cl_index)ecl_option_values[ECL_OPT_FRAME_STACK_SIZE] +
 		      2 * frs_margin;
+	block_layout();
 	if (wkl_chain_signal(sig, suspend_handler, &gc_suspend_next))
 		return -WK_ESTATE;
 	next_push_roots = GC_get_push_other_roots();
@@ -576,6 +694,9 @@ void wkl_stacks_config(wk_config *c)
 	c->stack_leave = stack_leave;
 	c->stack_enter = stack_enter;
 	c->stack_free = stack_free;
+	c->stack_save = stack_save;
+	c->stack_drop = stack_drop;
+	c->stack_restore = stack_restore;
 }
 
 void wkl_stacks_reset_limits(cl_env_ptr env)

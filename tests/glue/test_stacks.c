@@ -11,7 +11,8 @@
  * could grow (replace) it meanwhile.  The tests take the address, yield,
  * and store, as such code does around a preemption.  The one binding a
  * thread gives its code, MP:*CURRENT-PROCESS*, is the thread's wherever
- * a worker runs.
+ * a worker runs.  A squeezed stack (its environment copied aside, its
+ * pages given back) comes back with its bindings, frames and data.
  */
 #include "tg.h"
 
@@ -410,4 +411,89 @@ TEST_SCHED1(stacks__an_interrupt_inside_a_push_leaves_the_value_on_the_stack)
 	CHECK(atomic_load(&pushed_many));
 	CHECK_EQ(atomic_load(&stack_moved), 0);
 	CHECK_EQ(atomic_load(&push_kept), 1);
+}
+
+/* ------------------------------------------------------------ squeezing */
+
+#define SQUEEZED 200
+static atomic_int squeeze_parked, squeeze_whole, squeeze_found[SQUEEZED];
+static wk_id squeeze_ids[SQUEEZED];
+
+/*
+ * Each worker binds the special to its own number, establishes a CATCH,
+ * holds a fresh list (a bignum in it), and parks in wk_recv_wait: with
+ * one resident stack, the others are squeezed, environment and all.
+ * Resumed, it looks at each, and throws to its catch.
+ */
+static cl_object squeeze_slice(cl_object index)
+{
+	cl_env_ptr volatile env = ecl_process_env();
+	volatile cl_fixnum i = ecl_fixnum(index) % SQUEEZED;
+	cl_object tag = ecl_make_fixnum(1000 + i);
+
+	ecl_bds_bind(env, special, ecl_make_fixnum(i));
+	ECL_CATCH_BEGIN(env, tag) {
+		cl_object data = cl_list(3, ecl_make_fixnum(i),
+					 cl_make_string(1, ecl_make_fixnum(9)),
+					 cl_expt(ecl_make_fixnum(10),
+						 ecl_make_fixnum(40 + i % 5)));
+		struct ecl_frame *frs = env->frs_top;
+		wk_msg *m;
+
+		atomic_fetch_add(&squeeze_parked, 1);
+		m = wk_recv_wait(NULL, NULL, T_PATIENCE);
+		if (CHECK(m != NULL))
+			wk_msg_free(m);
+		env = ecl_process_env(); /* the same: the stack's own */
+		atomic_store(&squeeze_found[i],
+			     env->frs_top == frs &&
+			     ECL_SYM_VAL(env, special) == ecl_make_fixnum(i) &&
+			     ecl_fixnum(ecl_car(data)) == i &&
+			     ecl_length(ecl_cadr(data)) == 9 &&
+			     ecl_number_equalp(ecl_caddr(data),
+					       cl_expt(ecl_make_fixnum(10),
+						       ecl_make_fixnum(40 + i % 5))));
+		cl_throw(tag);
+	} ECL_CATCH_END;
+	ecl_bds_unwind1(env);
+	if (atomic_load(&squeeze_found[i]) &&
+	    ECL_SYM_VAL(env, special) == keyword("GLOBAL"))
+		atomic_fetch_add(&squeeze_whole, 1);
+	return ecl_make_fixnum(WK_DONE);
+}
+
+static bool all_squeeze_parked(void *unused)
+{
+	return atomic_load(&squeeze_parked) >= SQUEEZED;
+}
+
+static bool squeezed_enough(void *unused)
+{
+	wk_sched_stats st;
+	uint64_t n = 0;
+
+	for (int i = 0; wk_stats(i, &st) == 0; i++)
+		n += st.squeezes;
+	return n >= (uint64_t)(SQUEEZED - t_scheds);
+}
+
+TEST(stacks__a_squeezed_stack_comes_back_with_bindings_frames_and_data)
+{
+	tg_boot();
+	special = ecl_make_symbol("TG-SPECIAL", "CL-USER");
+	cl_set(special, keyword("GLOBAL"));
+	tg_resident_stacks = 1;
+	REQUIRE(tg_start(squeeze_slice, NULL));
+	for (uintptr_t slot = 0; slot < SQUEEZED; slot++)
+		REQUIRE_EQ(wkl_spawn(slot + 1, WK_SCHED_ANY, WK_MODE_COPY, 0,
+				     &squeeze_ids[slot]), 0);
+	REQUIRE(t_eventually(all_squeeze_parked, NULL, T_PATIENCE));
+	REQUIRE(t_eventually(squeezed_enough, NULL, T_PATIENCE));
+	for (int k = 0; k < 3; k++)
+		tg_gc();
+	for (int slot = 0; slot < SQUEEZED; slot++)
+		REQUIRE_EQ(t_send_u64(squeeze_ids[slot], 1), 0);
+	REQUIRE(t_wait_all());
+	CHECK_EQ(atomic_load(&squeeze_whole), SQUEEZED);
+	CHECK(ecl_symbol_value(special) == keyword("GLOBAL"));
 }

@@ -45,6 +45,8 @@ static cl_object ignore_end(cl_object data, cl_object id, cl_object reason)
 	return ECL_NIL;
 }
 
+int tg_resident_stacks;
+
 bool tg_start_preempting(cl_objectfn_fixed run_slice,
 			 cl_objectfn_fixed worker_ended,
 			 cl_objectfn_fixed interrupt, cl_object budget_var,
@@ -55,7 +57,8 @@ bool tg_start_preempting(cl_objectfn_fixed run_slice,
 	cl_object b = tg_defun("TG-WORKER-ENDED", worker_ended ? worker_ended
 							       : (cl_objectfn_fixed)ignore_end, 3);
 	cl_object c = interrupt ? tg_defun("TG-PREEMPT", interrupt, 0) : ECL_NIL;
-	int rc = wkl_start(t_scheds, 0, a, b, c, budget_var, budget_ns);
+	int rc = wkl_start(t_scheds, 0, a, b, c, budget_var, budget_ns,
+			   tg_resident_stacks);
 
 	return CHECKF(rc == 0, "wkl_start: %s", wk_strerror(rc));
 }

@@ -53,6 +53,9 @@ bool tg_start_preempting(cl_objectfn_fixed run_slice,
 			 cl_objectfn_fixed interrupt, cl_object budget_var,
 			 int64_t budget_ns);
 
+/* wk_config's resident_stacks for the next tg_start (0: the default). */
+extern int tg_resident_stacks;
+
 /* Runs fn(arg) on n threads imported into ECL, and joins them. */
 void tg_on_lisp_threads(int n, void *(*fn)(void *), void *const *args);
 

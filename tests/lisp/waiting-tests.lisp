@@ -167,6 +167,111 @@ a function; forced collections meanwhile lose none of it."
     (dolist (w workers) (send w :go))
     (is (= n (count :intact (loop repeat n collect (next-message)))))))
 
+;;; Squeezed stacks: with one resident stack per scheduler, nearly every
+;;; worker parked inside a function has its stack and environment copied
+;;; aside and its pages given back, then copied back when it runs.
+
+(defmacro define-squeezing-test (name docstring &body body)
+  "Like DEFINE-CONCURRENCY-TEST, but BODY runs on a runtime started with
+:RESIDENT-STACKS 1, stopped after it (the next test starts its own)."
+  `(progn
+     ,@(loop for count in *scheduler-counts*
+             collect `(test (,(intern (format nil "~A/~D" name count))
+                             :suite ,(scheduler-suite count))
+                        ,docstring
+                        (stop)
+                        (start :schedulers ,count :resident-stacks 1)
+                        (unwind-protect (progn (drain-messages) ,@body)
+                          (stop))))))
+
+(defun squeezed-worker (parent i)
+  "Binds *WHOSE*, holds fresh data, a CATCH, a handler and a cleanup, and
+waits two calls deep; then reports what it finds of each."
+  (let ((*whose* i)
+        (data (list i (make-string 7 :initial-element #\q) (expt 10 (+ 30 (mod i 7)))))
+        (cleaned nil))
+    (flet ((report (caught)
+             (send parent (list :report i
+                                (and (eql *whose* i)
+                                     (eql (first data) i)
+                                     (string= (second data) "qqqqqqq")
+                                     (eql (third data) (expt 10 (+ 30 (mod i 7)))))
+                                caught))))
+      (unwind-protect
+           (let ((caught (catch 'tag
+                           (handler-case
+                               (progn (wait-two-deep) (error "after ~D" i))
+                             (error (c) (throw 'tag (princ-to-string c)))))))
+             (setf cleaned t)
+             (report caught))
+        (send parent (list :cleaned i cleaned))))))
+
+(defun wait-two-deep ()
+  (flet ((inner () (receive (:go :went))))
+    (inner)))
+
+(define-squeezing-test waiting--squeezed-workers-come-back-whole
+    "300 workers parked inside a function with a special binding, fresh
+data (a bignum among it), a CATCH, a handler and an UNWIND-PROTECT are
+squeezed (one resident stack per scheduler); after forced collections
+each resumes with all of it intact, twice over."
+  (let* ((me (self))
+         (n 300)
+         (workers (loop for i below n collect (spawn #'squeezed-worker me i))))
+    (is-true (wait-until (lambda () (every (lambda (w) (eq (worker-state w) :waiting)) workers))))
+    (is-true (wait-until (lambda () (>= (workers.ffi::%squeezes) (- n (scheduler-count))))))
+    (dotimes (k 3) (si:gc t))
+    (dolist (w workers) (send w :go))
+    (let ((reports (loop repeat (* 2 n) collect (next-message))))
+      (is (= n (count-if (lambda (m)
+                           (and (eq (first m) :report) (third m)
+                                (equal (fourth m) (format nil "after ~D" (second m)))))
+                         reports)))
+      (is (= n (count-if (lambda (m) (and (eq (first m) :cleaned) (third m))) reports))))
+    (is (>= (nth-value 1 (workers.ffi::%squeezes)) (- n (scheduler-count))))
+    (is (eq :nobody *whose*))))
+
+(define-squeezing-test waiting--a-squeezed-worker-answers-calls-again-and-again
+    "Function-style counters, each squeezed between messages, keep their
+count over 20 rounds of CALL-like exchanges."
+  (let* ((me (self))
+         (n 200)
+         (counters (loop repeat n collect (spawn #'counter-loop 0))))
+    (dotimes (round 20)
+      (dolist (c counters) (send c (list :add 1)))
+      (dolist (c counters) (send c (list :get me)))
+      (is (= n (count-if (lambda (m) (and (eq (first m) :count) (eql (third m) (1+ round))))
+                         (loop repeat n collect (next-message))))))
+    (dolist (c counters) (send c :stop))
+    (is (equal (make-list n :initial-element 20)
+               (mapcar (lambda (c) (join c :timeout *long*)) counters)))
+    (is (plusp (nth-value 1 (workers.ffi::%squeezes))))))
+
+(define-squeezing-test waiting--stop-ends-squeezed-workers
+    "STOP ends workers that are squeezed while each holds a special
+binding: they end :SHUTDOWN, the global value is untouched, and the
+runtime starts again with stacks that work."
+  (let* ((n 100)
+         (count (scheduler-count))
+         (workers (loop for i below n
+                        collect (let ((i i))
+                                  (spawn (lambda () (let ((*whose* i)) (wait-two-deep))))))))
+    (is-true (wait-until (lambda () (every (lambda (w) (eq (worker-state w) :waiting)) workers))))
+    (is-true (wait-until (lambda () (>= (workers.ffi::%squeezes) (- n (scheduler-count))))))
+    (stop)
+    (is (every (lambda (w) (eq :shutdown (worker-exit-reason w))) workers))
+    (is (eq :nobody *whose*))
+    (start :schedulers count :resident-stacks 1)
+    (let ((again (loop for i below n
+                       collect (let ((i i))
+                                 (spawn (lambda ()
+                                          (let ((*whose* (- i)))
+                                            (wait-two-deep)
+                                            *whose*)))))))
+      (dolist (w again) (send w :go))
+      (is (equal (loop for i below n collect (- i))
+                 (mapcar (lambda (w) (join w :timeout *long*)) again))))))
+
 ;;; SLEEP.
 
 (define-concurrency-test waiting--sleep-parks-the-worker
