@@ -454,7 +454,8 @@ static void stack_free(wk_stack *s, void *ctx)
  * environment itself, the entries of its binding and frame stacks in
  * use, and the bindings its own table holds (few: the rest of the table
  * is unbound), copied to one malloc'd block, after which the whole
- * env_block goes back to the OS.  The Lisp stack, the table ECL may have
+ * env_block goes back to the OS.  Not a stack parked with interrupts off
+ * in C (stack_save).  The Lisp stack, the table ECL may have
  * grown, the bignum registers are collectable memory and stay where they
  * are: the copy of the environment points to them.
  */
@@ -482,6 +483,11 @@ static int stack_save(wk_stack *s, void *ctx)
 	size_t size;
 	char *p;
 
+	/* Parked with interrupts off in C: ECL may have write-protected the
+	 * environment (ECL_USE_MPROTECT) to catch its next write, which a
+	 * restore on another thread would make, not its worker. */
+	if (e->disable_interrupts)
+		return -1;
 	if (own)
 		for (cl_index i = 0; i < table_entries; i++)
 			npairs += table[i] != ECL_NO_TL_BINDING;
