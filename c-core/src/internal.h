@@ -342,7 +342,12 @@ struct wkint_tls {
 	struct wkint_stack *cache[4];      /* stacks kept for this thread    */
 	int ncache;
 };
-extern __thread struct wkint_tls wkint_tls;
+/* Initial-exec: a binding loads the core into a shared object (ECL's
+ * fas), where the default model calls __tls_get_addr on every read, a
+ * few per message; this one struct fits the static TLS glibc keeps for
+ * such objects. */
+extern __thread struct wkint_tls wkint_tls
+	__attribute__((tls_model("initial-exec")));
 /* &wkint_tls, read anew: for frames that live across a stack switch. */
 struct wkint_tls *wkint_tls_now(void);
 

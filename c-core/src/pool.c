@@ -100,7 +100,12 @@ struct block {
 static _Atomic(struct block *) blocks;
 
 static __thread struct cache caches[NPOOLS];
-static __thread bool cache_registered;
+/* &caches once registered for the thread's exit, else NULL.  Read on
+ * every call: initial-exec, so that a shared object holding the core (a
+ * binding's) does not call __tls_get_addr for it (caches, too large for
+ * the static TLS glibc keeps for such objects, stays general). */
+static __thread struct cache *my_caches
+	__attribute__((tls_model("initial-exec")));
 static pthread_key_t flush_key;
 static pthread_once_t flush_once = PTHREAD_ONCE_INIT;
 
@@ -164,7 +169,7 @@ static void flush(void *unused)
 		c->head = NULL;
 		c->count = 0;
 	}
-	cache_registered = false;
+	my_caches = NULL;
 }
 
 static void make_key(void)
@@ -172,12 +177,12 @@ static void make_key(void)
 	pthread_key_create(&flush_key, flush);
 }
 
-static void register_cache(void)
+static struct cache *register_cache(void)
 {
 	pthread_once(&flush_once, make_key);
 	/* Any non-NULL value makes the destructor run at thread exit. */
 	pthread_setspecific(flush_key, (void *)1);
-	cache_registered = true;
+	return my_caches = caches;
 }
 
 static void remember(struct block *b)
@@ -213,12 +218,10 @@ static struct chain *new_chain(struct pool *p)
 
 void *wkint_pool_alloc(int pool)
 {
-	struct cache *c = &caches[pool];
+	struct cache *c = (my_caches ? my_caches : register_cache()) + pool;
 	struct chain *o = c->head;
 
 	if (!o) {
-		if (!cache_registered)
-			register_cache();
 		if ((o = c->full))
 			c->full = NULL;
 		else if (!(o = stack_pop(&pools[pool])))
@@ -238,11 +241,9 @@ void *wkint_pool_alloc(int pool)
 
 void wkint_pool_free(int pool, void *obj)
 {
-	struct cache *c = &caches[pool];
+	struct cache *c = (my_caches ? my_caches : register_cache()) + pool;
 	struct chain *o = obj;
 
-	if (!cache_registered)
-		register_cache();
 	o->next = c->head;
 	c->head = o;
 	if (++c->count < BATCH)

@@ -111,7 +111,7 @@
 #define SPARE_MAX 64 /* ECL dies past ~254 threads: stay well below */
 #define WOKEN_GRACE_NS 1000000 /* a step seen this long loses its wakee */
 
-__thread struct wkint_tls wkint_tls;
+__thread struct wkint_tls wkint_tls __attribute__((tls_model("initial-exec")));
 
 /* Idle accounting, read on pushes to decide whether to wake a thief. */
 static struct {

@@ -129,8 +129,10 @@ struct send_slot {
 
 static struct send_slot send_slots[SEND_SLOTS];
 static _Atomic uint32_t send_slots_used; /* high-water mark */
-static __thread struct send_slot *my_send_slot;
-static __thread bool my_send_slot_tried;
+static __thread struct send_slot *my_send_slot
+	__attribute__((tls_model("initial-exec")));
+static __thread bool my_send_slot_tried
+	__attribute__((tls_model("initial-exec")));
 static pthread_key_t send_slot_key;
 static pthread_once_t send_slot_once = PTHREAD_ONCE_INIT;
 
