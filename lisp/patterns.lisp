@@ -104,6 +104,18 @@ the value of VAR, which is known to match PATTERN."
          (declare (ignorable ,@(mapcar #'first bindings)))
          ,@forms))))
 
+(defun %constant-unless-guarded (guarded matcher)
+  "MATCHER's lambda form, made once at load time when a file is compiled
+and no clause is GUARDED.  ECL makes a function object each time it
+evaluates a LAMBDA form, free variables or not (64 bytes, on every
+RECEIVE); a matcher refers to no variable of its caller's but through a
+guard (patterns hold constants and bind their own variables).  Not under
+COMPILE or EVAL: ECL would evaluate the LOAD-TIME-VALUE form with its
+bytecode interpreter, and every match would be interpreted."
+  (if (or guarded (null *compile-file-truename*))
+      matcher
+      `(load-time-value ,matcher t)))
+
 (defun %receive-parts (clauses wrap-body)
   "Returns the matcher form, the runner form, the timeout form and the
 after-thunk form of a RECEIVE with CLAUSES.  WRAP-BODY turns a clause's
@@ -115,14 +127,16 @@ body forms into the forms the runner runs."
                             (multiple-value-list (%parse-clause clause)))
                           message-clauses)))
       (values
-       `(lambda (,message)
-          (declare (ignorable ,message))
-          (or ,@(loop for (pattern guard) in parsed
-                      for i from 0
-                      collect (%match-form pattern message '()
-                                           (lambda (seen)
-                                             (declare (ignore seen))
-                                             `(when ,guard ,i))))))
+       (%constant-unless-guarded
+        (some (lambda (clause) (not (eq (second clause) t))) parsed)
+        `(lambda (,message)
+           (declare (ignorable ,message))
+           (or ,@(loop for (pattern guard) in parsed
+                       for i from 0
+                       collect (%match-form pattern message '()
+                                            (lambda (seen)
+                                              (declare (ignore seen))
+                                              `(when ,guard ,i)))))))
        `(lambda (,index ,message)
           (declare (ignorable ,index ,message) (fixnum ,index))
           (case ,index
