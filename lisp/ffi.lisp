@@ -204,6 +204,7 @@ and the object (or the decoder's complaint)."
 	@(return 1) = obj;
     }"))
 
+(declaim (inline %recv-wait))
 (defun %recv-wait (timeout-ns)
   "Like %RECV but waits up to TIMEOUT-NS (negative: forever) for a message;
 +RECV-EMPTY+ on timeout.  The caller defers interrupts."
@@ -224,6 +225,11 @@ the core's negative code (-WK_ETIMEDOUT, -WK_ESTATE, -WK_ENOMEM)."
 (defun %mailbox-count ()
   "The number of messages in the calling worker's C mailbox."
   (ffi:c-inline () () :unsigned-long "wk_mailbox_count()" :one-liner t))
+
+(declaim (inline %mailbox-count-fixnum))
+(defun %mailbox-count-fixnum ()
+  "%MAILBOX-COUNT as a fixnum (a mailbox never holds 2^62 messages)."
+  (ffi:c-inline () () :fixnum "(cl_fixnum)wk_mailbox_count()" :one-liner t))
 
 (declaim (inline %mailbox-empty-p))
 (defun %mailbox-empty-p ()

@@ -132,7 +132,7 @@ message; NIL if none matches."
         for cell = (%w inbox-head worker) then (cdr cell)
         while cell
         do (let* ((message (car cell))
-                  (found (funcall (the function matcher) message)))
+                  (found (funcall matcher message)))
              (when found
                (let ((next (cdr cell)))
                  (if prev
@@ -170,7 +170,7 @@ worker it was for."
     (%deferring (status object) (workers.ffi::%recv)
       (unless (%received status object)
         (return nil))
-      (let ((index (funcall (the function matcher) object)))
+      (let ((index (funcall matcher object)))
         (if index
             (return (values index object))
             (%inbox-push worker object))))))
@@ -210,9 +210,15 @@ C mailbox one at a time: with the C mailbox counted too, a mailbox that
 may warn (or has warned) is drained, which checks it."
   (let ((mark *mailbox-high-water*))
     (when (and mark
-               (or (plusp (%w warned-at worker))
-                   (>= (+ (workers.ffi::%mailbox-count) (%w inbox-count worker))
-                       mark)))
+               (or (plusp (the fixnum (%w warned-at worker)))
+                   ;; Fixnum arithmetic for the usual mark: this runs at
+                   ;; every RECEIVE.
+                   (if (typep mark 'fixnum)
+                       (>= (the fixnum (+ (the fixnum (workers.ffi::%mailbox-count-fixnum))
+                                          (the fixnum (%w inbox-count worker))))
+                           mark)
+                       (>= (+ (workers.ffi::%mailbox-count) (%w inbox-count worker))
+                           mark))))
       (%drain worker))))
 
 ;;; Deadlines.
@@ -290,7 +296,8 @@ clause filed in the inbox)."
   (let ((worker (self))
         (deadline (%deadline timeout)))
     (loop
-      (%check-signals worker)
+      (when (or *stopping* (%w pending-exit worker)) ; what %CHECK-SIGNALS acts on
+        (%check-signals worker))
       (%check-mailbox-size worker)
       (multiple-value-bind (index message) (%next-message worker matcher)
         (when index
@@ -303,7 +310,7 @@ clause filed in the inbox)."
             ;; through the inbox for the one it waited for.
             (let ((message (%park-inside worker remaining)))
               (when message
-                (let ((index (funcall (the function matcher) message)))
+                (let ((index (funcall matcher message)))
                   (if index
                       (return (values index message))
                       (%inbox-push worker message)))))

@@ -209,6 +209,7 @@ codec when it decodes a worker; never signals for a well-formed integer."
 (defvar *thread-workers* (make-hash-table :test 'eq :weakness :key)
   "Thread (MP:PROCESS) -> its attached worker, under WITH-REGISTRY-LOCK.")
 
+(declaim (inline self))
 (defun self ()
   "The calling worker.  In a thread that runs no worker (the REPL, or a
 thread of your own), a worker standing for that thread, made on first use,

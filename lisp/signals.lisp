@@ -114,7 +114,7 @@ on a pending fatal exit signal.  In a slice it leaves the slice; in a
 thread it signals EXIT-SIGNAL, once per signal."
   (when (and *current-worker* *stopping*)
     (throw '%abort-slice :shutdown))
-  (let ((pending (worker-pending-exit worker)))
+  (let ((pending (%w pending-exit worker)))
     (when pending
       (if *current-worker*
           (throw '%abort-slice (car pending))
