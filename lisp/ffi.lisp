@@ -226,10 +226,12 @@ the core's negative code (-WK_ETIMEDOUT, -WK_ESTATE, -WK_ENOMEM)."
   "The number of messages in the calling worker's C mailbox."
   (ffi:c-inline () () :unsigned-long "wk_mailbox_count()" :one-liner t))
 
-(declaim (inline %mailbox-count-fixnum))
-(defun %mailbox-count-fixnum ()
-  "%MAILBOX-COUNT as a fixnum (a mailbox never holds 2^62 messages)."
-  (ffi:c-inline () () :fixnum "(cl_fixnum)wk_mailbox_count()" :one-liner t))
+(declaim (inline %mailbox-count-reaches-p))
+(defun %mailbox-count-reaches-p (more mark)
+  "True when the calling worker's C mailbox holds MARK - MORE messages or
+more (MORE and MARK fixnums): in C, without ECL's generic arithmetic."
+  (ffi:c-inline (more mark) (:fixnum :fixnum) :bool
+                "(cl_fixnum)wk_mailbox_count() + #0 >= #1" :one-liner t))
 
 (declaim (inline %mailbox-empty-p))
 (defun %mailbox-empty-p ()

@@ -214,9 +214,7 @@ may warn (or has warned) is drained, which checks it."
                    ;; Fixnum arithmetic for the usual mark: this runs at
                    ;; every RECEIVE.
                    (if (typep mark 'fixnum)
-                       (>= (the fixnum (+ (the fixnum (workers.ffi::%mailbox-count-fixnum))
-                                          (the fixnum (%w inbox-count worker))))
-                           mark)
+                       (workers.ffi::%mailbox-count-reaches-p (%w inbox-count worker) mark)
                        (>= (+ (workers.ffi::%mailbox-count) (%w inbox-count worker))
                            mark))))
       (%drain worker))))
@@ -379,7 +377,9 @@ its time counts from the end of the first message."
         (runner (%slot receive-slice runner slice))
         (budget (%slice-budget '*slice-messages* *slice-messages*))
         (end nil))
-    (declare (fixnum budget))
+    ;; Never negative (the loop ends at 0): DECF is then a machine
+    ;; subtraction, not ECL's generic one.
+    (declare (type (integer 0 #.most-positive-fixnum) budget))
     (loop
       (multiple-value-bind (status values) (funcall (the function runner) index message)
         (when (eq status :stop)

@@ -92,6 +92,7 @@ given to EXIT, :KILLED or :SHUTDOWN."
       (funcall (the function init))))
   (let* ((slices (%w slices worker))
          (pc (%w pc worker)))
+    (declare (type (integer 0 #.(ash most-positive-fixnum -1)) pc))
     (if (>= pc (length slices))
         (%slice-done worker '(nil))     ; no forms: NIL, like PROGN
         (let ((slice (svref slices pc)))
@@ -103,7 +104,7 @@ given to EXIT, :KILLED or :SHUTDOWN."
 
 (defun %slice-done (worker values)
   "After a slice that finished: next slice, or the end with VALUES."
-  (let ((pc (1+ (%w pc worker))))
+  (let ((pc (1+ (the (integer 0 #.(ash most-positive-fixnum -1)) (%w pc worker)))))
     (setf (%w pc worker) pc)
     (cond ((>= pc (length (%w slices worker)))
            (setf (worker-result worker) values
