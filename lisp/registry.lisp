@@ -169,6 +169,7 @@ knows.  No lock: a slot's index is stable, and a grown *SLOTS* is published
 before any worker in it is spawned."
   (let ((data (workers.ffi::%data-of id))
         (slots *slots*))
+    (declare (fixnum data))
     (when (<= 1 data (length slots))
       (let ((worker (svref slots (1- data))))
         (and (%worker-p worker) (eql (%w id worker) id) worker)))))
@@ -177,7 +178,9 @@ before any worker in it is spawned."
   "The worker object this image has for ID, or NIL.  An id of another
 node's worker (transport.lisp) is looked up where its node's pids are
 kept (terms.lisp), so that it too is one object however it arrives."
-  (and (typep id '(unsigned-byte 64))
+  (and (if (typep id 'fixnum)            ; the usual id: no bignum compare
+           (>= id 0)
+           (typep id '(unsigned-byte 64)))
        (if (plusp (%node-of id))
            (%known-remote-worker id)
            (or (%live-spawned-worker id)
