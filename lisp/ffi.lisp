@@ -68,6 +68,14 @@ since the program started; a refused point counts too (benchmarks)."
   (ffi:c-inline () () :object "ecl_make_uint64_t(wkl_preempt_count(WKL_PREEMPT_SIGNALS))"
                 :one-liner t))
 
+(defun %preempt-c-off-where ()
+  "Where the last preemption signal dropped for interrupts off in C caught
+its thread: a string naming the library and symbol (tests' reports)."
+  (ffi:c-inline () () :object
+                "{ char buf[512];
+                   wkl_preempt_c_off_where(buf, sizeof buf);
+                   @(return) = ecl_make_simple_base_string(buf, -1); }"))
+
 (defun %preempt-counts ()
   "What became of the preemption interrupts since the program started, as
 a plist: points refused by cause, yields that failed, and the signals of

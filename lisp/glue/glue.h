@@ -151,6 +151,9 @@ enum {
 	WKL_PREEMPT_NCOUNTS
 };
 uint64_t wkl_preempt_count(int which);
+/* Where the last WKL_PREEMPT_C_OFF signal caught its thread, as text in
+ * buf (dladdr's library and symbol): snprintf's answer. */
+int wkl_preempt_c_off_where(char *buf, size_t size);
 
 /* ---------------------------------------------------------------- runtime */
 

@@ -64,7 +64,9 @@
  */
 #include "glue.h"
 
+#include <dlfcn.h>
 #include <link.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdatomic.h>
@@ -223,6 +225,44 @@ static uintptr_t pc_of(void *uc)
  * (a budget of NIL at START) ECL's way stays, as nothing would signal
  * again.
  */
+/* The last signal dropped so (WKL_PREEMPT_C_OFF): where it caught its
+ * thread, what disable_interrupts held, and whether the environment was
+ * the thread's own (ECL's) rather than a pooled stack's.  For a test's
+ * report when a slice was never cut (wkl_preempt_c_off_where). */
+static _Atomic uintptr_t c_off_pc;
+static _Atomic int c_off_value, c_off_own;
+
+static void note_c_off(cl_env_ptr env, void *uc)
+{
+	cl_object process = self_preemptee ? self_preemptee->process : ECL_NIL;
+
+	atomic_store_explicit(&c_off_pc, pc_of(uc), memory_order_relaxed);
+	atomic_store_explicit(&c_off_value, env->disable_interrupts,
+			      memory_order_relaxed);
+	atomic_store_explicit(&c_off_own,
+			      !Null(process) && process->process.env == env,
+			      memory_order_relaxed);
+}
+
+int wkl_preempt_c_off_where(char *buf, size_t size)
+{
+	uintptr_t pc = atomic_load_explicit(&c_off_pc, memory_order_relaxed);
+	Dl_info info;
+
+	if (!pc)
+		return snprintf(buf, size, "none");
+	if (!dladdr((void *)pc, &info) || !info.dli_fname)
+		return snprintf(buf, size, "%#lx", (unsigned long)pc);
+	return snprintf(buf, size, "%s %s+%#lx (disable_interrupts %d, %s env)",
+			info.dli_fname, info.dli_sname ? info.dli_sname : "?",
+			(unsigned long)(pc - (uintptr_t)(info.dli_sname
+							  ? info.dli_saddr
+							  : info.dli_fbase)),
+			atomic_load_explicit(&c_off_value, memory_order_relaxed),
+			atomic_load_explicit(&c_off_own, memory_order_relaxed)
+				? "the thread's own" : "a stack's");
+}
+
 static bool deferred_while_disabled(void)
 {
 	cl_env_ptr env = ecl_process_env_unsafe();
@@ -284,6 +324,7 @@ static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 		return;
 	}
 	if (deferred_while_disabled()) {
+		note_c_off(ecl_process_env_unsafe(), uc);
 		drop(WKL_PREEMPT_C_OFF);
 		return;
 	}

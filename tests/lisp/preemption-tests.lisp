@@ -175,12 +175,13 @@ behind it runs only after; set back, preemption resumes."
       (is (equal '(:second :first) order)
           "~S with preemption back on: ~D preemption signal~:P sent, ~D slice~:P ~
            preempted meanwhile; refusals and failed yields: ~S; ~
-           EXT:*INTERRUPTS-ENABLED* in the worker: ~S"
+           EXT:*INTERRUPTS-ENABLED* in the worker: ~S; the last signal that ~
+           found interrupts off in C caught the thread in ~A"
           order (- (workers.ffi::%preempt-signals) signals)
           (- (workers.ffi::%preempts) preempts)
           (loop for (key now) on (workers.ffi::%preempt-counts) by #'cddr
                 collect key collect (- now (getf counts key)))
-          enabled))))
+          enabled (workers.ffi::%preempt-c-off-where)))))
 
 (test (preemption--stop-ends-a-worker-that-loops-forever :suite schedulers-1)
   "STOP returns with a worker looping forever inside one form: the loop is
