@@ -27,13 +27,17 @@ in :LET variables, until a clause RETURNs its result."
     (is (eq :bye (join server :timeout *long*)))))
 
 (defun two-servers-log (&key (messages 100) (microseconds 10000000) (work (constantly nil)))
-  "Runs two servers on core 0, each fed 1 2 3 :STOP before either runs,
+  "Runs two servers on core 0, preemption off, each fed 1 2 3 :STOP before either runs,
 with *SLICE-MESSAGES* and *SLICE-MICROSECONDS* set to MESSAGES and
 MICROSECONDS; each handles a number M by calling WORK and noting (:A M) or
 (:B M).  Returns the notes in the order they were made."
-  (let ((old (list *slice-messages* *slice-microseconds*)))
+  ;; Preemption off (the monitor reads the global value): on a loaded
+  ;; machine a thread descheduled for a budget would have a slice cut,
+  ;; and the order would be the preemption's, not the slices'.
+  (let ((old (list *slice-messages* *slice-microseconds* *preemption-budget*)))
     (setf *slice-messages* messages
-          *slice-microseconds* microseconds)
+          *slice-microseconds* microseconds
+          *preemption-budget* nil)
     (unwind-protect
          (with-log (note)
            (let (a b)
@@ -53,7 +57,8 @@ MICROSECONDS; each handles a number M by calling WORK and noting (:A M) or
              (join a :timeout *long*)
              (join b :timeout *long*)))
       (setf *slice-messages* (first old)
-            *slice-microseconds* (second old)))))
+            *slice-microseconds* (second old)
+            *preemption-budget* (third old)))))
 
 (define-concurrency-test receive-loop--a-slice-handles-the-waiting-messages
   "A RECEIVE-LOOP slice handles every message waiting for it (within its
