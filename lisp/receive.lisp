@@ -245,6 +245,7 @@ non-negative real."
   "How long a thread waits in C before it lets Lisp interrupts (KILL's,
 Ctrl-C in the REPL) run.")
 
+(declaim (inline %piece))
 (defun %piece (remaining-ns)
   "How long to wait in C now, of REMAINING-NS (-1: forever): at most
 +INTERRUPT-CHECK-NS+, so that Lisp interrupts get in between pieces."
