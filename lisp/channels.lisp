@@ -189,14 +189,12 @@ wake once the lock is given back."
 (defconstant +op-size+ 3)
 
 (defmacro %op-ref (ops i offset)
-  "Slot OFFSET of operation I of OPS, read in C, unchecked: OPS is a
-simple vector this file made (%MAKE-OPS), I one of its operations.  ECL
-21.2.1 compiles SVREF with a call to CL_SIMPLE_VECTOR_P and a generic
-index conversion, and even fixnum * and + under THE FIXNUM as generic
-calls; this is on the path of every channel operation."
-  `(the t (ffi:c-inline (,ops ,i) (:object :fixnum) :object
-                        ,(format nil "(#0)->vector.self.t[(#1) * ~D + ~D]" +op-size+ offset)
-                        :one-liner t)))
+  "Slot OFFSET of operation I of OPS, unchecked (%VECTOR-REF): OPS is a
+simple vector of this file's (a waiter's own, or SELECT's VECTOR), I one
+of its operations; on the path of every channel operation."
+  `(%vector-ref ,ops (ffi:c-inline (,i) (:fixnum) :fixnum
+                                   ,(format nil "(#0) * ~D + ~D" +op-size+ offset)
+                                   :one-liner t)))
 
 (declaim (inline %op-kind %op-channel %op-value))
 (defun %op-kind (ops i) (%op-ref ops i 0))
@@ -205,8 +203,8 @@ calls; this is on the path of every channel operation."
 
 (defmacro %op-count (ops)
   "How many operations OPS (a simple vector of this file's) holds."
-  `(ffi:c-inline (,ops) (:object) :fixnum
-                 ,(format nil "(cl_fixnum)(#0)->vector.dim / ~D" +op-size+) :one-liner t))
+  `(ffi:c-inline ((%vector-length ,ops)) (:fixnum) :fixnum
+                 ,(format nil "(#0) / ~D" +op-size+) :one-liner t))
 
 (declaim (inline %outcome))
 (defun %outcome (ops i status value)
@@ -275,13 +273,9 @@ lock, until one goes through: its %OUTCOME; NIL if none was ready."
 (defun %waiter-entry (waiter i)
   "WAITER's entry for its operation I, made on first use."
   (let ((entries (%slot %waiter entries waiter)))
-    ;; ENTRIES is always a simple vector of this file's (%MORE-ENTRIES):
-    ;; read in C, as %OP-REF does.
-    (if (< (the fixnum i)
-           (ffi:c-inline (entries) (:object) :fixnum
-                         "(cl_fixnum)(#0)->vector.dim" :one-liner t))
-        (the t (ffi:c-inline (entries i) (:object :fixnum) :object
-                             "(#0)->vector.self.t[#1]" :one-liner t))
+    ;; ENTRIES is always a simple vector of this file's (%MORE-ENTRIES).
+    (if (< (the fixnum i) (%vector-length entries))
+        (%vector-ref entries i)
         (%more-entries waiter i))))
 
 (defun %new-waiter (worker)
@@ -355,11 +349,6 @@ DEADLINE; a thread blocks in pieces, so that Lisp interrupts get in."
   (let ((remaining (gensym "REMAINING")))
     `(let ((,remaining (%remaining-ns ,deadline)))
        (if ,in-worker ,remaining (%piece ,remaining)))))
-
-(defmacro %act-on-signals (worker)
-  "%CHECK-SIGNALS when there may be something to act on."
-  `(when (or (%w pending-exit ,worker) *stopping*)
-     (%check-signals ,worker)))
 
 (defun %await (waiter deadline status in-worker)
   "Waits until WAITER is done (T), or DEADLINE (see %DEADLINE) passed and

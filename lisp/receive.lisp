@@ -295,8 +295,7 @@ clause filed in the inbox)."
   (let ((worker (self))
         (deadline (%deadline timeout)))
     (loop
-      (when (or *stopping* (%w pending-exit worker)) ; what %CHECK-SIGNALS acts on
-        (%check-signals worker))
+      (%act-on-signals worker)
       (%check-mailbox-size worker)
       (multiple-value-bind (index message) (%next-message worker matcher)
         (when index

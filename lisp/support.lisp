@@ -59,6 +59,26 @@ fixnums, structures), never numbers that might be boxed."
   "(%SLOT WORKER SLOT WORKER): a slot of a known WORKER.  SETF-able."
   `(%slot worker ,slot ,worker))
 
+(defmacro %vector-ref (vector index)
+  "(SVREF VECTOR INDEX) for a VECTOR the caller knows is a simple vector
+and an INDEX it knows is in range, inline and unchecked: ECL 21.2.1
+compiles SVREF with a call to CL_SIMPLE_VECTOR_P and a generic index
+conversion."
+  `(the t (ffi:c-inline (,vector ,index) (:object :fixnum) :object
+                        "(#0)->vector.self.t[#1]" :one-liner t)))
+
+(defmacro %vector-length (vector)
+  "(LENGTH VECTOR) for a simple vector, inline and unchecked."
+  `(ffi:c-inline (,vector) (:object) :fixnum "(cl_fixnum)(#0)->vector.dim"
+                 :one-liner t))
+
+(defmacro %act-on-signals (worker)
+  "%CHECK-SIGNALS (signals.lisp) when there may be something to act on:
+the stop flag, or a pending exit signal of WORKER.  At the wait points of
+every message: no call when there is nothing."
+  `(when (or (%w pending-exit ,worker) *stopping*)
+     (%check-signals ,worker)))
+
 ;;; Deferring Lisp interrupts.
 
 (defmacro %run-deferred-interrupts ()
