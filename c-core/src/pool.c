@@ -185,6 +185,12 @@ static struct cache *register_cache(void)
 	return my_caches = caches;
 }
 
+/* This thread's cache of pool, registered on first use. */
+static inline struct cache *my_cache(int pool)
+{
+	return (my_caches ? my_caches : register_cache()) + pool;
+}
+
 static void remember(struct block *b)
 {
 	struct block *old = atomic_load_explicit(&blocks, memory_order_relaxed);
@@ -218,7 +224,7 @@ static struct chain *new_chain(struct pool *p)
 
 void *wkint_pool_alloc(int pool)
 {
-	struct cache *c = (my_caches ? my_caches : register_cache()) + pool;
+	struct cache *c = my_cache(pool);
 	struct chain *o = c->head;
 
 	if (!o) {
@@ -241,7 +247,7 @@ void *wkint_pool_alloc(int pool)
 
 void wkint_pool_free(int pool, void *obj)
 {
-	struct cache *c = (my_caches ? my_caches : register_cache()) + pool;
+	struct cache *c = my_cache(pool);
 	struct chain *o = obj;
 
 	o->next = c->head;

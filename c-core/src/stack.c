@@ -385,7 +385,8 @@ static void copy_words(uint64_t *to, const uint64_t *from, size_t n)
 		to[i] = from[i];
 }
 
-/* Squeezes s if it is still parked from park `seq` (see the top). */
+/* Squeezes s if it is still parked from park `seq` (see the top).  Most
+ * entries are stale (run since), told by two plain loads. */
 static bool squeeze(struct wkint_stack *s, uint64_t seq)
 {
 	const wk_config *cfg = &wkint_rt.cfg;
@@ -406,7 +407,6 @@ static bool squeeze(struct wkint_stack *s, uint64_t seq)
 	size = (size_t)(s->pub.hi - sp);
 	if (!(copy = malloc(size)))
 		goto keep;
-	s->pub.user_saved = NULL;
 	if (cfg->stack_save && cfg->stack_save(&s->pub, cfg->hook_ctx)) {
 		free(copy);
 		goto keep;
@@ -504,10 +504,7 @@ void wkint_stack_parked(struct wkint_sched *sch, struct wkint_stack *s)
 	if (r->count == r->cap) {
 		struct wkint_resident_entry *old = &r->v[r->head];
 
-		/* Most entries are stale (run since): told by the seq. */
-		if (atomic_load_explicit(&old->stack->park_seq,
-					 memory_order_relaxed) == old->seq &&
-		    squeeze(old->stack, old->seq))
+		if (squeeze(old->stack, old->seq))
 			wkint_counter_add(&sch->squeezes, 1);
 		r->head = (r->head + 1) & r->mask;
 		r->count--;
