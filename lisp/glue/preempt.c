@@ -204,27 +204,6 @@ static uintptr_t pc_of(void *uc)
 #endif
 }
 
-/*
- * True if this thread runs slices, the monitor runs, and interrupts are
- * disabled at the C level (inside ECL's allocator, say): then whatever is
- * queued waits for a later signal, and ECL's handler does not see this
- * one.  ECL's handler would write-protect the environment and run the
- * queue at the next write to it, which need not be the one that enables
- * interrupts again: ECL then runs Lisp, and enables interrupts, in the
- * middle of its own critical code ("Detected write access to the
- * environment while interrupts were disabled").  Growing a Lisp stack is
- * such code (ecl_stack_set_size stores the new array, then the new top),
- * and a pooled environment's Lisp stack starts small and grows often: an
- * interrupt that ran there (KILL's at STOP, with its throw) found the old
- * top beside the new array, and the worker looped in "stack advance"
- * errors.  What waits is delivered all the same: a preemption is asked
- * again at the monitor's next look, which signals the thread, and runs
- * the queue, for as long as the step runs (with preemption set off, the
- * hook still signals once after a drop); KILL and exit signals are also
- * acted on at the worker's next wait (%CHECK-SIGNALS).  Without a monitor
- * (a budget of NIL at START) ECL's way stays, as nothing would signal
- * again.
- */
 /* The last signal dropped so (WKL_PREEMPT_C_OFF): where it caught its
  * thread, what disable_interrupts held, and whether the environment was
  * the thread's own (ECL's) rather than a pooled stack's.  For a test's
@@ -263,6 +242,27 @@ int wkl_preempt_c_off_where(char *buf, size_t size)
 				? "the thread's own" : "a stack's");
 }
 
+/*
+ * True if this thread runs slices, the monitor runs, and interrupts are
+ * disabled at the C level (inside ECL's allocator, say): then whatever is
+ * queued waits for a later signal, and ECL's handler does not see this
+ * one.  ECL's handler would write-protect the environment and run the
+ * queue at the next write to it, which need not be the one that enables
+ * interrupts again: ECL then runs Lisp, and enables interrupts, in the
+ * middle of its own critical code ("Detected write access to the
+ * environment while interrupts were disabled").  Growing a Lisp stack is
+ * such code (ecl_stack_set_size stores the new array, then the new top),
+ * and a pooled environment's Lisp stack starts small and grows often: an
+ * interrupt that ran there (KILL's at STOP, with its throw) found the old
+ * top beside the new array, and the worker looped in "stack advance"
+ * errors.  What waits is delivered all the same: a preemption is asked
+ * again at the monitor's next look, which signals the thread, and runs
+ * the queue, for as long as the step runs (with preemption set off, the
+ * hook still signals once after a drop); KILL and exit signals are also
+ * acted on at the worker's next wait (%CHECK-SIGNALS).  Without a monitor
+ * (a budget of NIL at START) ECL's way stays, as nothing would signal
+ * again.
+ */
 static bool deferred_while_disabled(void)
 {
 	cl_env_ptr env = ecl_process_env_unsafe();
@@ -270,15 +270,6 @@ static bool deferred_while_disabled(void)
 	return monitoring && self_preemptee && env && env->disable_interrupts;
 }
 
-/*
- * ECL's interrupt handler, knowing where the signal caught us.  Only
- * while it runs: an interrupt ECL defers (interrupts disabled there) runs
- * later, where interrupts come back on, maybe in the middle of ECL's own
- * code (its allocator re-enables them as soon as it has its memory), and
- * that place nobody has vetted; then caught_at is 0 and the answer no.
- * (The yield may resume this frame on another thread: clearing that
- * thread's caught_at then is as harmless.)
- */
 /*
  * Room on the Lisp stack lent to the code an interrupt runs, slots.  The
  * interrupted code may be inside ECL_STACK_PUSH, which raises the top
@@ -312,6 +303,15 @@ static void drop(int why)
 	atomic_store_explicit(&self_preemptee->dropped, 1, memory_order_relaxed);
 }
 
+/*
+ * ECL's interrupt handler, knowing where the signal caught us.  Only
+ * while it runs: an interrupt ECL defers (interrupts disabled there) runs
+ * later, where interrupts come back on, maybe in the middle of ECL's own
+ * code (its allocator re-enables them as soon as it has its memory), and
+ * that place nobody has vetted; then caught_at is 0 and the answer no.
+ * (The yield may resume this frame on another thread: clearing that
+ * thread's caught_at then is as harmless.)
+ */
 static void interrupt_handler(int sig, siginfo_t *info, void *uc)
 {
 	cl_env_ptr env;
