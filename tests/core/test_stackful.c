@@ -378,9 +378,16 @@ static bool saved_at_least(void *arg)
 	return atomic_load(&saves) >= (int)(uintptr_t)arg;
 }
 
+/* The configuration of these tests, their counts zeroed. */
 static wk_config squeezing(void)
 {
 	wk_config c = t_config();
+
+	atomic_store(&parked_inside, 0);
+	atomic_store(&saves, 0);
+	atomic_store(&drops, 0);
+	atomic_store(&restores_seen, 0);
+	atomic_store(&bad_blocks, 0);
 
 	c.resident_stacks = 1;
 	c.stack_save = sq_save;
@@ -413,11 +420,7 @@ TEST(stackful__squeezed_stacks_come_back_whole)
 	wk_spawn_opts o = stackful();
 	uint64_t sum = 0, want = 0;
 
-	atomic_store(&parked_inside, 0);
 	atomic_store(&answered, 0);
-	atomic_store(&saves, 0);
-	atomic_store(&drops, 0);
-	atomic_store(&restores_seen, 0);
 	START(&c);
 	main_id = wk_attach();
 	for (int i = 0; i < n; i++)
@@ -456,11 +459,7 @@ TEST(stackful__stop_destroys_squeezed_workers)
 	int n = (int)t_scaled(1000, 100);
 
 	c.worker_end = count_end;
-	atomic_store(&parked_inside, 0);
 	atomic_store(&ended_shutdown, 0);
-	atomic_store(&saves, 0);
-	atomic_store(&drops, 0);
-	atomic_store(&restores_seen, 0);
 	START(&c);
 	for (int i = 0; i < n; i++)
 		REQUIRE(t_spawn_opts(wait_forever_inside, NULL, &o));
