@@ -190,6 +190,20 @@ WKL_CODEC_API int wkl_codec_encode_to(cl_object obj,
 				      void *ctx, int *consumed, cl_object *bad, cl_object *path);
 
 /*
+ * The shortcut for small messages (copy.c, CODEC.md "Small messages"):
+ * when obj is a few conses (at most 32, CARs nested at most 8 deep, none
+ * reached twice) of fixnums, bignums, characters, single and double
+ * floats, T, NIL, symbols with a home package and workers in the id table,
+ * or one such atom, returns 1 with *copy a fresh copy of its conses that
+ * shares the atoms: what encoding and then decoding obj would give.
+ * Else returns 0, and obj must go through wkl_codec_encode_to.  Calls the
+ * registered on_first_copy for a worker met whose copied slot is NIL, as
+ * the encoder does, and whatever it signals propagates; allocates nothing
+ * but the copy.  Threads: as the encoder.
+ */
+WKL_CODEC_API int wkl_codec_copy_small(cl_object obj, cl_object *copy);
+
+/*
  * Decodes the len bytes at buf into *result and returns WKL_CODEC_OK.
  *
  * buf is untrusted: any malformed, truncated or hostile input returns

@@ -536,20 +536,6 @@ emit_hash(struct enc *e, cl_object x)
 		push_eframe(e, F_HASH, x, 2 * live);
 }
 
-/*
- * The first copy of a worker w: its copied slot is still NIL, and the
- * registered function marks it (WORKERS::%TABLE-WORKER enters it in the id
- * table, so that its receivers decode this very object even after its
- * end).  Nothing for a type registered without a copied slot.
- */
-static void
-note_first_copy(cl_object x, const struct wkc_worker_type *w)
-{
-	cl_fixnum k = w->copied_slot;
-	if (k >= 0 && (cl_index)k < ECL_STRUCT_LENGTH(x) && Null(ECL_STRUCT_SLOT(x, k)))
-		cl_funcall(2, w->on_first_copy, x);
-}
-
 /* A worker travels as the (unsigned-byte 64) in its id slot; 0 means no id
  * yet, and such a worker is not marked copied. */
 static void
@@ -569,7 +555,7 @@ emit_worker(struct enc *e, cl_object x, const struct wkc_worker_type *w)
 		return;
 	}
 	if (v != 0)
-		note_first_copy(x, w);
+		wkc_note_first_copy(x, w);
 	put_tag_varint(e, TAG_WORKER, v);
 }
 

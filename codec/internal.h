@@ -8,6 +8,8 @@
  *   keys.c    the bound on keys of EQUAL and EQUALP tables (both sides)
  *   encode.c  an object graph to bytes: wkl_codec_encode, _encode_to
  *   decode.c  bytes to an object graph: wkl_codec_decode
+ *   copy.c    a small message of conses and plain atoms copied as objects,
+ *             no bytes: wkl_codec_copy_small
  *
  * Model.  A message is an object graph written in prefix order: a tag byte,
  * its payload, then its children.  Every object that can be shared (conses,
@@ -182,6 +184,21 @@ wkc_worker_type_of(cl_object clas)
 {
 	const struct wkc_worker_type *w = wkc_registered_worker_type();
 	return w && w->clas == clas ? w : NULL;
+}
+
+/*
+ * The first copy of a worker x of type w: its copied slot is still NIL, and
+ * the registered function marks it (WORKERS::%TABLE-WORKER enters it in the
+ * id table, so that its receivers decode this very object even after its
+ * end).  Nothing for a type registered without a copied slot.  Both the
+ * encoder and the small-message copy (copy.c) call it.
+ */
+static inline void
+wkc_note_first_copy(cl_object x, const struct wkc_worker_type *w)
+{
+	cl_fixnum k = w->copied_slot;
+	if (k >= 0 && (cl_index)k < ECL_STRUCT_LENGTH(x) && Null(ECL_STRUCT_SLOT(x, k)))
+		cl_funcall(2, w->on_first_copy, x);
 }
 
 /* The hooks given to wkl_codec_register_functions (codec.h); never changed

@@ -274,6 +274,18 @@ and the octets, or the offending part and its path."
 	@(return 1) = out;
     }"))
 
+(defun %codec-copy-small (object)
+  "What copy-mode SEND makes of a small OBJECT without bytes (codec.h,
+wkl_codec_copy_small): its fresh copy and T, or NIL and NIL when OBJECT must
+go through the bytes.  For the tests."
+  (ffi:c-inline (object) (:object) (values :object :object)
+   "{
+	cl_object copy = ECL_NIL;
+	int taken = wkl_codec_copy_small(#0, &copy);
+	@(return 0) = copy;
+	@(return 1) = taken ? ECL_T : ECL_NIL;
+    }"))
+
 (defun %codec-register-worker (class id-slot copied-slot from-id on-first-copy)
   "Makes the instances of the structure CLASS travel as the id in slot
 ID-SLOT, rebuilt by FROM-ID; the first copy of one whose slot COPIED-SLOT

@@ -3,7 +3,8 @@
  *
  * Copy mode: the codec encodes the object, and its bytes go to wk_send
  * while they are still on the encoder's stack (a small message is never
- * malloc'd).  Share mode: the object goes in a box (boxes.c).  Receiving
+ * malloc'd); a message of a few conses and plain atoms is instead copied
+ * as objects by the codec and goes in a box, as a shared one does.  Share mode: the object goes in a box (boxes.c).  Receiving
  * turns a message back into an object, frees the message, and answers a
  * WKL_RECV_* code; a copied message that does not decode is answered as
  * malformed with the decoder's complaint, never a crash (the codec treats
@@ -47,8 +48,14 @@ static int codec_status(int rc)
 
 int wkl_send_copy(wk_id to, cl_object obj, cl_object *bad, cl_object *path)
 {
-	int sent = 0;
-	int rc = wkl_codec_encode_to(obj, send_bytes, &to, &sent, bad, path);
+	int sent = 0, rc;
+	cl_object copy;
+
+	/* A small message of conses and plain atoms: its fresh copy goes by
+	 * reference, what decoding its bytes would have made (codec.h). */
+	if (wkl_codec_copy_small(obj, &copy))
+		return wkl_send_share(to, copy);
+	rc = wkl_codec_encode_to(obj, send_bytes, &to, &sent, bad, path);
 
 	return rc == WKL_CODEC_OK ? sent : codec_status(rc);
 }

@@ -107,6 +107,12 @@ static double bench_codec(cl_object obj, long iters, int mode)
         @(return 0) = r; @(return 1) = rc;
         @(return 2) = m ? ecl_make_simple_base_string((char *)m, -1) : ECL_NIL;
 }"))
+    (defun workers.ffi::%codec-copy-small (object)
+      (ffi:c-inline (object) (:object) (values :object :object) "{
+        cl_object copy = ECL_NIL;
+        int taken = wkl_codec_copy_small(#0, &copy);
+        @(return 0) = copy; @(return 1) = taken ? ECL_T : ECL_NIL;
+}"))
     (defun workers.ffi::%codec-register-worker (class id-slot copied-slot from-id
                                                 on-first-copy)
       (ffi:c-inline (class id-slot copied-slot from-id on-first-copy)

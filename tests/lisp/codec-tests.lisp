@@ -397,6 +397,78 @@ with the original, and mutating it leaves the original alone."
     (is (eql 1 (aref (first x) 0)))
     (is (string= "abc" (second x)))))
 
+;;; ------------------------------------------- small messages, no bytes
+
+(defun copy-small (object)
+  "What copy-mode SEND makes of OBJECT without bytes, and whether it could."
+  (workers.ffi::%codec-copy-small object))
+
+(defun conses-of (x)
+  "The conses of the tree X (no sharing or cycles in X)."
+  (if (consp x) (list* x (append (conses-of (car x)) (conses-of (cdr x)))) '()))
+
+(defun random-small (rng &key (conses 32) (depth 8))
+  "A tree of at most CONSES fresh conses, CARs nested less than DEPTH deep,
+of atoms that the small-message copy takes."
+  (let ((budget conses))
+    (labels ((atom* ()
+               (case (rand rng 9)
+                 (0 (- (rand rng 2000) 1000))
+                 (1 (- (expt 2 (+ 62 (rand rng 100))) (rand rng 1000)))
+                 (2 (code-char (rand rng #x3000)))
+                 (3 (* 1.5f0 (rand rng 100)))
+                 (4 (- (* 1.25d0 (rand rng 100))))
+                 (5 (elt #(:a :b :ping :reply :error) (rand rng 5)))
+                 (6 (elt #(car cl-user::sym fiveam:is) (rand rng 3)))
+                 (7 (if (zerop (rand rng 2)) nil t))
+                 (t (rand rng most-positive-fixnum))))
+             (tree (level)
+               (if (or (<= budget 0) (>= level depth) (< (rand rng 10) 3))
+                   (atom*)
+                   (let ((items (loop repeat (1+ (rand rng 6))
+                                      while (plusp budget)
+                                      collect (progn (decf budget) (tree (1+ level))))))
+                     (if (zerop (rand rng 4))
+                         (append items (atom*)) ; a dotted tail, or NIL
+                         items)))))
+      (tree 0))))
+
+(test small-copy--what-the-bytes-would-give-and-fresh
+  "A small message of conses and plain atoms is copied without bytes: the
+copy is what encoding and decoding it gives, EQUAL to it, and shares none
+of its conses."
+  (dotimes (seed 300)
+    (let ((x (random-small (make-rng (+ 3 seed)))))
+      (multiple-value-bind (copy taken) (copy-small x)
+        (is-true taken "seed ~D: ~S not taken" seed x)
+        (is-true (and (equal x copy) (iso copy (round-trip x))) "seed ~D" seed)
+        (is-true (loop for c in (conses-of copy) never (member c (conses-of x) :test #'eq))
+                 "seed ~D: a cons shared" seed))))
+  (dolist (atom (list 7 (expt 3 80) #\x 1.5f0 2d0 :pong 'car t nil))
+    (is (equal (list atom t) (multiple-value-list (copy-small atom))))))
+
+(test small-copy--at-its-bounds--taken
+  "32 conses and CARs nested 8 deep are still small."
+  (is-true (nth-value 1 (copy-small (make-list 32 :initial-element :x))))
+  (is-true (nth-value 1 (copy-small (deep-list 8))))
+  (is (= 8 (depth-of (copy-small (deep-list 8)) #'car))))
+
+(test small-copy--anything-else--left-to-the-bytes
+  "What the bytes must carry is declined: arrays and strings, structures,
+tables, ratios, uninterned symbols, a cons met twice, cycles, more than 32
+conses, more than 8 levels; the message then goes through the codec."
+  (let ((shared (list 1))
+        (circular (list 1 2)))
+    (setf (cddr circular) circular)
+    (dolist (x (list "abc" (vector 1) (make-node) (make-hash-table) 1/2 #c(1 2)
+                     (make-symbol "G") (list :a "s") (list :a (vector))
+                     (list shared shared) (list* :x shared shared)
+                     circular (make-list 33) (deep-list 9)
+                     (list 1 (list 2 (make-symbol "H")))
+                     (lambda () 1)))
+      (is (equal '(nil nil) (multiple-value-list (copy-small x)))
+          "~S was taken" (type-of x)))))
+
 ;;; ------------------------------------------------------ vectors, arrays
 
 (defparameter *element-types*

@@ -126,6 +126,27 @@ leaves the sender's object unchanged, and the reverse."
         (is (eq :before (aref (first seen) 0)))))
     (join w :timeout *long*)))
 
+(define-concurrency-test send--a-small-copied-message-is-fresh-and-keeps-its-worker
+  "A small message of conses and plain atoms (copied without bytes) is
+still a copy: fresh conses, which the sender's later changes do not reach,
+and a never-copied worker inside it arrives as itself and is tabled."
+  (let* ((me (self))
+         (w (with-worker () (receive ((:check m) (send me (list :got m) :mode :share)))))
+         (other (spawn (lambda () (receive (:stop)))))
+         (original (list :check (list other 42 (expt 2 70) :k #\c 2.5d0))))
+    (is (not (workers::worker-tabled other)))
+    (send w original)
+    (setf (first (second original)) :changed
+          (second (second original)) 0)
+    (let ((got (receive ((:got m) m) (:after *long* :timeout))))
+      (is (not (eq got (second original))))
+      (is (eq other (first got)))
+      (is (equal (list 42 (expt 2 70) :k #\c 2.5d0) (rest got))))
+    (is (workers::worker-tabled other))
+    (send other :stop)
+    (join w :timeout *long*)
+    (join other :timeout *long*)))
+
 (define-concurrency-test send--share-mode-passes-the-object-itself
   ":SHARE delivers the very object; a worker spawned with :MODE :SHARE
 shares by default."
