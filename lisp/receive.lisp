@@ -214,7 +214,8 @@ may warn (or has warned) is drained, which checks it."
                    ;; Fixnum arithmetic for the usual mark: this runs at
                    ;; every RECEIVE.
                    (if (typep mark 'fixnum)
-                       (workers.ffi::%mailbox-count-reaches-p (%w inbox-count worker) mark)
+                       (workers.ffi::%mailbox-count-reaches-p
+                        (the fixnum (%w inbox-count worker)) (the fixnum mark))
                        (>= (+ (workers.ffi::%mailbox-count) (%w inbox-count worker))
                            mark))))
       (%drain worker))))
@@ -327,6 +328,14 @@ the worker instead of blocking a thread.  See %RECEIVE-PARTS."
   (after nil)                           ; a thunk or NIL
   (loop-p nil))
 
+(defmacro %receive-slice-p (slice)
+  "True when SLICE, a slice of a worker (a function, maybe a funcallable
+instance, or a RECEIVE-SLICE), is a RECEIVE-SLICE: a compare in C, where
+FUNCTIONP or TYPEP is a call into ECL."
+  `(ffi:c-inline (,slice (load-time-value (find-class 'receive-slice)))
+                 (:object :object) :bool
+                 "ECL_INSTANCEP(#0) && ECL_CLASS_OF(#0) == (#1)" :one-liner t))
+
 (defun %receive-slice-step (worker slice)
   "Runs one slice of the RECEIVE-SLICE SLICE: a message that matches, the
 :AFTER clause once its deadline passed, or parking."
@@ -363,7 +372,9 @@ the worker instead of blocking a thread.  See %RECEIVE-PARTS."
 (defun %slice-budget (variable value)
   "VALUE, the value of VARIABLE, if it is a positive fixnum; else a
 TYPE-ERROR that names VARIABLE."
-  (if (typep value '(and fixnum (integer 1)))
+  ;; Not (TYPEP VALUE '(AND FIXNUM (INTEGER 1))): ECL 21.2.1 compares
+  ;; that with its generic arithmetic.
+  (if (and (typep value 'fixnum) (plusp (the fixnum value)))
       value
       (error 'slice-budget-error :datum value :expected-type '(and fixnum (integer 1))
                                  :variable variable)))
@@ -377,14 +388,14 @@ its time counts from the end of the first message."
         (runner (%slot receive-slice runner slice))
         (budget (%slice-budget '*slice-messages* *slice-messages*))
         (end nil))
-    ;; Never negative (the loop ends at 0): DECF is then a machine
-    ;; subtraction, not ECL's generic one.
-    (declare (type (integer 0 #.most-positive-fixnum) budget))
+    (declare (fixnum budget))
     (loop
-      (multiple-value-bind (status values) (funcall (the function runner) index message)
+      ;; No THE FUNCTION: ECL would call FUNCTIONP first.  The runner is
+      ;; RECEIVE-LOOP's own lambda.
+      (multiple-value-bind (status values) (funcall runner index message)
         (when (eq status :stop)
           (return (%slice-done worker values))))
-      (when (or (<= (decf budget) 0)
+      (when (or (<= (%fixnum-1- budget) 0)
                 (%w pending-exit worker)
                 (and (or (%w inbox-head worker)
                          (not (workers.ffi::%mailbox-empty-p)))

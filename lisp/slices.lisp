@@ -96,11 +96,11 @@ given to EXIT, :KILLED or :SHUTDOWN."
     (if (>= pc (length slices))
         (%slice-done worker '(nil))     ; no forms: NIL, like PROGN
         (let ((slice (svref slices pc)))
-          (if (functionp slice)
+          (if (%receive-slice-p slice)
+              (%receive-slice-step worker slice)
               (%slice-done worker (if (= pc (1- (length slices)))
                                       (multiple-value-list (funcall slice))
-                                      (progn (funcall slice) nil)))
-              (%receive-slice-step worker slice))))))
+                                      (progn (funcall slice) nil))))))))
 
 (defun %slice-done (worker values)
   "After a slice that finished: next slice, or the end with VALUES."

@@ -67,6 +67,12 @@ conversion."
   `(the t (ffi:c-inline (,vector ,index) (:object :fixnum) :object
                         "(#0)->vector.self.t[#1]" :one-liner t)))
 
+(defmacro %fixnum-1- (variable)
+  "(DECF VARIABLE) for a VARIABLE declared FIXNUM that the caller knows is
+above MOST-NEGATIVE-FIXNUM: a machine subtraction.  ECL 21.2.1 compiles
+DECF with its generic arithmetic unless the result's type is known to fit."
+  `(setf ,variable (ffi:c-inline (,variable) (:fixnum) :fixnum "(#0) - 1" :one-liner t)))
+
 (defmacro %vector-length (vector)
   "(LENGTH VECTOR) for a simple vector, inline and unchecked."
   `(ffi:c-inline (,vector) (:object) :fixnum "(cl_fixnum)(#0)->vector.dim"

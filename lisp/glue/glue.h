@@ -204,6 +204,22 @@ int wkl_chain_signal(int sig, void (*handler)(int, siginfo_t *, void *),
 void wkl_call_chained(const struct sigaction *next, int sig, siginfo_t *info,
 		      void *uc);
 
+/* --------------------------------------------------------- compiled Lisp */
+
+/* A Lisp integer as a wk_id or a count of nanoseconds, for compiled Lisp
+ * code: a fixnum (the usual case) is read inline; anything else goes
+ * through ECL's checked conversion, which signals as before. */
+static inline uint64_t wkl_to_u64(cl_object x)
+{
+	return ECL_FIXNUMP(x) && ecl_fixnum(x) >= 0 ? (uint64_t)ecl_fixnum(x)
+						    : ecl_to_uint64_t(x);
+}
+
+static inline int64_t wkl_to_i64(cl_object x)
+{
+	return ECL_FIXNUMP(x) ? (int64_t)ecl_fixnum(x) : ecl_to_int64_t(x);
+}
+
 /* ---------------------------------------------------------------- boxes */
 
 /*
