@@ -39,9 +39,11 @@ build/lisp/NAME.lisp.")
 
 ;;; Every file's C sees glue.h (and through it workers.h), which the INLINE
 ;;; wrappers of ffi.lisp call; a call of a function no header declares is
-;;; an error, not an implicit declaration returning int.
+;;; an error, not an implicit declaration returning int.  WKL_LISP_CODE
+;;; sends the generated code's ecl_process_env() to glue.h's
+;;; wkl_process_env, a thread-local read.
 (setf c::*user-cc-flags*
-      (format nil "-I~A -I~A -I~A -include glue.h -Werror=implicit-function-declaration -O2 -g"
+      (format nil "-I~A -I~A -I~A -DWKL_LISP_CODE -include glue.h -Werror=implicit-function-declaration -O2 -g"
               (root-path "c-core/include/") (root-path "codec/") (root-path "lisp/glue/")))
 
 (ensure-directories-exist (root-path (format nil "~Alisp/" *build*)))

@@ -109,6 +109,7 @@ __attribute__((noinline, noipa)) static cl_index thread_cs_size(void)
 static void thread_stop(int sched, void *ctx)
 {
 	wkl_preempt_thread_stop(); /* the core no longer calls the hook for it */
+	wkl_env_now = NULL; /* the environment goes with the thread */
 	ecl_release_current_thread();
 }
 

@@ -220,6 +220,41 @@ static inline int64_t wkl_to_i64(cl_object x)
 	return ECL_FIXNUMP(x) ? (int64_t)ecl_fixnum(x) : ecl_to_int64_t(x);
 }
 
+/*
+ * The environment that ecl_process_env() answers on this thread, kept
+ * beside ECL's pthread key by stacks.c, which sets both at every switch
+ * (and nowhere else sets the key): NULL on a thread that has run no stack
+ * hook.  ECL 21.2.1 reads the key with pthread_getspecific, about 25
+ * instructions; compiled Lisp code fetches its environment at every
+ * function entry, some 25 times a message.  The build compiles the Lisp
+ * files with WKL_LISP_CODE (lisp/build.lisp), which sends their
+ * ecl_process_env() here.
+ *
+ * The load is an asm statement: a frame may park on one thread and
+ * resume on another, so the thread's TLS block is found anew at each
+ * read (%fs), never from an address the compiler kept.
+ */
+extern __thread cl_env_ptr wkl_env_now __attribute__((tls_model("initial-exec")));
+
+static inline cl_env_ptr wkl_process_env(void)
+{
+#if defined(__x86_64__)
+	cl_env_ptr e;
+
+	__asm__ volatile("movq wkl_env_now@gottpoff(%%rip), %0\n\t"
+			 "movq %%fs:(%0), %0"
+			 : "=r"(e));
+	return __builtin_expect(e != NULL, 1) ? e : (ecl_process_env)();
+#else
+	return (ecl_process_env)();
+#endif
+}
+
+#ifdef WKL_LISP_CODE
+#undef ecl_process_env
+#define ecl_process_env() wkl_process_env()
+#endif
+
 /* ---------------------------------------------------------------- boxes */
 
 /*

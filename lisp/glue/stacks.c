@@ -133,6 +133,10 @@ static __thread struct gc_thread gc_self
 
 static struct ecl_ihs_frame ihs_base; /* the bottom of every IHS here */
 
+/* What ECL's key holds on this thread, for wkl_process_env (glue.h): set
+ * with the key, and cleared before the thread leaves ECL (glue.c). */
+__thread cl_env_ptr wkl_env_now __attribute__((tls_model("initial-exec")));
+
 /* ---------------------------------------------------------------- setup */
 
 /* Finds the pthread key behind ecl_process_env: the one slot that holds
@@ -389,6 +393,7 @@ static int stack_init(wk_stack *s, void *ctx)
 		gc_self.native_bottom = sb.mem_base;
 		gc_self.switching = 0;
 		gc_self.native_env = ecl_process_env();
+		wkl_env_now = gc_self.native_env;
 		s->user = gc_self.native_env;
 		return 0;
 	}
@@ -413,6 +418,7 @@ static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
 	if (!to->native)
 		e->thread_local_bindings[process_index] = e->own_process;
 	pthread_setspecific(env_key, e);
+	wkl_env_now = e;
 }
 
 static void stack_enter(wk_stack *from, wk_stack *to, void *ctx)
@@ -628,11 +634,13 @@ static void push_roots(void)
 		sigfillset(&all);
 		pthread_sigmask(SIG_BLOCK, &all, &old);
 		pthread_setspecific(env_key, native);
+		wkl_env_now = native;
 	}
 	if (next_push_roots)
 		next_push_roots();
 	if (swap) {
 		pthread_setspecific(env_key, cur);
+		wkl_env_now = cur;
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
 	wk_stacks_each(push_stack, NULL);
