@@ -375,8 +375,21 @@ void *wkl_preempt_thread_start(cl_object process)
 	return p;
 }
 
+/*
+ * The thread is leaving ECL (glue.c's thread stop): a signal still on its
+ * way (the monitor's last, delayed; another thread's INTERRUPT-PROCESS)
+ * would run the handler on an environment that ECL is freeing, or on the
+ * freed preemptee.  Blocked first, it stays pending and ends with the
+ * thread (seen under Valgrind, which delivers signals late: a segfault in
+ * the handler inside ecl_release_current_thread).
+ */
 void wkl_preempt_thread_stop(void)
 {
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, (int)ecl_option_values[ECL_OPT_THREAD_INTERRUPT_SIGNAL]);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	free(self_preemptee);
 	self_preemptee = NULL;
 }

@@ -113,6 +113,37 @@ static void run_preempted(void)
 	CHECK(atomic_load(&preempted) > 0);
 }
 
+/* A thread of ECL's that leaves it as a scheduler thread does (glue.c's
+ * thread stop), and is signalled on its way out: the signal waits. */
+static void *leave_ecl(void *arg)
+{
+	int sig = (int)ecl_get_option(ECL_OPT_THREAD_INTERRUPT_SIGNAL);
+	sigset_t mask, pending;
+
+	ecl_import_current_thread(ECL_NIL, ECL_NIL);
+	wkl_preempt_thread_start(ecl_process_env()->own_process);
+	wkl_preempt_thread_stop();
+	pthread_kill(pthread_self(), sig);
+	pthread_sigmask(SIG_BLOCK, NULL, &mask);
+	sigpending(&pending);
+	CHECK(sigismember(&mask, sig));
+	CHECK(sigismember(&pending, sig));
+	ecl_release_current_thread();
+	return arg;
+}
+
+TEST_SCHED1(preempt__a_thread_leaving_ecl_takes_no_more_interrupts)
+{
+	pthread_t t;
+
+	tg_boot();
+	REQUIRE(tg_start_preempting(run_slice, NULL,
+				    (cl_objectfn_fixed)preempt_interrupt,
+				    budget_var(ECL_NIL), 2 * T_MS));
+	REQUIRE_EQ(pthread_create(&t, NULL, leave_ecl, NULL), 0);
+	pthread_join(t, NULL);
+}
+
 TEST(preempt__a_long_slice_yields_to_the_short_ones)
 {
 	uint64_t signals = wkl_preempt_count(WKL_PREEMPT_SIGNALS);
