@@ -170,7 +170,7 @@ is not alive or is a thread's."
 
 (declaim (inline %wait-timeout))
 (defun %wait-timeout (ns)
-  (ffi:c-inline (ns) (:object) :void "wk_wait_timeout(wkl_to_i64(#0))" :one-liner t))
+  (ffi:c-inline (ns) (:object) :void "wk_wait_timeout(ecl_to_int64_t(#0))" :one-liner t))
 
 (declaim (inline %timed-out-p))
 (defun %timed-out-p ()
@@ -186,7 +186,7 @@ is not alive or is a thread's."
 (defun %send-share (id object)
   "Sends OBJECT itself; +SENT+ or -WK_E*."
   (ffi:c-inline (id object) (:object :object) :int
-                "wkl_send_share(wkl_to_u64(#0), #1)" :one-liner t))
+                "wkl_send_share(ecl_to_uint64_t(#0), #1)" :one-liner t))
 
 (declaim (inline %send-copy))
 (defun %send-copy (id object)
@@ -196,7 +196,7 @@ the offending part and its path."
   (ffi:c-inline (id object) (:object :object) (values :int :object :object)
    "{
 	cl_object bad = ECL_NIL, path = ECL_NIL;
-	@(return 0) = wkl_send_copy(wkl_to_u64(#0), #1, &bad, &path);
+	@(return 0) = wkl_send_copy(ecl_to_uint64_t(#0), #1, &bad, &path);
 	@(return 1) = bad;
 	@(return 2) = path;
     }"))
@@ -219,7 +219,7 @@ and the object (or the decoder's complaint)."
   (ffi:c-inline (timeout-ns) (:object) (values :int :object)
    "{
 	cl_object obj = ECL_NIL;
-	@(return 0) = wkl_recv_wait_object(wkl_to_i64(#0), &obj);
+	@(return 0) = wkl_recv_wait_object(ecl_to_int64_t(#0), &obj);
 	@(return 1) = obj;
     }"))
 

@@ -206,18 +206,37 @@ void wkl_call_chained(const struct sigaction *next, int sig, siginfo_t *info,
 
 /* --------------------------------------------------------- compiled Lisp */
 
-/* A Lisp integer as a wk_id or a count of nanoseconds, for compiled Lisp
- * code: a fixnum (the usual case) is read inline; anything else goes
- * through ECL's checked conversion, which signals as before. */
-static inline uint64_t wkl_to_u64(cl_object x)
+/*
+ * ECL's conversions of a Lisp integer to a C one (ecl_to_fixnum, and
+ * fixint and fixnnint behind ecl_to_int64_t and ecl_to_uint64_t), and
+ * ecl_to_int32_t, are calls into libecl, which the generated C makes
+ * wherever a value crosses from an object to a C type: a declared FIXNUM
+ * assigned an object, a C-INLINE argument (20 of them a channel round
+ * trip).  For a fixnum in range these answer it inline; anything else
+ * goes to ECL's function, which converts or signals as before.  WKL_LISP_CODE
+ * sends the generated code's calls here (below).
+ */
+static inline cl_fixnum wkl_fixint(cl_object x)
 {
-	return ECL_FIXNUMP(x) && ecl_fixnum(x) >= 0 ? (uint64_t)ecl_fixnum(x)
-						    : ecl_to_uint64_t(x);
+	return ECL_FIXNUMP(x) ? ecl_fixnum(x) : fixint(x);
 }
 
-static inline int64_t wkl_to_i64(cl_object x)
+static inline cl_fixnum wkl_to_fixnum(cl_object x)
 {
-	return ECL_FIXNUMP(x) ? (int64_t)ecl_fixnum(x) : ecl_to_int64_t(x);
+	return ECL_FIXNUMP(x) ? ecl_fixnum(x) : (ecl_to_fixnum)(x);
+}
+
+static inline cl_index wkl_fixnnint(cl_object x)
+{
+	return ECL_FIXNUMP(x) && ecl_fixnum(x) >= 0 ? (cl_index)ecl_fixnum(x)
+						    : fixnnint(x);
+}
+
+static inline ecl_int32_t wkl_to_int32(cl_object x)
+{
+	if (ECL_FIXNUMP(x) && ecl_fixnum(x) >= INT32_MIN && ecl_fixnum(x) <= INT32_MAX)
+		return (ecl_int32_t)ecl_fixnum(x);
+	return (ecl_to_int32_t)(x);
 }
 
 /*
@@ -253,6 +272,12 @@ static inline cl_env_ptr wkl_process_env(void)
 #ifdef WKL_LISP_CODE
 #undef ecl_process_env
 #define ecl_process_env() wkl_process_env()
+#undef ecl_to_int64_t
+#define ecl_to_int64_t(x) wkl_fixint(x)
+#undef ecl_to_uint64_t
+#define ecl_to_uint64_t(x) wkl_fixnnint(x)
+#define ecl_to_fixnum(x) wkl_to_fixnum(x)
+#define ecl_to_int32_t(x) wkl_to_int32(x)
 #endif
 
 /* ---------------------------------------------------------------- boxes */
