@@ -286,6 +286,13 @@ go through the bytes.  For the tests."
 	@(return 1) = taken ? ECL_T : ECL_NIL;
     }"))
 
+(defun %binding-indexed-p (symbol)
+  "True when the special variable SYMBOL has its slot in ECL's tables of
+thread bindings (ECL gives it at the first binding: %INDEX-SPECIALS).
+For the tests."
+  (ffi:c-inline (symbol) (:object) :bool
+                "(#0)->symbol.binding != ECL_MISSING_SPECIAL_BINDING" :one-liner t))
+
 (defun %codec-register-worker (class id-slot copied-slot from-id on-first-copy)
   "Makes the instances of the structure CLASS travel as the id in slot
 ID-SLOT, rebuilt by FROM-ID; the first copy of one whose slot COPIED-SLOT

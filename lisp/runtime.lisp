@@ -32,6 +32,7 @@ real."
   (check-type arena-size (or null (integer 0)))
   (check-type resident-stacks (or null (member :all) (integer 1 #.(1- (expt 2 31)))))
   (check-type *preemption-budget* (or null (real (0))))
+  (%index-specials)                     ; before the snapshot: places too
   (%fork-snapshot-before-start)
   (mp:with-lock (*runtime-lock*)
     (unless *running*
@@ -46,6 +47,32 @@ real."
         (unless (zerop rc)
           (%core-error rc "Starting the workers runtime")))
       (setf *running* t))))
+
+(defparameter +specials-bound-in-workers+
+  '(*debugger-hook* ext:*invoke-debugger-hook* si::*handler-clusters*
+    ext:*interrupts-enabled* *print-readably* *print-circle* *print-pretty*
+    *package* *readtable*)
+  "Special variables of CL and ECL that the library binds in workers,
+besides its own (%INDEX-SPECIALS).")
+
+(defun %index-specials ()
+  "Binds, once, every special variable of the WORKERS packages and those
+of +SPECIALS-BOUND-IN-WORKERS+, on the thread that starts the runtime.
+ECL 21.2.1 gives a special variable the index of its slot in each
+thread's table of bindings at its first binding, without a lock: two
+threads binding a fresh one at once each take an index, the symbol keeps
+one, and the other thread's binding goes where nobody reads it.  A worker
+whose *CURRENT-WORKER* binding was lost so read NIL, took itself for a
+thread, and died (\"Attaching this thread failed\"), in 1 of 45 fresh
+runs of a benchmark.  Once bound, a symbol keeps its index."
+  (let ((symbols (copy-list +specials-bound-in-workers+)))
+    (dolist (package '(:workers :workers.ffi))
+      (do-symbols (s package)
+        (when (and (eq (symbol-package s) (find-package package)) (si:specialp s))
+          (pushnew s symbols))))
+    (dolist (s symbols)
+      (progv (list s) (if (boundp s) (list (symbol-value s)) '())
+        nil))))
 
 (defun %fork-snapshot-before-start ()
   "Forks the snapshot that places are forked from (places.lisp), once, at
