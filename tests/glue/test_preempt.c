@@ -396,3 +396,51 @@ TEST_SCHED1(preempt__a_signal_inside_the_collector_deadlocks_nothing)
 	CHECK(atomic_load(&collector_calls) > 0);
 	CHECK(wkl_preempt_count(WKL_PREEMPT_UNSAFE) > unsafe);
 }
+
+#define PARKED 300
+static wk_id parked_ids[PARKED];
+
+/* Slot 1 collects, again and again, for 300 ms, then wakes the parked
+ * ones; slot 2 parks inside its step (a stack for the root scan to push)
+ * until a message comes. */
+static cl_object gcollecting_slice(cl_object index)
+{
+	if (ecl_fixnum(index) == 1) {
+		wk_msg *m = wk_recv_wait(NULL, NULL, T_PATIENCE);
+
+		if (CHECK(m != NULL))
+			wk_msg_free(m);
+		return ecl_make_fixnum(WK_DONE);
+	}
+	int64_t end = t_now_ns() + 300 * T_MS;
+
+	while (t_now_ns() < end) {
+		GC_gcollect();
+		atomic_fetch_add(&collector_calls, 1);
+	}
+	for (int i = 0; i < PARKED; i++)
+		CHECK_EQ(wk_send(parked_ids[i], NULL, 0, WK_MODE_COPY), 0);
+	return ecl_make_fixnum(WK_DONE);
+}
+
+/*
+ * A collection runs the roots' pushers (ECL's, and stacks.c's over every
+ * parked stack) with the collector's lock held, outside libgc's code: a
+ * preemption signal there must not run ECL's handler, which would
+ * allocate and wait for that lock (this test's time out).
+ */
+TEST_SCHED1(preempt__a_signal_inside_a_collection_deadlocks_nothing)
+{
+	wk_id id;
+
+	tg_boot();
+	REQUIRE(tg_start_preempting(gcollecting_slice, NULL,
+				    (cl_objectfn_fixed)preempt_interrupt,
+				    budget_var(ecl_make_double_float(0.001)),
+				    1 * T_MS));
+	for (int i = 0; i < PARKED; i++)
+		REQUIRE_EQ(wkl_spawn(2, 0, WK_MODE_COPY, 0, &parked_ids[i]), 0);
+	REQUIRE_EQ(wkl_spawn(1, 0, WK_MODE_COPY, 0, &id), 0);
+	REQUIRE(t_wait_all());
+	CHECK(atomic_load(&collector_calls) > 0);
+}
