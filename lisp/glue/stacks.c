@@ -630,17 +630,9 @@ static void push_roots(void)
 	bool swap = native && cur && cur != native;
 	sigset_t all, old;
 
-	/* Signals stay blocked for the whole scan, not only the swap: it
-	 * runs inside a collection, the collector's lock held, in code that
-	 * is not libgc's (ECL's pusher, push_stack), where preempt.c cannot
-	 * tell that a preemption's signal came inside the collector; ECL's
-	 * handler would then allocate and wait for that lock forever (seen
-	 * once: a glue test's worker that collects hung). */
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
 	if (swap) {
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
 		pthread_setspecific(env_key, native);
 		wkl_env_now = native;
 	}
@@ -649,9 +641,9 @@ static void push_roots(void)
 	if (swap) {
 		pthread_setspecific(env_key, cur);
 		wkl_env_now = cur;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
 	wk_stacks_each(push_stack, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* The collector's suspend handler, after fixing the bottom of a thread
