@@ -298,9 +298,9 @@ lock, until one goes through: its %OUTCOME; NIL if none was ready."
   "Gives WAITER back to its worker once its wait ended normally; it holds
 on to no value meanwhile."
   (let ((ops (%slot %waiter ops waiter)))
-    (setf (svref ops 1) nil
-          (svref ops 2) nil
-          (%slot %waiter value waiter) nil
+    (%vector-set ops 1 nil)
+    (%vector-set ops 2 nil)
+    (setf (%slot %waiter value waiter) nil
           (%w channel-waiter (%slot %waiter worker waiter)) waiter)))
 
 ;;; Registering, waiting, giving up.
@@ -399,38 +399,43 @@ WAITER (taken with %TAKE-WAITER) and waits until DEADLINE.  Returns what
          (queued nil) (status +chan-done+) (index 0) (value nil) (ok nil))
     (declare (fixnum status))
     (%act-on-signals (%slot %waiter worker waiter))
-    (unwind-protect
-         (progn
-           ;; Registered (and for one operation, waited on once) and
-           ;; noted as one, for the cleanup below.
-           (let ((ext:*interrupts-enabled* nil))
-             (if single
-                 (multiple-value-setq (status value ok)
-                   (ffi:c-inline ((%op-channel ops 0) (%op-kind ops 0) (%op-value ops 0)
-                                  (%waiter-entry waiter 0) (%wait-ns deadline in-worker)
-                                  (and in-worker (%slot %waiter worker waiter)))
-                                 (:object :int :object :object :int64-t :object)
-                                 (values :int :object :object)
-                                 "{ cl_object v_ = #2, ok_ = ECL_NIL;
-                                    @(return 0) = wkl_chan_block(cl_env_copy, #0, #1, &v_, &ok_, #3, #4, #5);
-                                    @(return 1) = v_; @(return 2) = ok_; }"
-                                 :one-liner nil))
-                 (progn
-                   (multiple-value-setq (index value ok) (%register-several ops order waiter))
-                   (unless index
-                     (setf status +chan-woken+))))
-             (setf queued (/= status +chan-done+)))
-           (%run-deferred-interrupts)
-           (cond ((not queued))
-                 ((%await waiter deadline status in-worker)
-                  (setf status +chan-done+
-                        index (%slot %waiter index waiter)
-                        value (%slot %waiter value waiter)
-                        ok (%slot %waiter ok waiter)))
-                 (t (setf status +chan-timeout+))))
-      (when (and queued
-                 (not (and single (eql (%slot %waiter state waiter) +waiter-done+))))
-        (%give-up ops waiter)))
+    ;; Interrupts (KILL's) wait while WAITER is being registered, and
+    ;; until the UNWIND-PROTECT that takes it out again is in place: a
+    ;; waiter left in a queue would be handed a value nobody receives.
+    ;; One operation is waited on once in C already, and is done when it
+    ;; returns (the usual case): then nothing is queued and no
+    ;; UNWIND-PROTECT is made (its frame and setjmp cost a tenth of a
+    ;; channel round trip).
+    (let ((ext:*interrupts-enabled* nil))
+      (if single
+          (multiple-value-setq (status value ok)
+            (ffi:c-inline ((%op-channel ops 0) (%op-kind ops 0) (%op-value ops 0)
+                           (%waiter-entry waiter 0) (%wait-ns deadline in-worker)
+                           (and in-worker (%slot %waiter worker waiter)))
+                          (:object :int :object :object :int64-t :object)
+                          (values :int :object :object)
+                          "{ cl_object v_ = #2, ok_ = ECL_NIL;
+                             @(return 0) = wkl_chan_block(cl_env_copy, #0, #1, &v_, &ok_, #3, #4, #5);
+                             @(return 1) = v_; @(return 2) = ok_; }"
+                          :one-liner nil))
+          (progn
+            (multiple-value-setq (index value ok) (%register-several ops order waiter))
+            (unless index
+              (setf status +chan-woken+))))
+      (setf queued (/= status +chan-done+))
+      (when queued
+        (unwind-protect
+             (let ((ext:*interrupts-enabled* t))
+               (%run-deferred-interrupts)
+               (if (%await waiter deadline status in-worker)
+                   (setf status +chan-done+
+                         index (%slot %waiter index waiter)
+                         value (%slot %waiter value waiter)
+                         ok (%slot %waiter ok waiter))
+                   (setf status +chan-timeout+)))
+          (unless (and single (eql (%slot %waiter state waiter) +waiter-done+))
+            (%give-up ops waiter)))))
+    (%run-deferred-interrupts)
     ;; Not after an unwinding: a claimer may still be filling it in.
     (%keep-waiter waiter)
     (and (= status +chan-done+)
@@ -466,10 +471,10 @@ for one operation, with the waiter's own operation vector."
     (if (or (eq deadline :never) (%may-wait-p nil deadline))
         (let* ((waiter (%take-waiter))
                (ops (%slot %waiter ops waiter)))
-          (declare (simple-vector ops))
-          (setf (svref ops 0) op
-                (svref ops 1) channel
-                (svref ops 2) value)
+          ;; The waiter's own vector (%NEW-WAITER): no SVREF's checks.
+          (%vector-set ops 0 op)
+          (%vector-set ops 1 channel)
+          (%vector-set ops 2 value)
           (%block ops #(0) waiter deadline))
         nil)))
 

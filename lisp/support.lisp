@@ -73,6 +73,12 @@ above MOST-NEGATIVE-FIXNUM: a machine subtraction.  ECL 21.2.1 compiles
 DECF with its generic arithmetic unless the result's type is known to fit."
   `(setf ,variable (ffi:c-inline (,variable) (:fixnum) :fixnum "(#0) - 1" :one-liner t)))
 
+(defmacro %vector-set (vector index value)
+  "(SETF (SVREF VECTOR INDEX) VALUE) on the same terms as %VECTOR-REF:
+inline, unchecked."
+  `(ffi:c-inline (,vector ,index ,value) (:object :fixnum :object) :void
+                 "(#0)->vector.self.t[#1] = (#2)" :one-liner t))
+
 (defmacro %vector-length (vector)
   "(LENGTH VECTOR) for a simple vector, inline and unchecked."
   `(ffi:c-inline (,vector) (:object) :fixnum "(cl_fixnum)(#0)->vector.dim"
