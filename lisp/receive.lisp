@@ -214,8 +214,7 @@ may warn (or has warned) is drained, which checks it."
                    ;; Fixnum arithmetic for the usual mark: this runs at
                    ;; every RECEIVE.
                    (if (typep mark 'fixnum)
-                       (workers.ffi::%mailbox-count-reaches-p
-                        (the fixnum (%w inbox-count worker)) (the fixnum mark))
+                       (workers.ffi::%mailbox-count-reaches-p (%w inbox-count worker) mark)
                        (>= (+ (workers.ffi::%mailbox-count) (%w inbox-count worker))
                            mark))))
       (%drain worker))))

@@ -67,12 +67,6 @@ conversion."
   `(the t (ffi:c-inline (,vector ,index) (:object :fixnum) :object
                         "(#0)->vector.self.t[#1]" :one-liner t)))
 
-(defmacro %fixnum-1- (variable)
-  "(DECF VARIABLE) for a VARIABLE declared FIXNUM that the caller knows is
-above MOST-NEGATIVE-FIXNUM: a machine subtraction.  ECL 21.2.1 compiles
-DECF with its generic arithmetic unless the result's type is known to fit."
-  `(setf ,variable (ffi:c-inline (,variable) (:fixnum) :fixnum "(#0) - 1" :one-liner t)))
-
 (defmacro %vector-set (vector index value)
   "(SETF (SVREF VECTOR INDEX) VALUE) on the same terms as %VECTOR-REF:
 inline, unchecked."
@@ -83,6 +77,12 @@ inline, unchecked."
   "(LENGTH VECTOR) for a simple vector, inline and unchecked."
   `(ffi:c-inline (,vector) (:object) :fixnum "(cl_fixnum)(#0)->vector.dim"
                  :one-liner t))
+
+(defmacro %fixnum-1- (variable)
+  "(DECF VARIABLE) for a VARIABLE declared FIXNUM that the caller knows is
+above MOST-NEGATIVE-FIXNUM: a machine subtraction.  ECL 21.2.1 compiles
+DECF with its generic arithmetic unless the result's type is known to fit."
+  `(setf ,variable (ffi:c-inline (,variable) (:fixnum) :fixnum "(#0) - 1" :one-liner t)))
 
 (defmacro %act-on-signals (worker)
   "%CHECK-SIGNALS (signals.lisp) when there may be something to act on:

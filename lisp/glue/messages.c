@@ -4,8 +4,9 @@
  * Copy mode: the codec encodes the object, and its bytes go to wk_send
  * while they are still on the encoder's stack (a small message is never
  * malloc'd); a message of a few conses and plain atoms is instead copied
- * as objects by the codec and goes in a box, as a shared one does.  Share mode: the object goes in a box (boxes.c).  Receiving
- * turns a message back into an object, frees the message, and answers a
+ * as objects by the codec and goes in a box, as a shared one does.
+ * Share mode: the object goes in a box (boxes.c).  Receiving turns a
+ * message back into an object, frees the message, and answers a
  * WKL_RECV_* code; a copied message that does not decode is answered as
  * malformed with the decoder's complaint, never a crash (the codec treats
  * every byte as untrusted).
