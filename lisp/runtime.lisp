@@ -48,7 +48,7 @@ real."
           (%core-error rc "Starting the workers runtime")))
       (setf *running* t))))
 
-(defparameter +specials-bound-in-workers+
+(defparameter *specials-bound-in-workers*
   '(*current-worker* *killable* *preemptible*
     *debugger-hook* ext:*invoke-debugger-hook* si::*handler-clusters*
     ext:*interrupts-enabled*)
@@ -56,7 +56,7 @@ real."
 KILL's deferral bind in workers (%INDEX-SPECIALS).")
 
 (defun %index-specials ()
-  "Binds, once, each variable of +SPECIALS-BOUND-IN-WORKERS+ on the thread
+  "Binds, once, each variable of *SPECIALS-BOUND-IN-WORKERS* on the thread
 that starts the runtime.  ECL 21.2.1 gives a special variable the index of
 its slot in each thread's table of bindings at its first binding, without
 a lock: two threads binding a fresh one at once each take an index, the
@@ -66,7 +66,7 @@ itself for a thread, and died (\"Attaching this thread failed\"), in 1
 of 45 fresh runs of a benchmark.  Once bound, a symbol keeps its index.
 Only these: giving every special of the package its index at once made
 a preemption test hang in one of three runs (not understood yet)."
-  (dolist (s +specials-bound-in-workers+)
+  (dolist (s *specials-bound-in-workers*)
     (progv (list s) (if (boundp s) (list (symbol-value s)) '())
       nil)))
 

@@ -25,17 +25,17 @@ own thread, before a scheduler runs one: ECL 21.2.1 gives a variable its
 slot in the tables of thread bindings at its first binding, without a
 lock, and two workers binding a fresh one at once could lose a binding."
   (let ((fresh (intern (format nil "*TEST-FRESH-~D*" (random 1000000000)) :workers))
-        (old workers::+specials-bound-in-workers+))
+        (old workers::*specials-bound-in-workers*))
     (proclaim `(special ,fresh))
     (unwind-protect
          (progn
            (is (not (workers.ffi::%binding-indexed-p fresh)))
-           (setf workers::+specials-bound-in-workers+ (cons fresh old))
+           (setf workers::*specials-bound-in-workers* (cons fresh old))
            (stop)
            (start)
            (is (workers.ffi::%binding-indexed-p fresh))
            (is (every #'workers.ffi::%binding-indexed-p old)))
-      (setf workers::+specials-bound-in-workers+ old)
+      (setf workers::*specials-bound-in-workers* old)
       (unintern fresh :workers))))
 
 (test runtime--first-use-starts-the-runtime
