@@ -67,6 +67,34 @@ pass (NIL).  For states that send no message, such as a parked worker."
            (when (> (get-internal-real-time) deadline) (return nil))
            (sleep 0.001)))
 
+(defun start-collections (&key (pause 0.005) (share 1/5))
+  "Starts a thread that forces full collections until the function it
+returns is called; that function stops and joins the thread and returns
+the number of collections.  Between two collections the thread sleeps
+PAUSE seconds, or longer: never less than the last collection took times
+(1 - SHARE) / SHARE, so that collections hold at most SHARE of the time.
+A full collection's time grows with the live heap the suites before left
+(70 to 115 ms each by the preemption tests, on 2 cores): at a fixed pause
+the workers got a few milliseconds in every hundred, and a test whose
+work takes a second of CPU ran into *LONG*."
+  (let* ((stop nil)
+         (count 0)
+         (thread (mp:process-run-function
+                  "collections"
+                  (lambda ()
+                    (loop until stop
+                          do (let ((start (get-internal-real-time)))
+                               (si:gc t)
+                               (incf count)
+                               (sleep (max pause
+                                           (* (/ (- 1 share) share)
+                                              (/ (- (get-internal-real-time) start)
+                                                 internal-time-units-per-second))))))))))
+    (lambda ()
+      (setf stop t)
+      (mp:process-join thread)
+      count)))
+
 (defun next-message (&optional (timeout *long*))
   "The next message of the calling thread's mailbox, or :TIMEOUT."
   (receive (message message)

@@ -114,9 +114,7 @@ its cleanup runs."
     "Eight workers on core 0 build and sum fresh lists and bignums, so that
 they preempt each other, while another thread forces collections: every
 result is right."
-  (let* ((stop nil)
-         (collector (mp:process-run-function
-                     "collector" (lambda () (loop until stop do (si:gc t) (cl:sleep 0.005)))))
+  (let* ((stop-collections (start-collections))
          (workers (loop for k from 1 to 8
                         collect (let ((k k))
                                   (spawn* (lambda ()
@@ -128,8 +126,7 @@ result is right."
          (loop for k from 1 for w in workers
                do (is (= (* 20 k (expt 10 30) (/ (* 4999 5000) 2))
                          (join w :timeout *long*))))
-      (setf stop t)
-      (mp:process-join collector))))
+      (is (plusp (funcall stop-collections))))))
 
 (defun run-200-ms (&optional (wrap #'funcall) (then (lambda ())))
   "Computes for 200 ms, then calls THEN, both inside (funcall WRAP thunk)."
