@@ -85,6 +85,7 @@ typedef struct wk_stack {
 	                   /* pointer, the live part is [sp, hi); else NULL. */
 	                   /* Other threads: a relaxed __atomic_load_n      */
 	void *user;        /* the binding's: stack_init sets it              */
+	uintptr_t user_mark; /* the binding's too, for its own use; 0 at first */
 	int native;        /* a thread's own stack, not one of the pool's    */
 	int fresh;         /* 1 while it starts anew (the first stack_enter) */
 	/* Squeezed (a worker parked on it long, see "Stacks"): while     */

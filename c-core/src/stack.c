@@ -554,6 +554,7 @@ struct wkint_stack *wkint_stack_native_begin(void)
 	set_sp(s, NULL);
 	s->pub.fresh = 0;
 	s->pub.user = NULL;
+	s->pub.user_mark = 0;
 #ifdef WK_TSAN
 	s->tsan_fiber = __tsan_get_current_fiber();
 #endif

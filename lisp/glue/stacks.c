@@ -14,9 +14,16 @@
  * of its own (below); each thread's own stack has the environment ECL made
  * when it imported the thread.
  *
- * What belongs to the thread, not the stack, moves with the thread on
- * every switch (move_thread_part): the generic-function caches, the
- * interrupt queue, the process object.  ECL finds
+ * What belongs to the thread, not the stack, is copied into an
+ * environment when its stack arrives on a thread other than the one it
+ * last ran on (move_thread_part; the stack's user_mark names that thread
+ * by a serial, never reused): the generic-function caches, the interrupt
+ * queue, the process object.  None of them changes while the thread
+ * lives, so a stack that comes back to its thread finds them in place and
+ * the switch touches none of the environment's cache lines that hold them
+ * (four cold lines a hop in a ring of 503 workers).  The float traps
+ * (trap_fpe_bits) are the stack's, not the thread's, since its MXCSR is
+ * (the switch saves it, c-core/src/stack.c).  ECL finds
  * the running environment through a pthread key, which we set.  The
  * process's `env` stays the one ECL made for the thread: an interrupt
  * queued there lands in the thread's queue, which every environment on
@@ -34,8 +41,9 @@
  * environment's table is written by its own worker only, so an address
  * into it stays right across any switch; a switch moves no binding.  The
  * one binding a thread gives its code, MP:*CURRENT-PROCESS*, is copied
- * into the table of the environment entered (a worker's own binding of
- * that variable does not survive a switch).  A stack freed with bindings
+ * into the table of the environment entered with the thread's part (a
+ * worker's own binding of that variable does not survive a move to
+ * another thread).  A stack freed with bindings
  * (a worker destroyed while parked) has them undone in its table
  * (stack_free).
  *
@@ -111,6 +119,9 @@ static cl_index bds_entries, frs_entries;
  * the slots of a worker's table as made (env_block). */
 static cl_index process_index, table_entries;
 
+/* Serials of the threads that ran stacks (gc_thread.serial): 0 is none. */
+static _Atomic uintptr_t thread_serials;
+
 static void (*next_push_roots)(void);
 static struct sigaction gc_suspend_next;
 
@@ -127,6 +138,9 @@ struct gc_thread {
 	/* An ECL interrupt signal that came while switching, to raise again
 	 * once the switch is over (wkl_stacks_defer_interrupt); else 0. */
 	volatile sig_atomic_t deferred;
+	/* This thread's serial, which marks the stacks whose environment
+	 * holds this thread's part (user_mark, move_thread_part). */
+	uintptr_t serial;
 };
 static __thread struct gc_thread gc_self
 	__attribute__((tls_model("initial-exec")));
@@ -378,7 +392,6 @@ static void move_thread_part(cl_env_ptr f, cl_env_ptr e)
 	e->default_sigmask = f->default_sigmask;
 	e->method_cache = f->method_cache;
 	e->slot_cache = f->slot_cache;
-	e->trap_fpe_bits = f->trap_fpe_bits;
 	e->cleanup = f->cleanup;
 }
 
@@ -393,8 +406,10 @@ static int stack_init(wk_stack *s, void *ctx)
 		gc_self.native_bottom = sb.mem_base;
 		gc_self.switching = 0;
 		gc_self.native_env = ecl_process_env();
+		gc_self.serial = atomic_fetch_add(&thread_serials, 1) + 1;
 		wkl_env_now = gc_self.native_env;
 		s->user = gc_self.native_env;
+		s->user_mark = gc_self.serial;
 		return 0;
 	}
 	new_env(s);
@@ -414,9 +429,13 @@ static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
 	gc_self.switching = 1;
 	atomic_signal_fence(memory_order_seq_cst);
 
-	move_thread_part(f, e);
-	if (!to->native)
-		e->thread_local_bindings[process_index] = e->own_process;
+	if (to->user_mark != gc_self.serial) {
+		move_thread_part(f, e);
+		if (!to->native)
+			e->thread_local_bindings[process_index] =
+				e->own_process;
+		to->user_mark = gc_self.serial;
+	}
 	pthread_setspecific(env_key, e);
 	wkl_env_now = e;
 }

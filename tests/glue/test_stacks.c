@@ -10,8 +10,9 @@
  * thread's table served every worker on the thread and another worker
  * could grow (replace) it meanwhile.  The tests take the address, yield,
  * and store, as such code does around a preemption.  The one binding a
- * thread gives its code, MP:*CURRENT-PROCESS*, is the thread's wherever
- * a worker runs.  A squeezed stack (its environment copied aside, its
+ * thread gives its code, MP:*CURRENT-PROCESS*, and the rest of the
+ * thread's part of an environment (its process, caches) are the thread's
+ * wherever a worker runs, moved or not.  A squeezed stack (its environment copied aside, its
  * pages given back) comes back with its bindings, frames and data.
  */
 #include "tg.h"
@@ -161,6 +162,90 @@ TEST_SCHED1(stacks__a_worker_destroyed_with_a_binding_leaves_it_behind_nowhere)
 	wk_stacks_each(look_at_table, NULL);
 	CHECK(atomic_load(&envs) > 0);
 	CHECK_EQ(atomic_load(&still_bound), 0);
+}
+
+/* ------------------------------------------------ the thread's part */
+
+#define BOUNCES 200
+static wk_id bouncer, homes[2];
+static atomic_int part_wrong, moves, stays, bounced;
+
+/* pthread_self, read anew: glibc declares it const, so a caller could
+ * keep one reading across a park that moves it to another thread. */
+static __attribute__((noinline, noipa)) pthread_t this_thread(void)
+{
+	return pthread_self();
+}
+
+/* The thread's part of the running environment is this thread's: its
+ * process (MP:*CURRENT-PROCESS* included) is the one whose thread runs
+ * the code. */
+static void check_thread_part(void)
+{
+	cl_env_ptr env = ecl_process_env();
+
+	if (env->own_process->process.thread != this_thread())
+		atomic_store(&part_wrong, 1);
+	check_process();
+}
+
+/*
+ * Slots 0 and 1 are pinned to schedulers 0 and the last, and answer each
+ * message; slot 2, not pinned, asks them in turn and waits inside its
+ * slice.  A woken worker runs on its waker's scheduler: so with several
+ * schedulers slot 2 resumes on the other thread every time (its
+ * environment gets that thread's part), with one always on the same (the
+ * part is already there).
+ */
+static cl_object bounce_slice(cl_object index)
+{
+	if (ecl_fixnum(index) < 2) {
+		for (;;) {
+			wk_msg *m = wk_recv_wait(NULL, NULL, T_PATIENCE);
+			uint64_t v;
+
+			if (!m)
+				break;
+			check_thread_part();
+			if ((v = t_take_u64(m)) == 0)
+				break;
+			t_send_u64(bouncer, v);
+		}
+	} else {
+		pthread_t last = this_thread();
+
+		for (uint64_t i = 1; i <= BOUNCES; i++) {
+			wk_msg *m;
+
+			CHECK_EQ(t_send_u64(homes[i % 2], i), 0);
+			if (!CHECK((m = wk_recv_wait(NULL, NULL, T_PATIENCE))))
+				break;
+			CHECK_EQ(t_take_u64(m), i);
+			check_thread_part();
+			atomic_fetch_add(pthread_equal(last, this_thread()) ? &stays : &moves, 1);
+			last = this_thread();
+			atomic_fetch_add(&bounced, 1);
+		}
+		t_send_u64(homes[0], 0);
+		t_send_u64(homes[1], 0);
+	}
+	return ecl_make_fixnum(WK_DONE);
+}
+
+TEST(stacks__a_worker_that_changes_threads_gets_each_threads_part)
+{
+	REQUIRE(start_workers(bounce_slice, 0));
+	REQUIRE_EQ(wkl_spawn(1, 0, WK_MODE_COPY, 0, &homes[0]), 0);
+	REQUIRE_EQ(wkl_spawn(2, t_scheds - 1, WK_MODE_COPY, 0, &homes[1]), 0);
+	REQUIRE_EQ(wkl_spawn(3, -1, WK_MODE_COPY, 0, &bouncer), 0);
+	REQUIRE(t_wait_all());
+	CHECK_EQ(atomic_load(&bounced), BOUNCES);
+	CHECK_EQ(atomic_load(&part_wrong), 0);
+	CHECK_EQ(atomic_load(&process_wrong), 0);
+	if (t_scheds > 1)
+		CHECKF(atomic_load(&moves) > BOUNCES / 2, "moves %d stays %d", atomic_load(&moves), atomic_load(&stays));
+	else
+		CHECK_EQ(atomic_load(&stays), BOUNCES);
 }
 
 /* ------------------------------------------------------ bignum registers */
