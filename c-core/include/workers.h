@@ -359,8 +359,11 @@ WK_API int wk_recv_status(void);
  * scheduler thread: stealing moves it like any worker), the thread
  * switches to the worker's stack, the wait returns there, and the thread's
  * previous stack goes back to the pool.  A step that never waits costs no
- * switch.  A switch saves and restores the callee-saved registers (a few
- * instructions, no system call).
+ * switch.  A switch saves and restores the callee-saved registers and the
+ * floating-point control words (MXCSR, x87: the traps enabled, rounding;
+ * a few instructions, no system call).  So those are each stack's own: a
+ * fresh stack starts with the ones its thread had when it started, and a
+ * step that changes them changes them for its own stack only.
  *
  * So a stackful step may resume on another thread than the one it
  * started on: it must not keep thread-local state (errno, __thread

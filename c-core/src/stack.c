@@ -23,7 +23,11 @@
  * before, and what the arriving side must do (free the stack it came
  * from, park a worker) is left in the thread's wkint_tls, which the
  * arriving side reads first (wkint_stack_arrived).  A fresh stack starts
- * in wkint_sched_stack_main.
+ * in wkint_sched_stack_main, with the floating-point control words its
+ * thread had when it began (thread_fp_control): not the running stack's,
+ * which its step may have changed, nor all traps masked, which would turn
+ * a host's floating-point errors (a Lisp's DIVISION-BY-ZERO) into
+ * infinities on every pooled stack.
  *
  *   sp != NULL  switched away from: the live part is [sp, hi)
  *   sp == NULL  running, or free
@@ -522,6 +526,21 @@ void wkint_stack_resident_free(struct wkint_resident *r)
 
 /* ---------------------------------------------------------------- native */
 
+/* The thread's MXCSR (its exception flags cleared) and, above, its x87
+ * control word, as wkint_ctx_swap keeps them, when the thread began
+ * (wkint_stack_native_begin); the defaults where none was read. */
+static __thread uint64_t thread_fp_control = 0x1F80 | (uint64_t)0x037F << 32;
+
+static uint64_t fp_control_now(void)
+{
+	uint32_t mxcsr;
+	uint16_t x87;
+
+	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+	__asm__ volatile("fnstcw %0" : "=m"(x87));
+	return (mxcsr & ~(uint32_t)0x3F) | (uint64_t)x87 << 32;
+}
+
 /* The calling thread's own stack, as a wkint_stack (reused after its
  * thread ended: descriptors are never freed). */
 struct wkint_stack *wkint_stack_native_begin(void)
@@ -531,6 +550,7 @@ struct wkint_stack *wkint_stack_native_begin(void)
 	void *addr = NULL;
 	size_t size = 0;
 
+	thread_fp_control = fp_control_now();
 	for (s = atomic_load(&all_stacks); s; s = s->next_all) {
 		uint8_t dead = 1;
 
@@ -581,7 +601,7 @@ static void prepare(struct wkint_stack *s, void (*fn)(struct wkint_stack *))
 	uintptr_t top = ((uintptr_t)s->pub.hi - 16) & ~(uintptr_t)15;
 	uint64_t *f = (uint64_t *)(top - 64);
 
-	f[0] = 0x1F80 | (uint64_t)0x037F << 32; /* MXCSR, x87 control word */
+	f[0] = thread_fp_control;               /* MXCSR, x87 control word */
 	f[1] = 0;                               /* r15 */
 	f[2] = 0;                               /* r14 */
 	f[3] = (uint64_t)(uintptr_t)fn;         /* r13 */

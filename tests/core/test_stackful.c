@@ -10,7 +10,8 @@
  * workers parked inside their steps; the stack hooks pair up; every parked
  * stack is seen by wk_stacks_each with its saved stack pointer inside it;
  * squeezed stacks (one resident per scheduler) come back whole, binding's
- * part included, and a stop destroys squeezed workers.
+ * part included, and a stop destroys squeezed workers; the floating-point
+ * control words are each stack's, a fresh one starting with its thread's.
  */
 #include "runner.h"
 
@@ -549,4 +550,86 @@ TEST_SCHED1(stackful__stack_size_is_the_configured_one)
 	CHECK(t_eventually(span_seen, NULL, T_PATIENCE));
 	CHECK(atomic_load(&stack_span) >= 100 * 1024 + 1);
 	CHECK(atomic_load(&stack_span) < 100 * 1024 + 8192);
+}
+
+/* ------------------------------------------------------------ floating point */
+
+/* MXCSR's rounding control (bits 13-14): 0 nearest, 1 down, 2 up, 3 to zero. */
+static unsigned mxcsr_rounding(void)
+{
+	uint32_t m;
+
+	__asm__ volatile("stmxcsr %0" : "=m"(m));
+	return (m >> 13) & 3;
+}
+
+static void set_mxcsr_rounding(unsigned r)
+{
+	uint32_t m;
+
+	__asm__ volatile("stmxcsr %0" : "=m"(m));
+	m = (m & ~(uint32_t)(3 << 13)) | r << 13;
+	__asm__ volatile("ldmxcsr %0" : : "m"(m));
+}
+
+static _Atomic int fp_parked;
+static _Atomic unsigned fp_changer_saw = 9, fp_reader_saw = 9;
+
+/* Rounds up from here on, parks, and notes what it has when it resumes. */
+static wk_status fp_changer(void *data)
+{
+	wk_msg *m;
+
+	(void)data;
+	set_mxcsr_rounding(2);
+	atomic_store(&fp_parked, 1);
+	if ((m = wk_recv_wait(NULL, NULL, T_PATIENCE)))
+		wk_msg_free(m);
+	atomic_store(&fp_changer_saw, mxcsr_rounding());
+	return WK_DONE;
+}
+
+static wk_status fp_reader(void *data)
+{
+	(void)data;
+	atomic_store(&fp_reader_saw, mxcsr_rounding());
+	return WK_DONE;
+}
+
+static bool fp_changer_parked(void *arg)
+{
+	(void)arg;
+	return atomic_load(&fp_parked);
+}
+
+static bool fp_reader_done(void *arg)
+{
+	(void)arg;
+	return atomic_load(&fp_reader_saw) != 9;
+}
+
+/*
+ * The scheduler thread starts with the starting thread's rounding (to
+ * zero, set here; threads inherit it).  A worker that sets its own and
+ * parks keeps it; the fresh stack its thread goes on with has the
+ * thread's, not the parked worker's nor the hardware default (nearest,
+ * which every fresh stack had before: a host's float traps were lost).
+ */
+TEST_SCHED1(stackful__float_control_words_are_each_stacks_own)
+{
+	wk_spawn_opts o = stackful();
+	wk_id changer;
+
+	set_mxcsr_rounding(3);
+	START(NULL);
+	REQUIRE((changer = t_spawn_opts(fp_changer, NULL, &o)));
+	REQUIRE(t_eventually(fp_changer_parked, NULL, T_PATIENCE));
+	REQUIRE(t_spawn_opts(fp_reader, NULL, &o));
+	REQUIRE(t_eventually(fp_reader_done, NULL, T_PATIENCE));
+	CHECK_EQ(t_send_u64(changer, 1), 0);
+	CHECK(t_wait_all());
+	CHECK_EQ(atomic_load(&fp_reader_saw), 3);
+	CHECK_EQ(atomic_load(&fp_changer_saw), 2);
+	CHECK_EQ(mxcsr_rounding(), 3);
+	set_mxcsr_rounding(0);
 }

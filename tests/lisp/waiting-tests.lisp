@@ -153,6 +153,38 @@ STORAGE-CONDITION; the runtime and the other workers go on."
       (send ok :go)
       (is (eq :fine (join ok :timeout *long*))))))
 
+(defun divide-one-by (x)
+  "(/ 1.0 X): an ARITHMETIC-ERROR's type when it signals one, else the
+value."
+  (handler-case (/ 1.0 x)
+    (arithmetic-error (e) (type-of e))))
+
+(defvar *zero* 0.0 "A zero the compiler cannot fold.")
+
+(define-concurrency-test waiting--workers-trap-float-errors-as-threads-do
+    "(/ 1.0 0.0) signals DIVISION-BY-ZERO in a worker, as in a thread, run
+form by form or parked in a function (every pooled stack had all float
+traps masked: it returned an infinity).  A worker that turns the trap off
+keeps it off across a park, and a worker that runs on its scheduler
+meanwhile keeps its own."
+  (let* ((form-worker (with-worker () (divide-one-by *zero*)))
+         (changer (spawn* (lambda ()
+                            (ext:trap-fpe 'division-by-zero nil)
+                            (receive (:go))
+                            (divide-one-by *zero*))
+                          :core 0))
+         (other (spawn* (lambda ()
+                          (receive (:go))
+                          (divide-one-by *zero*))
+                        :core 0)))
+    (is (eq 'division-by-zero (join form-worker :timeout *long*)))
+    (is-true (wait-until (lambda () (eq (worker-state changer) :waiting))))
+    (send other :go)
+    (is (eq 'division-by-zero (join other :timeout *long*)))
+    (send changer :go)
+    (is (eql ext:single-float-positive-infinity (join changer :timeout *long*)))
+    (is (eq 'division-by-zero (divide-one-by *zero*)))))
+
 (define-concurrency-test waiting--ten-thousand-parked-workers-keep-their-data-across-gcs
     "10,000 workers hold fresh data in local variables while parked inside
 a function; forced collections meanwhile lose none of it."
