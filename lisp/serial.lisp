@@ -50,13 +50,13 @@
   (serial-version-layout (serial-code-current code)))
 
 (defun %find-serial-code (id)
-  (mp:with-lock (*serial-codes-lock*)
+  (%with-mp-lock (*serial-codes-lock*)
     (gethash id *serial-codes*)))
 
 (defun %register-serial-code (id hash layout function)
   "Enters (or replaces) the code of the SERIAL-LAMBDA form ID and returns
 its entry.  Called at load time by SERIAL-LAMBDA's expansion."
-  (mp:with-lock (*serial-codes-lock*)
+  (%with-mp-lock (*serial-codes-lock*)
     (let ((code (gethash id *serial-codes*)))
       (if code
           (let ((old (%current-layout code)))
@@ -231,7 +231,7 @@ the file position where its top-level form starts and RANK its place
 among the SERIAL-LAMBDAs of that form; the same for every expansion of
 FORM.  Outside a file, \"(no file):N\", unique in this image."
   (let ((location (and (boundp 'ext:*source-location*) ext:*source-location*)))
-    (mp:with-lock (*serial-site-lock*)
+    (%with-mp-lock (*serial-site-lock*)
       (if (and (consp location) (pathnamep (car location)))
           (progn
             (unless (eq (car *serial-site*) location)
@@ -306,20 +306,20 @@ its top-level form) changes its id."
 hello), under *SERIAL-CODES-LOCK*.")
 
 (defun %note-lisp-node (node)
-  (mp:with-lock (*serial-codes-lock*)
+  (%with-mp-lock (*serial-codes-lock*)
     (pushnew node *lisp-nodes* :test #'string=)))
 
 (defun %lisp-node-p (node)
   "True if NODE has said it runs this library (its spawner's hello, or a
 place that came up)."
-  (mp:with-lock (*serial-codes-lock*)
+  (%with-mp-lock (*serial-codes-lock*)
     (and (member node *lisp-nodes* :test #'string=) t)))
 
 (defun lisp-nodes ()
   "The connected nodes that run this library (other ECL images, places),
 as far as their spawners have said so: each says hello when it connects."
   (let ((connected (nodes)))
-    (mp:with-lock (*serial-codes-lock*)
+    (%with-mp-lock (*serial-codes-lock*)
       (remove-if-not (lambda (n) (member n connected :test #'string=)) *lisp-nodes*))))
 
 (defun %load-text (name text)

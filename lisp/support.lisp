@@ -128,6 +128,16 @@ of every message: no values are saved on the way out."
          (unwind-protect (progn ,@body)
            (,unlock ,@vars))))))
 
+(defmacro %with-mp-lock ((lock) &body body)
+  "Runs BODY holding ECL's MP:LOCK LOCK, with Lisp interrupts deferred
+as by %WITHOUT-INTERRUPTS, so that no preemption cuts BODY.  A worker
+preempted while it holds an MP:LOCK may resume on another scheduler
+thread, and ECL's WITH-LOCK releases only a lock its own thread holds:
+the lock stayed taken, and every later taker waited forever (the
+dist-throughput benchmark hung so in %REMOTE-IDENTITY).  BODY must not
+wait (RECEIVE, JOIN, SLEEP)."
+  `(%without-interrupts (mp:with-lock (,lock) ,@body)))
+
 (defmacro with-registry-lock (&body body)
   "Runs BODY holding the registry's mutex (ids, slots, names).  A thread
 spawning with ECL's MP:LOCK here was seen asleep on a free lock while

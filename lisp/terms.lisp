@@ -32,7 +32,8 @@ while the registry lock is held; the registry lock is never taken while
 this one is.")
 
 (defmacro with-peers-lock (&body body)
-  `(mp:with-lock (*peers-lock*) ,@body))
+  "Runs BODY holding *PEERS-LOCK*, never preempted (%WITH-MP-LOCK)."
+  `(%with-mp-lock (*peers-lock*) ,@body))
 
 (defstruct (peer (:constructor %make-peer (name number)) (:copier nil))
   "A remote node: its number in ids, and its pids met so far."

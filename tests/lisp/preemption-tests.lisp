@@ -282,3 +282,24 @@ each sees only its own values, and the global ones outside."
       (setf *preemption-budget* 0.01))
     (is (< before (workers.ffi::%preempts)))
     (is (eq :global *bound-a*))))
+
+(define-concurrency-test preemption--a-worker-preempted-in-a-library-lock-releases-it
+    "Workers of every scheduler take the peers lock (an ECL MP:LOCK, as a
+remote pid's lookup does) and compute for 3 ms holding it, under a 1 ms
+budget: all finish.  One preempted holding it could resume on another
+scheduler thread, where ECL's WITH-LOCK releases no lock of another
+thread, and every later taker waited forever (the dist-throughput
+benchmark hung so)."
+  (unwind-protect
+       (progn
+         (setf *preemption-budget* 0.001)
+         (let ((workers (loop repeat 4
+                              collect (spawn* (lambda ()
+                                                (dotimes (i 15 :done)
+                                                  (workers::with-peers-lock
+                                                    (let ((end (+ (get-internal-real-time)
+                                                                  (* 3/1000 internal-time-units-per-second))))
+                                                      (spin-until (lambda () (> (get-internal-real-time) end)))))))))))
+           (is (equal '(:done :done :done :done)
+                      (mapcar (lambda (w) (join w :timeout *long*)) workers)))))
+    (setf *preemption-budget* 0.01)))
