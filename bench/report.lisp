@@ -23,7 +23,9 @@
     "preempt-cost-scaled" "preempt-cost-compute" "preempt-cost-compute-high"
     "preempt-cost-compute-each" "preempt-cost-compute-scaled"
     "chan-ping-pong" "chan-throughput" "future" "matrix" "matrix-speedup"
-    "dist-ping-pong" "dist-throughput"))
+    "dist-ping-pong" "dist-throughput"
+    "alloc-map" "alloc-map-one-place" "alloc-map-image-speedup"
+    "alloc-map-places-speedup" "alloc-map-places-speedup-one-core" "place-spawn"))
 
 (defparameter *systems*
   '("workers-copy" "workers-share" "ecl-threads" "lparallel" "erlang" "go"
@@ -309,6 +311,9 @@ the number of benchmarks compared."
                                      bench (fmt erlang))
                          (format nil "~A ~A" (fmt v) unit)
                          (if (higher-better-p unit) (>= v erlang) (<= v erlang)))))))
+    ;; Issue 15: two places at least 1.8x as fast as one core.
+    (each-baseline "alloc-map-places-speedup-one-core"
+                   "alloc-map, 2 places vs one core (one place) >= 1.8x" "x" #'>= 1.8)
     (dolist (system *baselines*)
       (let ((v (baseline "max-idle" system))
             (n (let ((row (gethash (cons "max-idle" system) *rows*)))

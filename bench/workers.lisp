@@ -662,12 +662,21 @@ worker in a worker of this node, and stops both."
       (incf sum (reduce #'+ (loop for k below 2000
                                   collect (+ (expt 2 70) k round i)))))))
 
+(defun alloc-map-in-places (places inputs expected)
+  "Nanoseconds for the alloc-map of INPUTS over PLACES, after one untimed
+item in each (checked against EXPECTED, one item's result)."
+  (assert (equal (loop repeat (length places) append expected)
+                 (pmapcar 'alloc-item :places places (loop repeat (length places) collect 0))))
+  (elapsed-ns (pmap 'vector 'alloc-item :places places inputs)))
+
 (defbench "alloc-map" (items :minimum 2)
   ;; On 2 cores, as the issue asks: one scheduler, two schedulers of this
-  ;; image, two places of one scheduler each.  Each side computes one item
-  ;; untimed first (this image for EXPECTED, each place for the check), so
-  ;; that no timed part is a first run (a place's heap pages are the
-  ;; snapshot's until it writes them).
+  ;; image, one place and two places of one scheduler each.  Each side
+  ;; computes one item untimed first (this image for EXPECTED, each place
+  ;; for the check), so that no timed part is a first run (a place's heap
+  ;; pages are the snapshot's until it writes them).  One core is the one
+  ;; place without marker threads: this image's one scheduler is not, its
+  ;; collector marks on the other core too.
   (let* ((inputs (loop for i below items collect i))
          (expected (mapcar #'alloc-item (subseq inputs 0 1)))
          (one (progn (start :schedulers 1)
@@ -675,17 +684,19 @@ worker in a worker of this node, and stops both."
                        (stop))))
          (image (progn (start :schedulers 2)
                        (elapsed-ns (pmap 'vector 'alloc-item :parts 2 inputs))))
+         (one-place (let ((place (start-places 1 :parallel-marking nil)))
+                      (prog1 (alloc-map-in-places place inputs expected)
+                        (stop-places place))))
          (places (start-places 2))
-         (placed (progn
-                   (assert (equal (append expected expected)
-                                  (pmapcar 'alloc-item :places places '(0 0))))
-                   (elapsed-ns (pmap 'vector 'alloc-item :places places inputs)))))
+         (placed (alloc-map-in-places places inputs expected)))
     (stop-places places)
-    (note "2 cores: 1 scheduler vs 2 schedulers vs 2 places of 1 scheduler (~:[no~;with~] marker threads)"
+    (note "2 cores: 1 scheduler vs 2 schedulers vs 1 place vs 2 places of 1 scheduler (~:[no~;with~] marker threads)"
           (some #'workers::place-markers places))
     (result "alloc-map" (/ one 1d6) "ms" items)
     (result "alloc-map-image-speedup" (/ one image 1d0) "x" items)
-    (result "alloc-map-places-speedup" (/ one placed 1d0) "x" items)))
+    (result "alloc-map-places-speedup" (/ one placed 1d0) "x" items)
+    (result "alloc-map-one-place" (/ one-place 1d6) "ms" items)
+    (result "alloc-map-places-speedup-one-core" (/ one-place placed 1d0) "x" items)))
 
 (defun place-spawned (to)
   "Runs in a place: tells TO it ran."
