@@ -397,6 +397,10 @@ term."
 	@(return 1) = ecl_make_uint64_t(creation);
     }"))
 
+(defun %dist-fast-sends ()
+  "Frames the node's thread delivered without calling Lisp (dist.c)."
+  (ffi:c-inline () () :object "ecl_make_uint64_t(wkl_dist_fast_sends())" :one-liner t))
+
 (defun %dist-stop ()
   (ffi:c-inline () () :int "wkl_dist_stop()" :one-liner t))
 

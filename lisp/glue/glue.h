@@ -611,6 +611,10 @@ int wkl_dist_disconnect(const char *peer);
  */
 int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_object *bad);
 
+/* Frames the node's thread delivered without Lisp (dist.c, "fast path"):
+ * SENDs of non-tuples to this node's pids.  Counts only up. */
+uint64_t wkl_dist_fast_sends(void);
+
 /* ---------------------------------------------------------------- places */
 
 /*

@@ -50,6 +50,12 @@ serve({check, From, N, Bytes}) ->
 %% Send 1..Count to To, in order.
 serve({count_to, To, Count}) ->
     lists:foreach(fun(I) -> To ! {n, I} end, lists:seq(1, Count));
+%% 1..Count as bare integers, every tenth as {n, I} instead: the node's
+%% fast path takes the integers, its Lisp path the tuples (dist.c).
+serve({mixed_count_to, To, Count}) ->
+    lists:foreach(fun(I) when I rem 10 =:= 0 -> To ! {n, I};
+                     (I) -> To ! I
+                  end, lists:seq(1, Count));
 %% Receive {n, 1}..{n, Count}; answer whether they came in order.
 serve({expect_count, From, Count}) ->
     From ! {in_order, expect(1, Count)};

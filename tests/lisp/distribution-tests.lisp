@@ -396,6 +396,19 @@ arrive there in order."
   (loop for i from 1 to 10000 do (send *peer* (vector :n i)))
   (is (equalp #(:in_order t) (next-tuple :in_order))))
 
+(define-distribution-test messages--bare-terms-and-tuples-arrive-in-order-by-both-paths
+  "10,000 messages from Erlang, nine in ten bare integers (which the
+node's thread delivers itself, dist.c) and one in ten {n, I} tuples
+(which go through Lisp, as gen_server calls must), arrive in order, and
+the integers took the fast path."
+  (let ((before (workers.ffi::%dist-fast-sends)))
+    (send *peer* (vector :mixed_count_to (self) 10000))
+    (is (loop for i from 1 to 10000
+              always (eql i (receive (m (if (vectorp m) (svref m 1) m))
+                                     (:after *long* :timeout))))
+        "the messages from Erlang came out of order or not at all")
+    (is (<= 9000 (- (workers.ffi::%dist-fast-sends) before)))))
+
 (define-distribution-test messages--what-was-sent-before-stop-node-goes-out
   "20,000 messages sent just before STOP-NODE all reach Erlang, in order:
 the node's thread writes what it holds before it closes the connections."
