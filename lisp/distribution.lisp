@@ -117,16 +117,28 @@ into gen_server's."
   (or *this-node*
       (%dist-error nil "this image runs no node (START-NODE first)")))
 
+(defun %frame-sent (code bad message)
+  "What %FRAME answers for a %DIST-SEND's CODE and BAD part."
+  (cond ((eql code 0) t)
+        ((eql code +codec-unserializable+)
+         (error 'unserializable-object :object bad :path nil))
+        ((eql code +dist-e-not-running+) nil)
+        (t (error 'codec-failed :object message))))
+
 (defun %frame (node control &optional (message nil message-p))
   "Queues a frame for NODE.  Signals UNSERIALIZABLE-OBJECT (nothing sent)
 for a message that has no term."
   (multiple-value-bind (code bad)
       (workers.ffi::%dist-send node control message message-p)
-    (cond ((eql code 0) t)
-          ((eql code +codec-unserializable+)
-           (error 'unserializable-object :object bad :path nil))
-          ((eql code +dist-e-not-running+) nil)
-          (t (error 'codec-failed :object message)))))
+    (%frame-sent code bad message)))
+
+(defun %send-frame (node key message)
+  "Queues SEND {2, '', Pid} of MESSAGE for NODE, Pid the remote pid KEY,
+(id serial creation): as %FRAME, its control written in C."
+  (destructuring-bind (id serial creation) key
+    (multiple-value-bind (code bad)
+        (workers.ffi::%dist-send-pid node id serial creation message)
+      (%frame-sent code bad message))))
 
 (defstruct (remote (:constructor %make-remote (name node)) (:copier nil)
                    (:predicate %remote-p))
@@ -191,11 +203,10 @@ the EXIT that a death sends, or with the connection (:NOCONNECTION)."
      :deliver (lambda (id message mode)
                 (declare (ignore mode))
                 (%require-node)
-                ;; SEND {2, '', To}; the worker object is the pid.
-                (let ((to (with-peers-lock
-                            (gethash (gethash (ldb (byte +id-bits+ 0) id) (peer-keys peer))
-                                     (peer-workers peer)))))
-                  (and to (%frame node (vector 2 *empty-atom* to) (%to-wire message)))))
+                ;; SEND {2, '', To}, To the pid (id serial creation).
+                (let ((key (with-peers-lock
+                             (gethash (ldb (byte +id-bits+ 0) id) (peer-keys peer)))))
+                  (and key (%send-frame node key (%to-wire message)))))
      :signal-exit (lambda (target from reason kill)
                     (%require-node)
                     ;; A worker that has ended signals only its links (see

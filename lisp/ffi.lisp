@@ -422,6 +422,19 @@ a code (0, or a WKL_CODEC_* / WKL_DIST_E* one) and the refused part."
 	@(return 1) = bad;
     }"))
 
+(defun %dist-send-pid (node id serial creation message)
+  "Queues a SEND of MESSAGE to pid <ID.SERIAL> of incarnation CREATION of
+NODE, the control written in C.  The values of %DIST-SEND."
+  (ffi:c-inline (node id serial creation message) (:cstring :object :object :object :object)
+                (values :int :object)
+   "{
+	cl_object bad = ECL_NIL;
+	@(return 0) = wkl_dist_send_pid(#0, (uint32_t)ecl_to_uint64_t(#1),
+					(uint32_t)ecl_to_uint64_t(#2),
+					(uint32_t)ecl_to_uint64_t(#3), #4, &bad);
+	@(return 1) = bad;
+    }"))
+
 ;;; The fork server behind places (glue.h, places.c).
 
 (defun %places-snapshot ()

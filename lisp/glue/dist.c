@@ -995,24 +995,16 @@ static int send_now(const char *peer, uint8_t *bytes, size_t n)
 	return 1;
 }
 
-int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_object *bad)
+/* Frames HEAD (HEAD_LEN bytes, the length and 'p' room and the control
+ * term) and BODY (BODY_LEN bytes, or none), both malloc'd and taken over,
+ * and sends or queues the frame for peer. */
+static int send_frame(const char *peer, uint8_t *head, size_t head_len, uint8_t *body,
+		      size_t body_len)
 {
-	uint8_t *head = NULL, *body = NULL, *all;
-	size_t head_len, body_len = 0, n;
+	uint8_t *all;
+	size_t n = head_len + body_len;
 	struct cmd *c;
-	int rc;
 
-	rc = wkl_etf_encode(control, 5, &head, &head_len, bad);
-	if (rc != WKL_CODEC_OK)
-		return rc;
-	if (message != OBJNULL) {
-		rc = wkl_etf_encode(message, 0, &body, &body_len, bad);
-		if (rc != WKL_CODEC_OK) {
-			free(head);
-			return rc;
-		}
-	}
-	n = head_len + body_len;
 	if (n - 4 > UINT32_MAX || !(all = realloc(head, n))) {
 		free(head);
 		free(body);
@@ -1038,4 +1030,76 @@ int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_obj
 	if (c)
 		free(c);
 	return WKL_CODEC_ENOMEM;
+}
+
+int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_object *bad)
+{
+	uint8_t *head = NULL, *body = NULL;
+	size_t head_len, body_len = 0;
+	int rc;
+
+	rc = wkl_etf_encode(control, 5, &head, &head_len, bad);
+	if (rc != WKL_CODEC_OK)
+		return rc;
+	if (message != OBJNULL) {
+		rc = wkl_etf_encode(message, 0, &body, &body_len, bad);
+		if (rc != WKL_CODEC_OK) {
+			free(head);
+			return rc;
+		}
+	}
+	return send_frame(peer, head, head_len, body, body_len);
+}
+
+/* The control of a SEND to pid <id.serial> of incarnation creation of
+ * peer, {2, '', Pid}, written as the encoder writes it (with no call
+ * into Lisp for the pid: %IDENTITY-OUT, the peers lock again), after the
+ * frame's 5 bytes of room. */
+static uint8_t *send_control(const char *peer, uint32_t id, uint32_t serial,
+			     uint32_t creation, size_t *len)
+{
+	size_t node_len = strlen(peer);
+	size_t n = 5 + 5 + 2 + 1 + 2 + node_len + 12;
+	uint8_t *b, *p;
+
+	if (node_len > 255 || !(b = malloc(n)))
+		return NULL;
+	p = b + 5;
+	*p++ = 131;
+	*p++ = 104; /* SMALL_TUPLE_EXT */
+	*p++ = 3;
+	*p++ = 97; /* SMALL_INTEGER_EXT */
+	*p++ = 2;
+	*p++ = 119; /* SMALL_ATOM_UTF8_EXT '' */
+	*p++ = 0;
+	*p++ = 88; /* NEW_PID_EXT */
+	*p++ = 119;
+	*p++ = (uint8_t)node_len;
+	memcpy(p, peer, node_len);
+	p += node_len;
+	for (int shift = 24; shift >= 0; shift -= 8)
+		*p++ = (uint8_t)(id >> shift);
+	for (int shift = 24; shift >= 0; shift -= 8)
+		*p++ = (uint8_t)(serial >> shift);
+	for (int shift = 24; shift >= 0; shift -= 8)
+		*p++ = (uint8_t)(creation >> shift);
+	*len = (size_t)(p - b);
+	return b;
+}
+
+int wkl_dist_send_pid(const char *peer, uint32_t id, uint32_t serial, uint32_t creation,
+		      cl_object message, cl_object *bad)
+{
+	uint8_t *head, *body = NULL;
+	size_t head_len, body_len = 0;
+	int rc;
+
+	if (!(head = send_control(peer, id, serial, creation, &head_len)))
+		return WKL_CODEC_ENOMEM;
+	rc = wkl_etf_encode(message, 0, &body, &body_len, bad);
+	if (rc != WKL_CODEC_OK) {
+		free(head);
+		return rc;
+	}
+	return send_frame(peer, head, head_len, body, body_len);
 }

@@ -611,6 +611,11 @@ int wkl_dist_disconnect(const char *peer);
  */
 int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_object *bad);
 
+/* The same for a SEND ({2, '', Pid}) of message to pid <id.serial> of
+ * incarnation creation of peer, the control written in C. */
+int wkl_dist_send_pid(const char *peer, uint32_t id, uint32_t serial, uint32_t creation,
+		      cl_object message, cl_object *bad);
+
 /* Frames the node's thread delivered without Lisp (dist.c, "fast path"):
  * SENDs of non-tuples to this node's pids.  Counts only up. */
 uint64_t wkl_dist_fast_sends(void);
