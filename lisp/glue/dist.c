@@ -244,6 +244,9 @@ static void accept_one(void);
 /* How long a refused handshake is tried again (see connect_to), and the
  * longest pause between two tries. */
 #define REFUSED_RETRY_MS 3000
+/* The first try of a handshake waits this long, plus up to as much again
+ * at random, then twice as long each try, up to HANDSHAKE_MS in all. */
+#define CROSSED_TRY_MS 100
 #define REFUSED_PAUSE_MAX_MS 200
 
 /* Waits up to ms for a connection attempt on the listening socket, and
@@ -268,19 +271,45 @@ static void accept_for(int ms)
  * Meanwhile the listening socket is served, so that a connection the peer
  * opens to us at the same time is taken (and used).  The cost: a wrong
  * cookie, refused too, is reported after REFUSED_RETRY_MS.
+ *
+ * Crossed handshakes: two nodes that send to each other at once each
+ * connect, and each node's thread waits in its own handshake, accepting
+ * nothing, so neither is answered (both timed out after HANDSHAKE_MS and
+ * dropped the frames).  So a try waits a random 100 to 200 ms at first,
+ * then twice as long each time; between two tries the listening socket
+ * is served once.  The node whose try ends first accepts the other's,
+ * which is still waiting, and both use that one connection.
  */
 static struct conn *connect_to(const char *peer, const char **why)
 {
 	char name[MAXNODELEN + 1];
 	int64_t deadline = now_ns() + (int64_t)REFUSED_RETRY_MS * 1000000;
+	int64_t handshake_end = now_ns() + (int64_t)HANDSHAKE_MS * 1000000;
 	int pause_ms = 5, fd;
+	/* A try's time: random, then doubled (crossed handshakes, above). */
+	int try_ms = CROSSED_TRY_MS + (int)((uint64_t)now_ns() % CROSSED_TRY_MS);
 	struct conn *c;
 
 	snprintf(name, sizeof name, "%s", peer);
 	for (;;) {
-		fd = ei_connect_tmo(&node.ec, name, HANDSHAKE_MS);
+		int64_t left_ms = (handshake_end - now_ns()) / 1000000;
+
+		fd = ei_connect_tmo(&node.ec, name,
+				    (unsigned)(left_ms < try_ms ? (left_ms > 0 ? left_ms : 1)
+								: try_ms));
 		if (fd >= 0)
 			break;
+		if (fd != ERL_NO_PORT && erl_errno == ETIMEDOUT && left_ms > try_ms) {
+			/* The peer may be connecting to us this moment, its
+			 * node thread in its own handshake and accepting
+			 * nothing, as this one: take its connection, if it
+			 * came, and use it. */
+			accept_for(0);
+			if ((c = find_conn(peer)))
+				return c;
+			try_ms *= 2;
+			continue;
+		}
 		/* ei says little: no port from epmd (ERL_NO_PORT), or the
 		 * handshake failed, which with a port known is a refusal
 		 * (the cookie, or "alive" above; EIO) or a peer that went

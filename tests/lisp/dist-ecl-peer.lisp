@@ -33,5 +33,22 @@
           ((:count-monitors from)
            (send from (list :monitors (hash-table-count
                                        workers::*monitored-for-peers*))))
+          ;; Answers :CROSSING; once this node has seen LISP-NODE go (the
+          ;; test disconnects it then), makes PATH.armed; once PATH.go exists, sends :FROM-PEER
+          ;; to FROM, which connects again while the test's send does
+          ;; the same the other way; answers :PEER-GOT-IT to its
+          ;; :FROM-TEST.
+          ((:cross from path-octets node-octets)
+           ;; Strings cross as binaries: they arrive as octets.
+           (let ((path (map 'string #'code-char path-octets))
+                 (lisp-node (map 'string #'code-char node-octets)))
+           (send from :crossing)
+           (loop while (member lisp-node (nodes) :test #'string=) do (sleep 0.001))
+           (close (open (concatenate 'string path ".armed") :direction :output
+                                                            :if-exists :supersede))
+           (loop until (probe-file (concatenate 'string path ".go")) do (sleep 0.0002))
+           (send from :from-peer)
+           (receive (:from-test (send from :peer-got-it))
+                    (:after 60 nil))))
           (:stop (stop-node) (ext:quit 0))
           (:after 120 (ext:quit 1)))))

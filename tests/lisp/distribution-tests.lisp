@@ -746,6 +746,34 @@ gets that worker's exit reason."
         (ext:terminate-process process t))
       (ext:external-process-wait process))))
 
+(define-distribution-test ecl--two-nodes-connecting-to-each-other-at-once-both-get-through
+  "Two ECL nodes, disconnected, send to each other at the same instant:
+each send connects, the two handshakes cross, and both messages arrive.
+Each node's thread used to wait in its own handshake, accepting nothing,
+until both timed out (5 s) and dropped the messages."
+  (multiple-value-bind (process node peer) (start-ecl-peer)
+    (let* ((path (format nil "/tmp/wk-cross-~D-~D" (ext:getpid) (random 1000000)))
+           (armed (concatenate 'string path ".armed"))
+           (go (concatenate 'string path ".go")))
+      (unwind-protect
+           (progn
+             (send peer (list :cross (self) path (node)))
+             (is (eq :crossing (receive (:crossing :crossing) (:after *long* :timeout))))
+             (disconnect-node node)
+             (is-true (wait-until (lambda () (probe-file armed))))
+             (close (open go :direction :output :if-exists :supersede))
+             (send peer :from-test)
+             (is (eq :from-peer (receive (:from-peer :from-peer) (:after *long* :timeout))))
+             (is (eq :peer-got-it (receive (:peer-got-it :peer-got-it)
+                                           (:after *long* :timeout)))))
+        (ignore-errors (delete-file armed))
+        (ignore-errors (delete-file go))
+        (send peer :stop)
+        (unless (wait-until (lambda () (not (eq (ext:external-process-status process)
+                                                 :running))))
+          (ext:terminate-process process t))
+        (ext:external-process-wait process)))))
+
 (define-distribution-test ecl--spawn-on-runs-a-function-on-the-other-node
   "SPAWN-ON runs a global function on the other ECL node with the given
 arguments; with :LINK the new worker is linked to the caller before it
