@@ -330,8 +330,6 @@ static struct conn *connect_to(const char *peer, const char **why)
 	return add_conn(fd, peer);
 }
 
-/* ------------------------------------------------------------ frames */
-
 /* ------------------------------------------------------------ fast path */
 
 /*
@@ -466,6 +464,8 @@ uint64_t wkl_dist_fast_sends(void)
 {
 	return atomic_load_explicit(&fast_sends, memory_order_relaxed);
 }
+
+/* ------------------------------------------------------------ frames */
 
 static void handle_frame(struct conn *c, const uint8_t *p, size_t n)
 {
