@@ -301,6 +301,36 @@ WKL_CODEC_API int wkl_etf_encode(cl_object obj, size_t prefix, uint8_t **out, si
 WKL_CODEC_API int wkl_etf_decode(const uint8_t *buf, size_t len, size_t *used,
 				 cl_object *result, const char **err_msg);
 
+/*
+ * The control of the distribution's commonest frame, a SEND to a pid, read
+ * and written without Lisp objects (lisp/glue/dist.c's fast path): the
+ * pid's node name (node_len bytes of atom text, not NUL-terminated), the
+ * numbers it carries and its incarnation.
+ */
+struct wkl_etf_pid {
+	const uint8_t *node;
+	size_t node_len;
+	uint32_t id, serial, creation;
+};
+
+/*
+ * If the len bytes at buf begin with the version byte and a SEND ({2, _,
+ * To}) or SEND_SENDER ({22, From, To}) control: 1, with *to the pid To
+ * (node pointing into buf) and *used the control's bytes; else 0 (any
+ * other control, or bytes the full decoder should judge).  Reads only.
+ */
+WKL_CODEC_API int wkl_etf_send_target(const uint8_t *buf, size_t len, struct wkl_etf_pid *to,
+				      size_t *used);
+
+/*
+ * Writes the control of a SEND to *to, {2, '', To}, as wkl_etf_encode
+ * would (version byte first) after prefix bytes of room: WKL_CODEC_OK with
+ * *out (malloc'd) and *len, WKL_CODEC_UNSERIALIZABLE for a node name of 0
+ * or more than 255 bytes, or WKL_CODEC_ENOMEM.
+ */
+WKL_CODEC_API int wkl_etf_send_control(const struct wkl_etf_pid *to, size_t prefix,
+				       uint8_t **out, size_t *len);
+
 #ifdef __cplusplus
 }
 #endif

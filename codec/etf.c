@@ -577,6 +577,36 @@ int wkl_etf_encode(cl_object obj, size_t prefix, uint8_t **out, size_t *len, cl_
 	return WKL_CODEC_OK;
 }
 
+int wkl_etf_send_control(const struct wkl_etf_pid *to, size_t prefix, uint8_t **out,
+			 size_t *len)
+{
+	struct etf_enc e = {0};
+
+	if (to->node_len == 0 || to->node_len > ETF_ATOM_CHARS)
+		return WKL_CODEC_UNSERIALIZABLE;
+	if (reserve(&e, prefix + 1))
+		e.len = prefix;
+	put8(&e, ETF_VERSION);
+	put8(&e, SMALL_TUPLE_EXT);
+	put8(&e, 3);
+	put8(&e, SMALL_INTEGER_EXT);
+	put8(&e, 2);
+	put_atom_c(&e, "");
+	put8(&e, NEW_PID_EXT);
+	put_sized(&e, SMALL_ATOM_UTF8_EXT, ATOM_UTF8_EXT, 2, to->node_len);
+	put(&e, to->node, to->node_len);
+	put32(&e, to->id);
+	put32(&e, to->serial);
+	put32(&e, to->creation);
+	if (e.failed) {
+		free(e.p);
+		return e.failed;
+	}
+	*out = e.p;
+	*len = e.len;
+	return WKL_CODEC_OK;
+}
+
 /* ================================================================ decode */
 
 struct etf_dec {
@@ -1038,6 +1068,66 @@ static cl_object get_identity(struct etf_dec *d, unsigned tag)
 	if (!hooks)
 		return fail(d, "a pid, port or reference, and no hook to make it");
 	return cl_funcall(5, hooks[0], kind, node, ecl_make_uint64_t(creation), numbers);
+}
+
+/* An atom's text, not made into an object: its bytes stay in d. */
+static int atom_bytes(struct etf_dec *d, const uint8_t **text, size_t *n)
+{
+	unsigned tag;
+	int wide;
+
+	if (!need(d, 1))
+		return 0;
+	tag = get8(d);
+	wide = tag == ATOM_EXT || tag == ATOM_UTF8_EXT;
+	if ((!wide && tag != SMALL_ATOM_EXT && tag != SMALL_ATOM_UTF8_EXT) ||
+	    !need(d, wide ? 2 : 1))
+		return 0;
+	*n = wide ? get16(d) : get8(d);
+	if (!need(d, *n))
+		return 0;
+	*text = d->p;
+	d->p += *n;
+	return 1;
+}
+
+/* A pid (PID_EXT, NEW_PID_EXT), as get_identity reads it, into *pid. */
+static int pid_fields(struct etf_dec *d, struct wkl_etf_pid *pid)
+{
+	unsigned tag;
+
+	if (!need(d, 1))
+		return 0;
+	tag = get8(d);
+	if ((tag != PID_EXT && tag != NEW_PID_EXT) ||
+	    !atom_bytes(d, &pid->node, &pid->node_len) ||
+	    !need(d, tag == PID_EXT ? 9 : 12))
+		return 0;
+	pid->id = get32(d);
+	pid->serial = get32(d);
+	pid->creation = tag == PID_EXT ? get8(d) : get32(d);
+	return 1;
+}
+
+int wkl_etf_send_target(const uint8_t *buf, size_t len, struct wkl_etf_pid *to, size_t *used)
+{
+	struct etf_dec d = {buf, buf + len, NULL};
+	const uint8_t *cookie;
+	size_t cookie_len;
+	struct wkl_etf_pid from;
+	unsigned kind;
+
+	if (!need(&d, 5) || get8(&d) != ETF_VERSION || get8(&d) != SMALL_TUPLE_EXT ||
+	    get8(&d) != 3 || get8(&d) != SMALL_INTEGER_EXT)
+		return 0;
+	kind = get8(&d);
+	if (kind == 2 ? !atom_bytes(&d, &cookie, &cookie_len)
+	    : kind != 22 || !pid_fields(&d, &from))
+		return 0;
+	if (!pid_fields(&d, to))
+		return 0;
+	*used = (size_t)(d.p - buf);
+	return 1;
 }
 
 static cl_object decode(struct etf_dec *d, int depth)

@@ -340,90 +340,23 @@ static struct conn *connect_to(const char *peer, const char **why)
  * %IDENTITY-IN cost about 5,000 instructions a message.  What the Lisp
  * side does with such a frame is exactly this: a tuple may be a
  * gen_server call or a monitor proxy's note (distribution.lisp), so it
- * goes there, as does anything this reader does not recognize.  The
- * bytes are read as the external term format lays them out (a 131 before
- * each term): an atom (ATOM_EXT, SMALL_ATOM_EXT and their UTF-8 kinds),
- * a pid (NEW_PID_EXT, or PID_EXT with its 1-byte creation).
+ * goes there, as does anything the codec's reader of the control
+ * (wkl_etf_send_target) does not recognize.
  */
-struct reader {
-	const uint8_t *p, *end;
-};
 
 /* Frames delivered so, for the tests (wkl_dist_fast_sends). */
 static _Atomic uint64_t fast_sends;
 
-static int read_bytes(struct reader *r, size_t n, const uint8_t **out)
+/* Whether pid is one of this node's present incarnation, and its worker
+ * id if so (as %IDENTITY-IN makes it). */
+static int local_pid(const struct wkl_etf_pid *pid, wk_id *id)
 {
-	if ((size_t)(r->end - r->p) < n)
+	if (pid->node_len != strlen(node.ec.thisnodename) ||
+	    memcmp(pid->node, node.ec.thisnodename, pid->node_len) != 0 ||
+	    pid->creation != node.ec.creation ||
+	    pid->serial >= (UINT32_C(1) << (WK_ID_BITS - 32)) || (pid->id | pid->serial) == 0)
 		return 0;
-	*out = r->p;
-	r->p += n;
-	return 1;
-}
-
-static int read_u8(struct reader *r, unsigned *v)
-{
-	const uint8_t *b;
-
-	if (!read_bytes(r, 1, &b))
-		return 0;
-	*v = b[0];
-	return 1;
-}
-
-static uint32_t be32(const uint8_t *b)
-{
-	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-}
-
-/* An atom's text (not NUL-terminated) and length. */
-static int read_atom(struct reader *r, const uint8_t **text, size_t *len)
-{
-	unsigned tag, l8;
-	const uint8_t *b;
-
-	if (!read_u8(r, &tag))
-		return 0;
-	switch (tag) {
-	case 100: /* ATOM_EXT */
-	case 118: /* ATOM_UTF8_EXT */
-		if (!read_bytes(r, 2, &b))
-			return 0;
-		*len = (size_t)b[0] << 8 | b[1];
-		break;
-	case 115: /* SMALL_ATOM_EXT */
-	case 119: /* SMALL_ATOM_UTF8_EXT */
-		if (!read_u8(r, &l8))
-			return 0;
-		*len = l8;
-		break;
-	default:
-		return 0;
-	}
-	return read_bytes(r, *len, text);
-}
-
-/* A pid: whether it is one of this node's present incarnation, and its
- * local worker id (as %IDENTITY-IN makes it) if so. */
-static int read_pid(struct reader *r, int *local, wk_id *id)
-{
-	unsigned tag;
-	const uint8_t *node_text, *b;
-	size_t node_len;
-	uint32_t n, serial, creation;
-
-	if (!read_u8(r, &tag) || (tag != 88 && tag != 103) ||
-	    !read_atom(r, &node_text, &node_len) ||
-	    !read_bytes(r, tag == 88 ? 12 : 9, &b))
-		return 0;
-	n = be32(b);
-	serial = be32(b + 4);
-	creation = tag == 88 ? be32(b + 8) : b[8];
-	*local = node_len == strlen(node.ec.thisnodename) &&
-		 memcmp(node_text, node.ec.thisnodename, node_len) == 0 &&
-		 creation == node.ec.creation &&
-		 serial < (UINT32_C(1) << (WK_ID_BITS - 32)) && (n | serial) != 0;
-	*id = (wk_id)n | (wk_id)serial << 32;
+	*id = (wk_id)pid->id | (wk_id)pid->serial << 32;
 	return 1;
 }
 
@@ -431,29 +364,20 @@ static int read_pid(struct reader *r, int *local, wk_id *id)
  * delivered (or dropped: its worker is gone); 0 if Lisp should have it. */
 static int send_fast(const uint8_t *p, size_t n)
 {
-	struct reader r = {p + 1, p + n};
-	unsigned magic, tag, arity, small, kind;
-	const uint8_t *skip;
-	size_t skip_len;
-	int local, ignored;
-	wk_id to, from;
-	size_t used = 0;
+	struct wkl_etf_pid to_pid;
+	size_t control = 0, used = 0;
+	const uint8_t *m;
+	wk_id to;
 	cl_object message;
 	const char *complaint = NULL;
 
-	if (!read_u8(&r, &magic) || magic != 131 || !read_u8(&r, &tag) || tag != 104 ||
-	    !read_u8(&r, &arity) || arity != 3 || !read_u8(&r, &small) || small != 97 ||
-	    !read_u8(&r, &kind) || (kind != 2 && kind != 22))
-		return 0;
-	if (kind == 2 ? !read_atom(&r, &skip, &skip_len) : !read_pid(&r, &ignored, &from))
-		return 0;
-	if (!read_pid(&r, &local, &to) || !local)
+	if (!wkl_etf_send_target(p + 1, n - 1, &to_pid, &control) || !local_pid(&to_pid, &to))
 		return 0;
 	/* The message: not a tuple (104, SMALL_TUPLE_EXT; 105, LARGE_TUPLE_EXT). */
-	if (r.end - r.p < 2 || r.p[0] != 131 || r.p[1] == 104 || r.p[1] == 105)
+	m = p + 1 + control;
+	if (n - 1 - control < 2 || m[0] != 131 || m[1] == 104 || m[1] == 105)
 		return 0;
-	if (wkl_etf_decode(r.p, (size_t)(r.end - r.p), &used, &message, &complaint) !=
-	    WKL_CODEC_OK)
+	if (wkl_etf_decode(m, n - 1 - control, &used, &message, &complaint) != WKL_CODEC_OK)
 		return 0; /* Lisp's path says what is wrong with it */
 	wkl_send_share(to, message);
 	atomic_fetch_add_explicit(&fast_sends, 1, memory_order_relaxed);
@@ -1080,51 +1004,18 @@ int wkl_dist_send(const char *peer, cl_object control, cl_object message, cl_obj
 	return send_frame(peer, head, head_len, body, body_len);
 }
 
-/* The control of a SEND to pid <id.serial> of incarnation creation of
- * peer, {2, '', Pid}, written as the encoder writes it (with no call
- * into Lisp for the pid: %IDENTITY-OUT, the peers lock again), after the
- * frame's 5 bytes of room. */
-static uint8_t *send_control(const char *peer, uint32_t id, uint32_t serial,
-			     uint32_t creation, size_t *len)
-{
-	size_t node_len = strlen(peer);
-	size_t n = 5 + 5 + 2 + 1 + 2 + node_len + 12;
-	uint8_t *b, *p;
-
-	if (node_len > 255 || !(b = malloc(n)))
-		return NULL;
-	p = b + 5;
-	*p++ = 131;
-	*p++ = 104; /* SMALL_TUPLE_EXT */
-	*p++ = 3;
-	*p++ = 97; /* SMALL_INTEGER_EXT */
-	*p++ = 2;
-	*p++ = 119; /* SMALL_ATOM_UTF8_EXT '' */
-	*p++ = 0;
-	*p++ = 88; /* NEW_PID_EXT */
-	*p++ = 119;
-	*p++ = (uint8_t)node_len;
-	memcpy(p, peer, node_len);
-	p += node_len;
-	for (int shift = 24; shift >= 0; shift -= 8)
-		*p++ = (uint8_t)(id >> shift);
-	for (int shift = 24; shift >= 0; shift -= 8)
-		*p++ = (uint8_t)(serial >> shift);
-	for (int shift = 24; shift >= 0; shift -= 8)
-		*p++ = (uint8_t)(creation >> shift);
-	*len = (size_t)(p - b);
-	return b;
-}
-
 int wkl_dist_send_pid(const char *peer, uint32_t id, uint32_t serial, uint32_t creation,
 		      cl_object message, cl_object *bad)
 {
+	/* The pid's node is the peer. */
+	struct wkl_etf_pid to = {(const uint8_t *)peer, strlen(peer), id, serial, creation};
 	uint8_t *head, *body = NULL;
 	size_t head_len, body_len = 0;
 	int rc;
 
-	if (!(head = send_control(peer, id, serial, creation, &head_len)))
-		return WKL_CODEC_ENOMEM;
+	rc = wkl_etf_send_control(&to, 5, &head, &head_len);
+	if (rc != WKL_CODEC_OK)
+		return rc;
 	rc = wkl_etf_encode(message, 0, &body, &body_len, bad);
 	if (rc != WKL_CODEC_OK) {
 		free(head);

@@ -122,3 +122,38 @@ TEST(etf__random_bytes_decode_or_are_malformed)
 		CHECK(rc == WKL_CODEC_OK || rc == WKL_CODEC_EMALFORMED);
 	}
 }
+
+/* The SEND control written by wkl_etf_send_control is read back by
+ * wkl_etf_send_target (the distribution's fast path, both sides), with the
+ * frame's prefix left free; every proper prefix of it, in a buffer of
+ * exactly that size, and another control ({3, ...}) are not taken. */
+TEST(etf__a_send_control_is_read_back_and_nothing_else_is)
+{
+	static const char node[] = "peer@host";
+	struct wkl_etf_pid pid = {(const uint8_t *)node, sizeof node - 1, 7, 3, 0x12345678};
+	struct wkl_etf_pid got;
+	uint8_t *bytes = NULL;
+	size_t len = 0, used = 0;
+
+	tg_boot();
+	REQUIRE_EQ(wkl_etf_send_control(&pid, 5, &bytes, &len), WKL_CODEC_OK);
+	REQUIRE(wkl_etf_send_target(bytes + 5, len - 5, &got, &used));
+	CHECK_EQ(used, len - 5);
+	CHECK_EQ(got.node_len, sizeof node - 1);
+	CHECK(memcmp(got.node, node, sizeof node - 1) == 0);
+	CHECK_EQ(got.id, 7);
+	CHECK_EQ(got.serial, 3);
+	CHECK_EQ(got.creation, 0x12345678);
+	for (size_t n = 0; n < len - 5; n++) {
+		uint8_t *copy = malloc(n ? n : 1);
+
+		memcpy(copy, bytes + 5, n);
+		CHECK(!wkl_etf_send_target(copy, n, &got, &used));
+		free(copy);
+	}
+	bytes[5 + 4] = 3; /* {3, '', Pid}: an EXIT's tag, not a SEND's */
+	CHECK(!wkl_etf_send_target(bytes + 5, len - 5, &got, &used));
+	free(bytes);
+	pid.node_len = 0;
+	CHECK_EQ(wkl_etf_send_control(&pid, 5, &bytes, &len), WKL_CODEC_UNSERIALIZABLE);
+}
