@@ -64,8 +64,11 @@ symbol keeps one, and the other thread's binding goes where nobody reads
 it.  A worker whose *CURRENT-WORKER* binding was lost so read NIL, took
 itself for a thread, and died (\"Attaching this thread failed\"), in 1
 of 45 fresh runs of a benchmark.  Once bound, a symbol keeps its index.
-Only these: giving every special of the package its index at once made
-a preemption test hang in one of three runs (not understood yet)."
+Only these: a first version indexed every special of the package, and
+was narrowed when a preemption test timed out after it.  That test's
+time-outs were later traced to its own collector starving its workers
+(START-COLLECTIONS, tests/lisp/package.lisp); whether the first version
+played any part was not checked again."
   (dolist (s *specials-bound-in-workers*)
     (progv (list s) (if (boundp s) (list (symbol-value s)) '())
       nil)))
