@@ -362,8 +362,10 @@ WK_API int wk_recv_status(void);
  * switch.  A switch saves and restores the callee-saved registers and the
  * floating-point control words (MXCSR, x87: the traps enabled, rounding;
  * a few instructions, no system call).  So those are each stack's own: a
- * fresh stack starts with the ones its thread had when it started, and a
- * step that changes them changes them for its own stack only.
+ * fresh stack starts with the ones its thread had when it started, a
+ * step that changes them changes them for its own stack only, and every
+ * step starts with its thread's (the loop sets them back when a step that
+ * changed them returns).
  *
  * So a stackful step may resume on another thread than the one it
  * started on: it must not keep thread-local state (errno, __thread

@@ -216,6 +216,11 @@ void wkint_stack_put(struct wkint_stack *s);
 struct wkint_stack *wkint_stack_native_begin(void);
 void wkint_stack_native_end(struct wkint_stack *s);
 void wkint_stack_thread_end(void);
+/* After a step returned: the stack the loop goes on with gets back the
+ * floating-point control words its thread began with, if the step (or one
+ * that ended on this stack) changed them; a load only when they differ. */
+struct wkint_tls;
+void wkint_stack_fp_restore(struct wkint_tls *t);
 /*
  * Switches the calling thread from `from` (the stack it runs on) to `to`;
  * returns when something switches back to `from`, maybe on another
@@ -341,6 +346,8 @@ struct wkint_tls {
 	struct wkint_worker *after_worker; /* AFTER_PARK's worker            */
 	struct wkint_stack *cache[4];      /* stacks kept for this thread    */
 	int ncache;
+	uint64_t fp_control;               /* float control at its start     */
+	                                   /* (stack.c); 0 until read        */
 };
 /* Initial-exec: a binding loads the core into a shared object (ECL's
  * fas), where the default model calls __tls_get_addr on every read, a

@@ -591,6 +591,7 @@ __attribute__((noinline)) static void run_one(struct wkint_sched *s,
 	t = wkint_tls_now();
 	t->worker = NULL;
 	w->timed_out = 0;
+	wkint_stack_fp_restore(t);
 	if (!(s = t->thread->sched)) {
 		finish_off_sched(w, st);
 		return;

@@ -24,10 +24,13 @@
  * from, park a worker) is left in the thread's wkint_tls, which the
  * arriving side reads first (wkint_stack_arrived).  A fresh stack starts
  * in wkint_sched_stack_main, with the floating-point control words its
- * thread had when it began (thread_fp_control): not the running stack's,
+ * thread had when it began (wkint_tls.fp_control): not the running stack's,
  * which its step may have changed, nor all traps masked, which would turn
  * a host's floating-point errors (a Lisp's DIVISION-BY-ZERO) into
- * infinities on every pooled stack.
+ * infinities on every pooled stack.  A step that changed them and
+ * returned leaves the loop on that stack: the loop sets them back
+ * (wkint_stack_fp_restore), so each step starts with its thread's, and a
+ * worker keeps its own only while it holds its stack (parked, preempted).
  *
  *   sp != NULL  switched away from: the live part is [sp, hi)
  *   sp == NULL  running, or free
@@ -526,10 +529,16 @@ void wkint_stack_resident_free(struct wkint_resident *r)
 
 /* ---------------------------------------------------------------- native */
 
-/* The thread's MXCSR (its exception flags cleared) and, above, its x87
- * control word, as wkint_ctx_swap keeps them, when the thread began
- * (wkint_stack_native_begin); the defaults where none was read. */
-static __thread uint64_t thread_fp_control = 0x1F80 | (uint64_t)0x037F << 32;
+/* An MXCSR (its exception flags cleared) and, above, an x87 control word,
+ * as wkint_ctx_swap keeps them.  A thread's, when it began, is its
+ * wkint_tls.fp_control (wkint_stack_native_begin); the defaults where
+ * none was read. */
+#define FP_CONTROL_DEFAULT (0x1F80 | (uint64_t)0x037F << 32)
+
+static uint64_t thread_fp_control(const struct wkint_tls *t)
+{
+	return t->fp_control ? t->fp_control : FP_CONTROL_DEFAULT;
+}
 
 static uint64_t fp_control_now(void)
 {
@@ -541,6 +550,18 @@ static uint64_t fp_control_now(void)
 	return (mxcsr & ~(uint32_t)0x3F) | (uint64_t)x87 << 32;
 }
 
+void wkint_stack_fp_restore(struct wkint_tls *t)
+{
+	uint64_t want = thread_fp_control(t);
+	uint32_t mxcsr = (uint32_t)want;
+	uint16_t x87 = (uint16_t)(want >> 32);
+
+	if (fp_control_now() == want)
+		return;
+	__asm__ volatile("ldmxcsr %0" : : "m"(mxcsr));
+	__asm__ volatile("fldcw %0" : : "m"(x87));
+}
+
 /* The calling thread's own stack, as a wkint_stack (reused after its
  * thread ended: descriptors are never freed). */
 struct wkint_stack *wkint_stack_native_begin(void)
@@ -550,7 +571,7 @@ struct wkint_stack *wkint_stack_native_begin(void)
 	void *addr = NULL;
 	size_t size = 0;
 
-	thread_fp_control = fp_control_now();
+	wkint_tls.fp_control = fp_control_now();
 	for (s = atomic_load(&all_stacks); s; s = s->next_all) {
 		uint8_t dead = 1;
 
@@ -601,7 +622,7 @@ static void prepare(struct wkint_stack *s, void (*fn)(struct wkint_stack *))
 	uintptr_t top = ((uintptr_t)s->pub.hi - 16) & ~(uintptr_t)15;
 	uint64_t *f = (uint64_t *)(top - 64);
 
-	f[0] = thread_fp_control;               /* MXCSR, x87 control word */
+	f[0] = thread_fp_control(wkint_tls_now()); /* MXCSR, x87 control word */
 	f[1] = 0;                               /* r15 */
 	f[2] = 0;                               /* r14 */
 	f[3] = (uint64_t)(uintptr_t)fn;         /* r13 */

@@ -17,6 +17,7 @@
  */
 #include "glue.h"
 
+#include <fenv.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -117,6 +118,14 @@ static wk_status step(void *data)
 {
 	const cl_env_ptr env = ecl_process_env();
 	volatile wk_status status = WK_DONE;
+	int traps = fegetexcept();
+
+	/* Each step starts with its thread's float control (workers.h,
+	 * "Stacks"), even on a stack where an earlier step changed its own:
+	 * ECL's record of the traps follows, as its SIGFPE handler puts the
+	 * recorded traps back in the hardware (si_trap_fpe). */
+	if (env->trap_fpe_bits != traps)
+		env->trap_fpe_bits = traps;
 
 	ECL_CATCH_ALL_BEGIN(env) {
 		cl_object r = cl_funcall(2, run_slice,

@@ -23,8 +23,8 @@
  * the switch touches none of the environment's cache lines that hold them
  * (four cold lines a hop in a ring of 503 workers).  The float traps
  * (trap_fpe_bits) are the stack's, not the thread's, since its MXCSR is
- * (the switch saves it, c-core/src/stack.c): a fresh stack reads them
- * from the control words it starts with (stack_enter).  ECL finds
+ * (the switch saves it, c-core/src/stack.c); every step starts with its
+ * thread's, and glue.c's step sets the record from them.  ECL finds
  * the running environment through a pthread key, which we set.  The
  * process's `env` stays the one ECL made for the thread: an interrupt
  * queued there lands in the thread's queue, which every environment on
@@ -75,7 +75,6 @@
  */
 #include "glue.h"
 
-#include <fenv.h>
 #include <gc/gc.h>
 #include <gc/gc_mark.h>
 #include <pthread.h>
@@ -444,10 +443,6 @@ static void stack_leave(wk_stack *from, wk_stack *to, void *ctx)
 
 static void stack_enter(wk_stack *from, wk_stack *to, void *ctx)
 {
-	/* A fresh stack has its thread's float traps (c-core/src/stack.c);
-	 * ECL's record of them follows. */
-	if (to->fresh)
-		((cl_env_ptr)to->user)->trap_fpe_bits = fegetexcept();
 	set_bottom(bottom_of(to));
 	atomic_signal_fence(memory_order_seq_cst);
 	gc_self.switching = 0;

@@ -633,3 +633,41 @@ TEST_SCHED1(stackful__float_control_words_are_each_stacks_own)
 	CHECK_EQ(mxcsr_rounding(), 3);
 	set_mxcsr_rounding(0);
 }
+
+static _Atomic unsigned fp_after_saw = 9;
+
+/* Rounds up, and ends without parking: the loop goes on on its stack. */
+static wk_status fp_changer_ending(void *data)
+{
+	(void)data;
+	set_mxcsr_rounding(2);
+	return WK_DONE;
+}
+
+static wk_status fp_reader_after(void *data)
+{
+	(void)data;
+	atomic_store(&fp_after_saw, mxcsr_rounding());
+	return WK_DONE;
+}
+
+/*
+ * A step that changes the control words and ends leaves the loop running
+ * on its stack; the next step of that scheduler still starts with the
+ * thread's (to zero, set here), not the ended one's (up).  Without the
+ * loop's restore, the form-boundary workers after it inherited it: a
+ * Lisp worker's DIVISION-BY-ZERO became an infinity again.
+ */
+TEST_SCHED1(stackful__a_step_starts_with_its_threads_float_control)
+{
+	wk_spawn_opts o = stackful();
+
+	set_mxcsr_rounding(3);
+	START(NULL);
+	REQUIRE(t_spawn_opts(fp_changer_ending, NULL, &o));
+	REQUIRE(t_wait_all());
+	REQUIRE(t_spawn_opts(fp_reader_after, NULL, &o));
+	REQUIRE(t_wait_all());
+	CHECK_EQ(atomic_load(&fp_after_saw), 3);
+	set_mxcsr_rounding(0);
+}

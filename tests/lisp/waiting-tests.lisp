@@ -166,8 +166,12 @@ value."
 form by form or parked in a function (every pooled stack had all float
 traps masked: it returned an infinity).  A worker that turns the trap off
 keeps it off across a park, and a worker that runs on its scheduler
-meanwhile keeps its own."
-  (let* ((form-worker (with-worker () (divide-one-by *zero*)))
+meanwhile keeps its own; nor does one that turned it off and ended
+leave it off for the next on its scheduler (the loop runs on on its
+stack)."
+  (join (spawn* (lambda () (ext:trap-fpe 'division-by-zero nil) :off) :core 0)
+        :timeout *long*)
+  (let* ((form-worker (with-worker (:core 0) (divide-one-by *zero*)))
          (changer (spawn* (lambda ()
                             (ext:trap-fpe 'division-by-zero nil)
                             (receive (:go))
