@@ -114,11 +114,22 @@ static void thread_stop(int sched, void *ctx)
 	ecl_release_current_thread();
 }
 
+/* fegetexcept() without its call: the exceptions the SSE control word
+ * lets trap (its mask bits 7-12 are FE_* shifted by 7, cleared when the
+ * trap is on; ECL sets the x87 word alike). */
+static inline int traps_enabled(void)
+{
+	uint32_t mxcsr;
+
+	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+	return (int)(~(mxcsr >> 7) & FE_ALL_EXCEPT);
+}
+
 static wk_status step(void *data)
 {
 	const cl_env_ptr env = ecl_process_env();
 	volatile wk_status status = WK_DONE;
-	int traps = fegetexcept();
+	int traps = traps_enabled();
 
 	/* Each step starts with its thread's float control (workers.h,
 	 * "Stacks"), even on a stack where an earlier step changed its own:
